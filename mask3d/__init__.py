@@ -1,0 +1,10 @@
+"""mask3d: Mask3D (CVPR 2023) RGB-D pre-trained ViT backbones for timm.
+
+``import mask3d`` registers ``mask3d_vit_{tiny,small,base,large}_patch16`` in timm.
+"""
+from . import models  # noqa: F401  (registration side effect)
+from .errors import (CheckpointMismatchError, ConfigError, InvalidWeightsFileError, Mask3DError,  # noqa: F401
+                     UnknownModelError, WeightsDownloadError, WeightsNotCachedError, WeightsNotPublishedError)
+from .factory import create_model, list_models, load_checkpoint  # noqa: F401
+from .hub import save_pretrained  # noqa: F401
+from .version import __version__  # noqa: F401

@@ -1,0 +1,75 @@
+"""The ``mask3d`` command. Subcommands import their (possibly heavy) dependencies lazily."""
+import argparse
+import sys
+from typing import List, Optional
+
+from ..errors import Mask3DError
+
+
+def _cmd_models(args) -> int:
+    import timm
+
+    from .. import list_models
+    from ..weights import PUBLISHED_TAGS
+    print(f"{'model':28s}  weights (tag: status, hub repo)")
+    for arch in list_models(args.filter):
+        cfgs = timm.models.get_arch_pretrained_cfgs(arch)
+        tags = ', '.join(f"{n.split('.', 1)[1]}: {'published' if n in PUBLISHED_TAGS else 'not yet published'}"
+                         f" ({c.hf_hub_id})" for n, c in cfgs.items()) or '-'
+        print(f"{arch:28s}  {tags}")
+    return 0
+
+
+def _cmd_push(args) -> int:
+    from ..publish import push
+    return push(args.folder, args.repo_id, manifest=args.manifest, dry_run=args.dry_run, private=args.private)
+
+
+def _cmd_pretrain(args) -> int:
+    from ..training.cli import run_pretrain
+    return run_pretrain(args)
+
+
+def _cmd_export(args) -> int:
+    from ..training.cli import run_export
+    return run_export(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='mask3d', description='Mask3D RGB-D pre-trained ViT backbones.')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    p = sub.add_parser('models', help='list Mask3D backbones and their weights')
+    p.add_argument('filter', nargs='?', default='', help="wildcard filter, e.g. '*base*'")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser('push', help='upload an exported folder to the Hugging Face Hub')
+    p.add_argument('folder')
+    p.add_argument('--repo-id', required=True, help='ORG/NAME; must have an entry in the manifest')
+    p.add_argument('--manifest', default='hub/manifest.yaml')
+    p.add_argument('--dry-run', action='store_true', help='verify and list what would be uploaded')
+    p.add_argument('--private', action='store_true')
+    p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser('pretrain', help='Mask3D masked RGB-D pre-training (needs mask3d[train])')
+    p.add_argument('--config', required=True, help='YAML file, e.g. training/configs/pretrain/synthetic_tiny.yaml')
+    p.add_argument('--output', required=True, help='run directory (checkpoints, metrics.jsonl, figures, export)')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override, e.g. optim.lr=1e-4')
+    p.add_argument('--resume', action='store_true', help='continue from RUN_DIR/checkpoints/last.pt')
+    p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser('export', help='write a pre-training run\'s encoder as a Hub folder')
+    p.add_argument('run_dir')
+    p.add_argument('--out', required=True)
+    p.add_argument('--checkpoint', default=None, help='checkpoint file (default RUN_DIR/checkpoints/last.pt)')
+    p.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except Mask3DError as e:
+        print(f"mask3d {args.command}: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,33 @@
+"""Errors users see. Each message is one line that says what went wrong and what to do."""
+
+
+class Mask3DError(Exception):
+    """Base class of every error mask3d raises on purpose."""
+
+
+class UnknownModelError(Mask3DError, RuntimeError):
+    """A model name (or its pretrained tag) is not registered."""
+
+
+class WeightsNotPublishedError(Mask3DError, RuntimeError):
+    """``pretrained=True`` asked for weights that are not on the Hub yet."""
+
+
+class WeightsNotCachedError(Mask3DError, OSError):
+    """Weights must be downloaded, but the Hub cannot be reached (offline) and they are not cached."""
+
+
+class WeightsDownloadError(Mask3DError, OSError):
+    """The Hub answered, but the repository, revision or file does not exist or cannot be read."""
+
+
+class CheckpointMismatchError(Mask3DError, RuntimeError):
+    """A checkpoint's keys or shapes do not fit the model."""
+
+
+class InvalidWeightsFileError(Mask3DError, ValueError):
+    """A weights file is missing, not valid safetensors, or a pickle we refuse to load."""
+
+
+class ConfigError(Mask3DError, ValueError):
+    """A training configuration value is unknown or out of range."""

@@ -1,0 +1,114 @@
+"""``mask3d.create_model`` and ``mask3d.list_models``: thin over timm, with errors that say what to do."""
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import timm
+import torch
+from timm.models import get_arch_pretrained_cfgs, parse_model_name, split_model_name_tag
+
+from .errors import CheckpointMismatchError, InvalidWeightsFileError, UnknownModelError
+from .models.mask3d_vit import checkpoint_filter_fn
+from .weights import SAFE_WEIGHTS_NAME, translate_hub_errors
+
+__all__ = ['create_model', 'list_models', 'load_checkpoint', 'load_state_dict_file']
+
+_MAX_LISTED = 8
+
+
+def list_models(filter: str = '', pretrained: bool = False) -> List[str]:
+    """Registered Mask3D backbones (``pretrained=True``: one entry per ``arch.tag``)."""
+    return [m for m in timm.list_models(filter or '*', pretrained=pretrained) if m.startswith('mask3d_')]
+
+
+def _check_name(name: str) -> None:
+    source, model_id = parse_model_name(name)
+    if source == 'local-dir':
+        folder = Path(model_id)
+        if not (folder / 'config.json').is_file():
+            raise InvalidWeightsFileError(
+                f"local-dir:{folder}: no config.json there; export a model with mask3d.save_pretrained(model, DIR) "
+                f"or `mask3d export RUN --out DIR`")
+        return
+    if source == 'hf-hub':
+        return
+    arch, tag = split_model_name_tag(model_id)
+    if not timm.is_model(arch):
+        candidates = list(dict.fromkeys(timm.list_models('mask3d_*') + timm.list_models()))
+        close = difflib.get_close_matches(arch, candidates, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "`mask3d models` lists them"
+        raise UnknownModelError(f"unknown model '{arch}': {hint} (run `import mask3d` before timm.create_model)")
+    if tag:
+        tags = [split_model_name_tag(k)[1] for k in get_arch_pretrained_cfgs(arch)]
+        if tag not in tags:
+            raise UnknownModelError(f"'{arch}' has no pretrained tag '{tag}'; known tags: {', '.join(tags) or 'none'}")
+
+
+def create_model(
+        model_name: str,
+        pretrained: bool = False,
+        *,
+        checkpoint_path: Optional[Union[str, os.PathLike]] = None,
+        **kwargs: Any,
+) -> torch.nn.Module:
+    """Create a Mask3D (or any timm) model.
+
+    ``model_name`` is a registry name (``mask3d_vit_base_patch16``), ``name.tag``, ``hf-hub:org/repo@rev`` or
+    ``local-dir:DIR``. ``checkpoint_path`` loads a local ``.safetensors`` file or a checkpoint the user wrote
+    (``.pt``/``.pth``, read with ``weights_only=True``), including a ``mask3d pretrain`` run checkpoint, whose
+    encoder is extracted. Other kwargs go to ``timm.create_model``.
+    """
+    _check_name(model_name)
+    with translate_hub_errors(model_name):
+        model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+    if checkpoint_path is not None:
+        load_checkpoint(model, checkpoint_path)
+    return model
+
+
+def load_state_dict_file(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """Read a weights file the user chose: safetensors, or a torch checkpoint with ``weights_only=True``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SAFE_WEIGHTS_NAME
+    if not path.is_file():
+        raise InvalidWeightsFileError(f"{path}: no such file")
+    if path.suffix == '.safetensors':
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path), device='cpu')
+        except SafetensorError as e:
+            raise InvalidWeightsFileError(f"{path}: not a valid safetensors file ({e})") from e
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError from a zip reader, ...
+        raise InvalidWeightsFileError(
+            f"{path}: cannot be read as a safe torch checkpoint (weights_only=True): {str(e).splitlines()[0]}") from e
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    # features_only wrappers (FeatureGetterNet) hold the backbone as `.model`
+    return getattr(model, 'model', model) if not hasattr(model, 'patch_embed') else model
+
+
+def load_checkpoint(model: torch.nn.Module, path: Union[str, os.PathLike]) -> None:
+    """Load ``path`` strictly into ``model``, listing every missing, unexpected or mis-shaped key on failure."""
+    target = _unwrap(model)
+    state_dict = load_state_dict_file(path)
+    state_dict = checkpoint_filter_fn(state_dict, target)
+    own = target.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = sorted(f'{k} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}'
+                    for k in set(own) & set(state_dict) if state_dict[k].shape != own[k].shape)
+    if missing or unexpected or shapes:
+        def fmt(title, items):
+            more = f' (+{len(items) - _MAX_LISTED} more)' if len(items) > _MAX_LISTED else ''
+            return f"{title}: {', '.join(items[:_MAX_LISTED])}{more}" if items else ''
+        parts = [p for p in (fmt('missing', missing), fmt('unexpected', unexpected), fmt('shape', shapes)) if p]
+        raise CheckpointMismatchError(
+            f"{path} does not fit {getattr(target, 'pretrained_cfg', {}).get('architecture', type(target).__name__)}"
+            f" -- {'; '.join(parts)}; build the model with the architecture the checkpoint was trained with")
+    target.load_state_dict(state_dict, strict=True)

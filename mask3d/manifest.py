@@ -1,0 +1,57 @@
+"""Reading the release manifest (``hub/manifest.yaml`` in the source tree) and checking folders against it."""
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import yaml
+
+from .errors import Mask3DError
+
+STATUSES = ('published', 'not-yet-published')
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    repo_id: str
+    status: str
+    license: str
+    init: str
+    training_config: str
+    training_data: str
+    revision: Optional[str] = None
+    sha256: Optional[str] = None
+    metrics: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def published(self) -> bool:
+        return self.status == 'published'
+
+
+def load_manifest(path: Union[str, os.PathLike]) -> List[Release]:
+    path = Path(path)
+    if not path.is_file():
+        raise Mask3DError(f"{path}: manifest not found (run from the repository root or pass --manifest)")
+    data = yaml.safe_load(path.read_text())
+    releases = []
+    for i, entry in enumerate(data.get('weights', [])):
+        try:
+            rel = Release(**entry)
+        except TypeError as e:
+            raise Mask3DError(f"{path}: entry {i} ({entry.get('name')}): {e}") from e
+        if rel.status not in STATUSES:
+            raise Mask3DError(f"{path}: {rel.name}: status must be one of {STATUSES}, got {rel.status!r}")
+        if rel.published and not (rel.sha256 and rel.revision):
+            raise Mask3DError(f"{path}: {rel.name} is published but has no sha256/revision")
+        releases.append(rel)
+    return releases
+
+
+def sha256_file(path: Union[str, os.PathLike]) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()

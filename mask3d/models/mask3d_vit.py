@@ -1,0 +1,141 @@
+"""Mask3D ViT backbones, registered in timm.
+
+Mask3D: Pre-training 2D Vision Transformers by Learning Masked 3D Priors
+(Hou, Dai, He, Dai, Niessner, CVPR 2023, arXiv 2302.14746).
+
+The backbone *is* timm's ``VisionTransformer``: same class, same state-dict keys. Mask3D only changes the
+weights (RGB-D pre-training) and the defaults (240x320 ScanNet frames, dynamic image size, no head), so a
+mask3d checkpoint loads into ``timm.create_model('vit_base_patch16_224', num_classes=0)`` and back without
+any conversion.
+
+Layout follows timm's model-family files: filter fn, ``_cfg``, ``default_cfgs``, builder, entrypoints.
+"""
+from typing import Any, Dict
+
+import torch
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer import checkpoint_filter_fn as _timm_vit_filter_fn
+
+from ..weights import HF_HUB_ORG, check_pretrained_source, translate_hub_errors
+
+__all__ = ['checkpoint_filter_fn', 'default_cfgs', 'DEFAULT_IMG_SIZE']
+
+DEFAULT_IMG_SIZE = (240, 320)  # ScanNet 2D frames, 15x20 patches of 16 px (paper Fig. 2, see docs/pretraining.md)
+
+# Keys that belong to pre-training only (decoder, depth branch, mask tokens): never part of a backbone.
+_PRETRAIN_ONLY_PREFIXES = ('decoder', 'depth_', 'mask_token', 'rgb_head', 'modality_embed')
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, Any], model: VisionTransformer) -> Dict[str, torch.Tensor]:
+    """Turn any supported checkpoint into this backbone's state dict.
+
+    Accepts a plain backbone state dict, a Mask3D pre-training checkpoint (``{'model': {'encoder.*': ...}}``),
+    an MAE checkpoint (``{'model': {...encoder..., 'decoder_*', 'mask_token'}}``) or a DDP-wrapped one. The
+    position embedding is resampled to the model's grid by timm's own ViT filter.
+    """
+    state_dict = state_dict.get('model', state_dict)
+    state_dict = state_dict.get('state_dict', state_dict)
+    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    if any(k.startswith('encoder.') for k in state_dict):
+        state_dict = {k[len('encoder.'):]: v for k, v in state_dict.items() if k.startswith('encoder.')}
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(_PRETRAIN_ONLY_PREFIXES)}
+    return _timm_vit_filter_fn(state_dict, model)
+
+
+def _cfg(tag: str, **kwargs) -> Dict[str, Any]:
+    return {
+        'hf_hub_id': f'{HF_HUB_ORG}/{{arch}}.{tag}',
+        'hf_hub_filename': 'model.safetensors',
+        'num_classes': 0,
+        'input_size': (3, *DEFAULT_IMG_SIZE),
+        'fixed_input_size': False,
+        'interpolation': 'bicubic',
+        'crop_pct': 1.0,
+        'mean': (0.485, 0.456, 0.406),
+        'std': (0.229, 0.224, 0.225),
+        'first_conv': 'patch_embed.proj',
+        'classifier': 'head',
+        'license': 'apache-2.0',
+        'paper_ids': 'arXiv:2302.14746',
+        'paper_name': 'Mask3D: Pre-training 2D Vision Transformers by Learning Masked 3D Priors',
+        'origin_url': 'https://github.com/mask3d/mask3d',
+        **kwargs,
+    }
+
+
+def _scannet(arch: str) -> Dict[str, Any]:
+    cfg = _cfg('scannet', description='Mask3D RGB-D pre-training from scratch on ScanNet frames.')
+    cfg['hf_hub_id'] = cfg['hf_hub_id'].format(arch=arch)
+    return cfg
+
+
+def _in1k_scannet(arch: str) -> Dict[str, Any]:
+    cfg = _cfg(
+        'in1k_scannet',
+        description='ImageNet-1k MAE initialisation, then Mask3D RGB-D pre-training on ScanNet frames.',
+        # the ImageNet MAE weights it starts from are CC-BY-NC-4.0; the derived weights inherit that licence
+        license='cc-by-nc-4.0',
+    )
+    cfg['hf_hub_id'] = cfg['hf_hub_id'].format(arch=arch)
+    return cfg
+
+
+default_cfgs = generate_default_cfgs({
+    'mask3d_vit_tiny_patch16.scannet': _scannet('mask3d_vit_tiny_patch16'),
+    'mask3d_vit_small_patch16.scannet': _scannet('mask3d_vit_small_patch16'),
+    'mask3d_vit_base_patch16.scannet': _scannet('mask3d_vit_base_patch16'),
+    'mask3d_vit_base_patch16.in1k_scannet': _in1k_scannet('mask3d_vit_base_patch16'),
+    'mask3d_vit_large_patch16.scannet': _scannet('mask3d_vit_large_patch16'),
+    'mask3d_vit_large_patch16.in1k_scannet': _in1k_scannet('mask3d_vit_large_patch16'),
+})
+
+
+def _create_mask3d_vit(variant: str, pretrained: bool = False, **kwargs) -> VisionTransformer:
+    out_indices = kwargs.pop('out_indices', 3)
+    kwargs.setdefault('img_size', DEFAULT_IMG_SIZE)
+    kwargs.setdefault('dynamic_img_size', True)
+    if pretrained:
+        # refuse unpublished tags and pickle files from the Hub before timm tries to download anything
+        kwargs['pretrained_cfg'], location = check_pretrained_source(
+            variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
+    else:
+        location = variant
+    with translate_hub_errors(location):
+        return build_model_with_cfg(
+            VisionTransformer,
+            variant,
+            pretrained,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+            **kwargs,
+        )
+
+
+@register_model
+def mask3d_vit_tiny_patch16(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """Mask3D ViT-Ti/16 (192-d, 12 blocks), 240x320 default input."""
+    model_args = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3)
+    return _create_mask3d_vit('mask3d_vit_tiny_patch16', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mask3d_vit_small_patch16(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """Mask3D ViT-S/16 (384-d, 12 blocks), 240x320 default input."""
+    model_args = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6)
+    return _create_mask3d_vit('mask3d_vit_small_patch16', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mask3d_vit_base_patch16(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """Mask3D ViT-B/16 (768-d, 12 blocks), the paper's backbone, 240x320 default input."""
+    model_args = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12)
+    return _create_mask3d_vit('mask3d_vit_base_patch16', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mask3d_vit_large_patch16(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """Mask3D ViT-L/16 (1024-d, 24 blocks), 240x320 default input."""
+    model_args = dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16)
+    return _create_mask3d_vit('mask3d_vit_large_patch16', pretrained=pretrained, **dict(model_args, **kwargs))
+
