@@ -12,7 +12,7 @@ from .errors import CheckpointMismatchError, InvalidWeightsFileError, UnknownMod
 from .models.mask3d_vit import checkpoint_filter_fn
 from .weights import SAFE_WEIGHTS_NAME, translate_hub_errors
 
-__all__ = ['create_model', 'list_models', 'load_checkpoint', 'load_state_dict_file']
+__all__ = ['create_model', 'list_models', 'load_checkpoint', 'load_state_dict_file', 'load_state_dict_into']
 
 _MAX_LISTED = 8
 
@@ -95,8 +95,12 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def load_checkpoint(model: torch.nn.Module, path: Union[str, os.PathLike]) -> None:
     """Load ``path`` strictly into ``model``, listing every missing, unexpected or mis-shaped key on failure."""
+    load_state_dict_into(model, load_state_dict_file(path), str(path))
+
+
+def load_state_dict_into(model: torch.nn.Module, state_dict: Dict[str, Any], source: str) -> None:
+    """Filter (unwrap, strip pre-training keys, resample pos_embed) and load strictly; errors list the misfits."""
     target = _unwrap(model)
-    state_dict = load_state_dict_file(path)
     state_dict = checkpoint_filter_fn(state_dict, target)
     own = target.state_dict()
     missing = sorted(set(own) - set(state_dict))
@@ -109,6 +113,6 @@ def load_checkpoint(model: torch.nn.Module, path: Union[str, os.PathLike]) -> No
             return f"{title}: {', '.join(items[:_MAX_LISTED])}{more}" if items else ''
         parts = [p for p in (fmt('missing', missing), fmt('unexpected', unexpected), fmt('shape', shapes)) if p]
         raise CheckpointMismatchError(
-            f"{path} does not fit {getattr(target, 'pretrained_cfg', {}).get('architecture', type(target).__name__)}"
+            f"{source} does not fit {getattr(target, 'pretrained_cfg', {}).get('architecture', type(target).__name__)}"
             f" -- {'; '.join(parts)}; build the model with the architecture the checkpoint was trained with")
     target.load_state_dict(state_dict, strict=True)

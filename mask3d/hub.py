@@ -105,8 +105,12 @@ def save_pretrained(
     """
     directory = Path(directory)
     save_for_hf(model, directory, safe_serialization=True)
-    with open(directory / 'config.json') as f:
-        arch = json.load(f)['architecture']
+    config_path = directory / 'config.json'
+    config = json.loads(config_path.read_text())
+    # the weights are the user's own now: drop the official tag the architecture's default cfg carried
+    config['pretrained_cfg'].pop('tag', None)
+    config_path.write_text(json.dumps(config, indent=2))
+    arch = config['architecture']
     card = dict(model_name=arch, license=model.pretrained_cfg.get('license') or 'apache-2.0')
     card.update(model_card or {})
     (directory / 'README.md').write_text(render_model_card(**card))

@@ -21,7 +21,7 @@ from ..weights import HF_HUB_ORG, check_pretrained_source, translate_hub_errors
 
 __all__ = ['checkpoint_filter_fn', 'default_cfgs', 'DEFAULT_IMG_SIZE']
 
-DEFAULT_IMG_SIZE = (240, 320)  # ScanNet 2D frames, 15x20 patches of 16 px (paper Fig. 2, see docs/pretraining.md)
+DEFAULT_IMG_SIZE = (240, 320)  # default input: ScanNet 2D frames, 15x20 patches (paper Fig. 2, docs/pretraining.md)
 
 # Keys that belong to pre-training only (decoder, depth branch, mask tokens): never part of a backbone.
 _PRETRAIN_ONLY_PREFIXES = ('decoder', 'depth_', 'mask_token', 'rgb_head', 'modality_embed')
@@ -93,7 +93,8 @@ default_cfgs = generate_default_cfgs({
 
 def _create_mask3d_vit(variant: str, pretrained: bool = False, **kwargs) -> VisionTransformer:
     out_indices = kwargs.pop('out_indices', 3)
-    kwargs.setdefault('img_size', DEFAULT_IMG_SIZE)
+    # The position embedding is stored on timm's 14x14 (224 px) grid, so the weights load strictly into
+    # timm's stock vit_*_patch16_224; dynamic_img_size resamples it to the input's grid (15x20 at 240x320).
     kwargs.setdefault('dynamic_img_size', True)
     if pretrained:
         # refuse unpublished tags and pickle files from the Hub before timm tries to download anything

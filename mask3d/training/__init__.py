@@ -1,0 +1,3 @@
+"""Pre-training (and, later, fine-tuning) code that produces the mask3d weights. Needs ``mask3d[train]``."""
+from .masking import random_patch_mask  # noqa: F401
+from .pretrainer import Mask3DPretrainer, PretrainMethodConfig  # noqa: F401

@@ -1,0 +1,40 @@
+"""``mask3d pretrain`` and ``mask3d export``."""
+import json
+import logging
+from pathlib import Path
+
+
+def run_pretrain(args) -> int:
+    from .config import load_config
+    from .engine import pretrain
+
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    cfg = load_config(args.config, args.set)
+    cfg.validate()
+    summary = pretrain(cfg, args.output, resume=args.resume)
+    if 'export' not in summary and 'first' not in summary:
+        return 0  # not the main process
+    run = Path(summary['run_dir'])
+    first, final = summary.get('first', {}), summary.get('final', {})
+    print()
+    if first and final:
+        drop = 100 * (1 - final['loss'] / first['loss']) if first['loss'] else 0.0
+        print(f"loss: {first['loss']:.4f} (step {first['step']}) -> {final['loss']:.4f} (step {final['step']}), "
+              f"{drop:.1f}% lower")
+    print(f"run directory   {run}")
+    print(f"config          {run / 'config.yaml'}")
+    print(f"metrics         {run / 'metrics.jsonl'}")
+    print(f"figures         {run / 'figures'}")
+    print(f"checkpoint      {summary['checkpoint']}  (continue with --resume)")
+    if 'export' in summary:
+        print(f"backbone        {summary['export']}  -> mask3d.create_model('local-dir:{summary['export']}', "
+              f"pretrained=True)")
+    return 0
+
+
+def run_export(args) -> int:
+    from .engine import export_run
+
+    out = export_run(args.run_dir, args.out, checkpoint=args.checkpoint)
+    print(json.dumps({'export': str(out), 'load': f"mask3d.create_model('local-dir:{out}', pretrained=True)"}))
+    return 0

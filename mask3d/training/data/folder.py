@@ -1,0 +1,109 @@
+"""A generic RGB-D folder for users' own captures: ``ROOT/rgb/NAME.{png,jpg}`` + ``ROOT/depth/NAME.{png,npy,tif}``.
+
+Depth PNGs are 16-bit integers divided by ``depth_scale`` to get metres (1000 for millimetres: Kinect, ScanNet,
+NYU raw, 7-Scenes; 5000 for TUM). ``.npy`` and 32-bit float ``.tif`` files are read as metres. 0 = invalid.
+An optional ``ROOT/intrinsics.txt`` holds a 3x3 matrix for every frame.
+"""
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+from PIL import Image
+
+RGB_EXTS = ('.png', '.jpg', '.jpeg')
+DEPTH_EXTS = ('.png', '.npy', '.tif', '.tiff')
+
+
+class RGBDFolderError(ValueError):
+    pass
+
+
+def read_depth(path: Union[str, os.PathLike], depth_scale: float) -> np.ndarray:
+    """Depth file -> float32 metres [H, W], 0 where invalid; errors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise RGBDFolderError(f'{path}: depth file not found')
+    suffix = path.suffix.lower()
+    try:
+        if suffix == '.npy':
+            arr = np.load(path, allow_pickle=False)
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise RGBDFolderError(f'{path}: .npy depth must be float metres, got dtype {arr.dtype}')
+            depth = arr.astype(np.float32)
+        else:
+            with Image.open(path) as im:
+                arr = np.array(im)
+            if suffix == '.png':
+                if arr.dtype != np.uint16 and not (arr.dtype == np.int32 and arr.max() < 65536):
+                    raise RGBDFolderError(f'{path}: depth PNG must be 16-bit (got {arr.dtype}, mode {im.mode}); '
+                                          f'8-bit images are colour-mapped, not depth')
+                depth = arr.astype(np.float32) / float(depth_scale)
+            else:
+                if not np.issubdtype(arr.dtype, np.floating):
+                    raise RGBDFolderError(f'{path}: TIFF depth must be 32-bit float metres, got {arr.dtype}')
+                depth = arr.astype(np.float32)
+    except RGBDFolderError:
+        raise
+    except Exception as e:  # truncated / corrupt files
+        raise RGBDFolderError(f'{path}: cannot read depth ({e})') from e
+    if depth.ndim != 2:
+        raise RGBDFolderError(f'{path}: depth must be one channel [H, W], got shape {depth.shape}')
+    depth[~np.isfinite(depth) | (depth < 0)] = 0
+    return depth
+
+
+def read_rgb(path: Union[str, os.PathLike]) -> np.ndarray:
+    """Colour file -> uint8 [3, H, W]."""
+    path = Path(path)
+    if not path.is_file():
+        raise RGBDFolderError(f'{path}: colour file not found')
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.array(im.convert('RGB'))
+    except Exception as e:
+        raise RGBDFolderError(f'{path}: cannot read image ({e})') from e
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+class RGBDFolder:
+    """Matched colour/depth files of a folder, as samples of the common schema."""
+
+    def __init__(self, root: Union[str, os.PathLike], depth_scale: float = 1000.0, rgb_dir: str = 'rgb',
+                 depth_dir: str = 'depth', intrinsics: Optional[np.ndarray] = None):
+        self.root = Path(root)
+        if depth_scale <= 0:
+            raise RGBDFolderError(f'depth_scale must be > 0, got {depth_scale}')
+        self.depth_scale = float(depth_scale)
+        rgb_root, depth_root = self.root / rgb_dir, self.root / depth_dir
+        for d in (rgb_root, depth_root):
+            if not d.is_dir():
+                raise RGBDFolderError(f'{d}: folder not found (expected ROOT/{rgb_dir}/ and ROOT/{depth_dir}/)')
+        rgbs = {p.stem: p for p in sorted(rgb_root.iterdir()) if p.suffix.lower() in RGB_EXTS}
+        depths = {p.stem: p for p in sorted(depth_root.iterdir()) if p.suffix.lower() in DEPTH_EXTS}
+        unmatched = sorted(set(rgbs) ^ set(depths))
+        if unmatched:
+            raise RGBDFolderError(f'{self.root}: {len(unmatched)} frame(s) without a colour/depth partner, '
+                                  f'e.g. {unmatched[:3]}')
+        self.frames: List[Tuple[Path, Path]] = [(rgbs[k], depths[k]) for k in sorted(rgbs)]
+        if not self.frames:
+            raise RGBDFolderError(f'{self.root}: no frames found')
+        if intrinsics is None and (self.root / 'intrinsics.txt').is_file():
+            intrinsics = np.loadtxt(self.root / 'intrinsics.txt', dtype=np.float32).reshape(3, 3)
+        self.intrinsics = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> Dict[str, object]:
+        rgb_path, depth_path = self.frames[index]
+        rgb = read_rgb(rgb_path)
+        depth = read_depth(depth_path, self.depth_scale)
+        if depth.shape != rgb.shape[1:]:
+            raise RGBDFolderError(f'{depth_path}: depth is {depth.shape}, colour {rgb_path.name} is '
+                                  f'{rgb.shape[1:]}; they must be registered at the same size')
+        if not (depth > 0).any():
+            raise RGBDFolderError(f'{depth_path}: no valid depth pixel (all zero or invalid)')
+        K = self.intrinsics if self.intrinsics is not None else np.eye(3, dtype=np.float32)
+        return {'rgb': rgb, 'depth': depth[None], 'intrinsics': K, 'source': f'{rgb_path}|{depth_path}'}

@@ -1,0 +1,447 @@
+"""Built-in synthetic indoor RGB-D scenes: procedurally furnished rooms, ray-cast with real 3-D geometry.
+
+Each frame is a room (walls, floor, ceiling) with furniture made of boxes, cylinders and spheres, seen by a
+pinhole camera standing inside it. Output: RGB (textured, Lambert-shaded), metric depth (z-depth, metres),
+semantic classes, instance ids and intrinsics. A frame is a pure function of ``(seed, index)``.
+
+Semantics follow geometry, not colour: every instance gets a colour and texture drawn from one palette shared
+by all classes, so a table is a table because it is a horizontal slab on legs at table height, a chair
+because of its seat-and-back shape, a cabinet because it is a tall box against a wall. Learning the 3-D
+layout therefore helps recognising the classes, as in real rooms.
+"""
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+CLASS_NAMES = ('wall', 'floor', 'ceiling', 'table', 'chair', 'cabinet', 'bed', 'sofa', 'lamp', 'pillar',
+               'ball', 'picture')
+CLASS_IDS = {n: i for i, n in enumerate(CLASS_NAMES)}
+IGNORE_INDEX = 255
+
+
+@dataclass
+class _Prim:
+    kind: str          # 'box' | 'cyl' | 'sphere'
+    lo: np.ndarray     # box: min corner; cyl: (cx, y0, cz); sphere: centre
+    hi: np.ndarray     # box: max corner; cyl: (radius, y1, 0); sphere: (radius, 0, 0)
+    instance: int
+
+
+@dataclass
+class _Instance:
+    cls: int
+    color: np.ndarray
+    texture: int       # 0 plain, 1 checker, 2 stripes, 3 noise
+    tex_scale: float
+
+
+def _palette_color(rng: np.random.Generator) -> np.ndarray:
+    # one palette for every class: hue, saturation and value drawn independently of the class
+    h, s, v = rng.random(), rng.uniform(0.1, 0.8), rng.uniform(0.35, 0.95)
+    i = int(h * 6) % 6
+    f = h * 6 - int(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i], dtype=np.float32)
+
+
+class _SceneBuilder:
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.prims: List[_Prim] = []
+        self.instances: List[_Instance] = []
+        self.footprints: List[Tuple[float, float, float, float]] = []
+
+    def new_instance(self, cls: str) -> int:
+        rng = self.rng
+        self.instances.append(_Instance(CLASS_IDS[cls], _palette_color(rng), int(rng.integers(0, 4)),
+                                        float(rng.uniform(0.05, 0.4))))
+        return len(self.instances) - 1
+
+    def box(self, inst: int, lo, hi) -> None:
+        self.prims.append(_Prim('box', np.asarray(lo, np.float64), np.asarray(hi, np.float64), inst))
+
+    def cyl(self, inst: int, cx: float, cz: float, r: float, y0: float, y1: float) -> None:
+        self.prims.append(_Prim('cyl', np.array([cx, y0, cz]), np.array([r, y1, 0.0]), inst))
+
+    def sphere(self, inst: int, c, r: float) -> None:
+        self.prims.append(_Prim('sphere', np.asarray(c, np.float64), np.array([r, 0.0, 0.0]), inst))
+
+    def free(self, x0, z0, x1, z1, keep_out) -> bool:
+        for (a0, b0, a1, b1) in self.footprints + keep_out:
+            if x0 < a1 and a0 < x1 and z0 < b1 and b0 < z1:
+                return False
+        return True
+
+
+def _furnish(b: _SceneBuilder, room: np.ndarray, cam_xz: Tuple[float, float]) -> None:
+    """Place furniture on the floor (y=0 up to room[1]) of a room spanning [0, W] x [0, D] in x, z."""
+    rng = b.rng
+    W, Hr, D = room
+    cam_keep = [(cam_xz[0] - 0.5, cam_xz[1] - 0.5, cam_xz[0] + 0.5, cam_xz[1] + 0.5)]
+
+    def place(w, d, against_wall=False, tries=30):
+        for _ in range(tries):
+            if against_wall:
+                side = rng.integers(0, 4)
+                if side in (0, 1):  # along x walls (z=0 or z=D)
+                    x0 = rng.uniform(0.05, W - w - 0.05)
+                    z0 = 0.02 if side == 0 else D - d - 0.02
+                else:
+                    w, d = d, w
+                    z0 = rng.uniform(0.05, D - d - 0.05)
+                    x0 = 0.02 if side == 2 else W - w - 0.02
+            else:
+                x0, z0 = rng.uniform(0.1, W - w - 0.1), rng.uniform(0.1, D - d - 0.1)
+            if w < W - 0.2 and d < D - 0.2 and b.free(x0, z0, x0 + w, z0 + d, cam_keep):
+                b.footprints.append((x0 - 0.05, z0 - 0.05, x0 + w + 0.05, z0 + d + 0.05))
+                return x0, z0, w, d
+        return None
+
+    def table():
+        spot = place(rng.uniform(0.8, 1.6), rng.uniform(0.6, 1.0))
+        if spot is None:
+            return
+        x0, z0, w, d = spot
+        h, t, leg = rng.uniform(0.7, 0.78), 0.04, 0.05
+        i = b.new_instance('table')
+        b.box(i, (x0, h - t, z0), (x0 + w, h, z0 + d))
+        for lx, lz in ((x0, z0), (x0 + w - leg, z0), (x0, z0 + d - leg), (x0 + w - leg, z0 + d - leg)):
+            b.box(i, (lx, 0, lz), (lx + leg, h - t, lz + leg))
+        if rng.random() < 0.5:  # a lamp or a ball on the table
+            if rng.random() < 0.5:
+                j = b.new_instance('lamp')
+                cx, cz = x0 + w * rng.uniform(0.2, 0.8), z0 + d * rng.uniform(0.2, 0.8)
+                b.cyl(j, cx, cz, 0.02, h, h + 0.35)
+                b.cyl(j, cx, cz, 0.12, h + 0.3, h + 0.5)
+            else:
+                j = b.new_instance('ball')
+                r = rng.uniform(0.06, 0.14)
+                b.sphere(j, (x0 + w * rng.uniform(0.2, 0.8), h + r, z0 + d * rng.uniform(0.2, 0.8)), r)
+
+    def chair():
+        s = rng.uniform(0.4, 0.5)
+        spot = place(s, s)
+        if spot is None:
+            return
+        x0, z0, _, _ = spot
+        h, t, leg, back = rng.uniform(0.42, 0.48), 0.04, 0.04, rng.uniform(0.4, 0.55)
+        i = b.new_instance('chair')
+        b.box(i, (x0, h - t, z0), (x0 + s, h, z0 + s))
+        for lx, lz in ((x0, z0), (x0 + s - leg, z0), (x0, z0 + s - leg), (x0 + s - leg, z0 + s - leg)):
+            b.box(i, (lx, 0, lz), (lx + leg, h - t, lz + leg))
+        side = rng.integers(0, 4)
+        if side == 0:
+            b.box(i, (x0, h, z0), (x0 + s, h + back, z0 + 0.04))
+        elif side == 1:
+            b.box(i, (x0, h, z0 + s - 0.04), (x0 + s, h + back, z0 + s))
+        elif side == 2:
+            b.box(i, (x0, h, z0), (x0 + 0.04, h + back, z0 + s))
+        else:
+            b.box(i, (x0 + s - 0.04, h, z0), (x0 + s, h + back, z0 + s))
+
+    def cabinet():
+        spot = place(rng.uniform(0.5, 1.2), rng.uniform(0.35, 0.6), against_wall=True)
+        if spot is None:
+            return
+        x0, z0, w, d = spot
+        i = b.new_instance('cabinet')
+        b.box(i, (x0, 0, z0), (x0 + w, min(rng.uniform(1.2, 2.1), Hr - 0.2), z0 + d))
+
+    def bed():
+        spot = place(rng.uniform(1.4, 2.0), rng.uniform(0.9, 1.6), against_wall=True)
+        if spot is None:
+            return
+        x0, z0, w, d = spot
+        i = b.new_instance('bed')
+        b.box(i, (x0, 0, z0), (x0 + w, rng.uniform(0.4, 0.55), z0 + d))
+
+    def sofa():
+        spot = place(rng.uniform(1.4, 2.2), rng.uniform(0.8, 0.95), against_wall=True)
+        if spot is None:
+            return
+        x0, z0, w, d = spot
+        i = b.new_instance('sofa')
+        seat, arm = rng.uniform(0.4, 0.45), 0.18
+        b.box(i, (x0, 0, z0), (x0 + w, seat, z0 + d))
+        if w >= d:  # backrest along the wall side, arms at both ends
+            bz = (z0, z0 + 0.2) if z0 < D / 2 else (z0 + d - 0.2, z0 + d)
+            b.box(i, (x0, seat, bz[0]), (x0 + w, 0.85, bz[1]))
+            b.box(i, (x0, seat, z0), (x0 + arm, 0.6, z0 + d))
+            b.box(i, (x0 + w - arm, seat, z0), (x0 + w, 0.6, z0 + d))
+        else:
+            bx = (x0, x0 + 0.2) if x0 < W / 2 else (x0 + w - 0.2, x0 + w)
+            b.box(i, (bx[0], seat, z0), (bx[1], 0.85, z0 + d))
+            b.box(i, (x0, seat, z0), (x0 + w, 0.6, z0 + arm))
+            b.box(i, (x0, seat, z0 + d - arm), (x0 + w, 0.6, z0 + d))
+
+    def pillar():
+        r = rng.uniform(0.12, 0.3)
+        spot = place(2 * r, 2 * r)
+        if spot is None:
+            return
+        x0, z0, _, _ = spot
+        b.cyl(b.new_instance('pillar'), x0 + r, z0 + r, r, 0.0, Hr)
+
+    def ball():
+        r = rng.uniform(0.1, 0.3)
+        spot = place(2 * r, 2 * r)
+        if spot is None:
+            return
+        x0, z0, _, _ = spot
+        b.sphere(b.new_instance('ball'), (x0 + r, r, z0 + r), r)
+
+    def floor_lamp():
+        spot = place(0.4, 0.4)
+        if spot is None:
+            return
+        x0, z0, _, _ = spot
+        i = b.new_instance('lamp')
+        cx, cz = x0 + 0.2, z0 + 0.2
+        b.cyl(i, cx, cz, 0.15, 0.0, 0.03)
+        b.cyl(i, cx, cz, 0.02, 0.03, 1.5)
+        b.cyl(i, cx, cz, 0.18, 1.4, 1.65)
+
+    def picture():
+        i = b.new_instance('picture')
+        w, h = rng.uniform(0.4, 1.2), rng.uniform(0.3, 0.8)
+        y0 = rng.uniform(1.0, max(1.05, Hr - h - 0.2))
+        side = rng.integers(0, 4)
+        t = 0.03
+        if side == 0:
+            x0 = rng.uniform(0.1, W - w - 0.1)
+            b.box(i, (x0, y0, 0), (x0 + w, y0 + h, t))
+        elif side == 1:
+            x0 = rng.uniform(0.1, W - w - 0.1)
+            b.box(i, (x0, y0, D - t), (x0 + w, y0 + h, D))
+        elif side == 2:
+            z0 = rng.uniform(0.1, D - w - 0.1)
+            b.box(i, (0, y0, z0), (t, y0 + h, z0 + w))
+        else:
+            z0 = rng.uniform(0.1, D - w - 0.1)
+            b.box(i, (W - t, y0, z0), (W, y0 + h, z0 + w))
+
+    makers = [table, chair, chair, cabinet, bed, sofa, pillar, ball, floor_lamp, picture, picture]
+    for _ in range(int(rng.integers(5, 11))):
+        makers[int(rng.integers(0, len(makers)))]()
+
+
+def _intersect(prim: _Prim, o: np.ndarray, d: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Nearest hit distance (inf if none) and hit normal for rays o + t d; d: [M, 3]."""
+    m = d.shape[0]
+    inf = np.full(m, np.inf)
+    if prim.kind == 'box':
+        with np.errstate(divide='ignore', invalid='ignore'):
+            inv = 1.0 / d
+            t1 = (prim.lo - o) * inv
+            t2 = (prim.hi - o) * inv
+        tn = np.minimum(t1, t2)
+        tf = np.maximum(t1, t2)
+        tn = np.nan_to_num(tn, nan=-np.inf)
+        tf = np.nan_to_num(tf, nan=np.inf)
+        t_near, t_far = tn.max(1), tf.min(1)
+        hit = (t_far >= t_near) & (t_near > 1e-4)
+        axis = tn.argmax(1)
+        normal = np.zeros_like(d)
+        normal[np.arange(m), axis] = -np.sign(d[np.arange(m), axis])
+        return np.where(hit, t_near, inf), normal
+    if prim.kind == 'sphere':
+        r = prim.hi[0]
+        oc = o - prim.lo
+        a = (d * d).sum(1)
+        bq = 2 * (d @ oc)
+        c = oc @ oc - r * r
+        disc = bq * bq - 4 * a * c
+        sq = np.sqrt(np.maximum(disc, 0))
+        t = (-bq - sq) / (2 * a)
+        hit = (disc >= 0) & (t > 1e-4)
+        t = np.where(hit, t, inf)
+        p = o + d * np.where(hit, t, 0)[:, None]
+        return t, (p - prim.lo) / r
+    # vertical cylinder: side surface plus top and bottom caps
+    cx, y0, cz = prim.lo
+    r, y1 = prim.hi[0], prim.hi[1]
+    ox, oz = o[0] - cx, o[2] - cz
+    a = d[:, 0] ** 2 + d[:, 2] ** 2
+    bq = 2 * (ox * d[:, 0] + oz * d[:, 2])
+    c = ox * ox + oz * oz - r * r
+    disc = bq * bq - 4 * a * c
+    with np.errstate(divide='ignore', invalid='ignore'):
+        t_side = (-bq - np.sqrt(np.maximum(disc, 0))) / (2 * a)
+    y_side = o[1] + t_side * d[:, 1]
+    side = (disc >= 0) & (a > 1e-12) & (t_side > 1e-4) & (y_side >= y0) & (y_side <= y1)
+    t_best = np.where(side, t_side, inf)
+    normal = np.zeros_like(d)
+    px, pz = ox + t_side * d[:, 0], oz + t_side * d[:, 2]
+    normal[:, 0], normal[:, 2] = px / r, pz / r
+    for yc, ny in ((y1, 1.0), (y0, -1.0)):
+        with np.errstate(divide='ignore', invalid='ignore'):
+            tc = (yc - o[1]) / d[:, 1]
+        qx, qz = ox + tc * d[:, 0], oz + tc * d[:, 2]
+        cap = np.isfinite(tc) & (tc > 1e-4) & (qx * qx + qz * qz <= r * r) & (tc < t_best)
+        t_best = np.where(cap, tc, t_best)
+        normal[cap] = (0.0, ny, 0.0)
+    return t_best, normal
+
+
+def _bounds(prim: _Prim) -> Tuple[np.ndarray, np.ndarray]:
+    if prim.kind == 'box':
+        return prim.lo, prim.hi
+    if prim.kind == 'sphere':
+        r = prim.hi[0]
+        return prim.lo - r, prim.lo + r
+    cx, y0, cz = prim.lo
+    r, y1 = prim.hi[0], prim.hi[1]
+    return np.array([cx - r, y0, cz - r]), np.array([cx + r, y1, cz + r])
+
+
+def _screen_rect(prim: _Prim, cam: np.ndarray, R: np.ndarray, K: np.ndarray, h: int, w: int):
+    """Pixel rectangle (v0, v1, u0, u1) covering the primitive; the full frame if it reaches behind the camera."""
+    lo, hi = _bounds(prim)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    pc = (corners - cam) @ R  # camera coordinates
+    if (pc[:, 2] <= 0.05).any():
+        if (pc[:, 2] <= 0.05).all():
+            return 0, 0, 0, 0
+        return 0, h, 0, w
+    u = K[0, 0] * pc[:, 0] / pc[:, 2] + K[0, 2]
+    v = K[1, 1] * pc[:, 1] / pc[:, 2] + K[1, 2]
+    u0, u1 = max(int(np.floor(u.min())) - 1, 0), min(int(np.ceil(u.max())) + 1, w)
+    v0, v1 = max(int(np.floor(v.min())) - 1, 0), min(int(np.ceil(v.max())) + 1, h)
+    return v0, v1, u0, u1
+
+
+def _texture(kind: int, scale: float, p: np.ndarray, rng_seed: int) -> np.ndarray:
+    """Multiplicative texture in [0.6, 1.1] from world-space hit points p [M, 3]."""
+    if kind == 0:
+        return np.ones(p.shape[0])
+    q = p / scale
+    if kind == 1:
+        return 0.75 + 0.3 * ((np.floor(q[:, 0]) + np.floor(q[:, 1]) + np.floor(q[:, 2])) % 2)
+    if kind == 2:
+        return 0.8 + 0.2 * np.sin(q[:, 0] * 3.1 + q[:, 2] * 2.3 + rng_seed)
+    return 0.85 + 0.1 * np.sin(q[:, 0] * 7.3 + rng_seed) * np.sin(q[:, 1] * 5.1) * np.sin(q[:, 2] * 6.7 + 1.3)
+
+
+def render_scene(seed: int, index: int, height: int = 240, width: int = 320, *,
+                 sensor_noise: bool = True) -> Dict[str, np.ndarray]:
+    """One synthetic frame: ``rgb`` uint8 [3,H,W], ``depth`` float32 metres [1,H,W] (0 = invalid),
+    ``semantic`` int64 [H,W] (class ids of CLASS_NAMES), ``instance`` int32 [H,W] (0 = walls/floor/ceiling
+    stuff, 1.. objects), ``intrinsics`` float32 [3,3]."""
+    rng = np.random.default_rng([seed, index])
+    room = np.array([rng.uniform(3.0, 7.0), rng.uniform(2.5, 3.2), rng.uniform(3.0, 7.0)])
+    b = _SceneBuilder(rng)
+    stuff = {name: b.new_instance(name) for name in ('wall', 'floor', 'ceiling')}
+    cam_xz = (rng.uniform(0.4, 0.9) * room[0] if rng.random() < 0.5 else rng.uniform(0.1, 0.6) * room[0],
+              rng.uniform(0.1, 0.35) * room[2] if rng.random() < 0.5 else rng.uniform(0.65, 0.9) * room[2])
+    _furnish(b, room, cam_xz)
+    cam = np.array([cam_xz[0], rng.uniform(1.1, 1.7), cam_xz[1]])
+
+    # camera: looking towards the room centre (+-0.6 rad), pitched slightly down, small roll;
+    # x right, y down, z forward in the camera frame
+    to_centre = math.atan2(room[0] / 2 - cam[0], room[2] / 2 - cam[2])
+    yaw = to_centre + rng.uniform(-0.6, 0.6)
+    pitch, roll = rng.uniform(-0.5, 0.0), rng.uniform(-0.05, 0.05)
+    fx = fy = width * rng.uniform(0.75, 0.95)
+    cx, cy = width / 2 + rng.uniform(-4, 4), height / 2 + rng.uniform(-4, 4)
+    K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float32)
+    cyw, syw, cp, sp, cr, sr = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll), math.sin(roll)
+    forward = np.array([syw * cp, sp, cyw * cp])
+    right0 = np.cross(forward, [0.0, 1.0, 0.0])
+    right0 /= np.linalg.norm(right0)
+    up0 = np.cross(right0, forward)  # right-handed: right x down = forward
+    right = cr * right0 + sr * up0
+    down = -(cr * up0 - sr * right0)
+    R = np.stack([right, down, forward], axis=1)  # columns: camera axes in world
+
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+    dirs_cam = np.stack([(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, np.ones_like(u)], -1).reshape(-1, 3)
+    d = dirs_cam @ R.T  # z-depth = t, since the camera-frame z of each ray is 1
+
+    m = d.shape[0]
+    # room interior: exit distance through the enclosing box
+    with np.errstate(divide='ignore', invalid='ignore'):
+        t_axes = np.where(d > 0, (room - cam) / d, np.where(d < 0, (0 - cam) / d, np.inf))
+    axis = t_axes.argmin(1)
+    t_best = t_axes[np.arange(m), axis]
+    normal = np.zeros_like(d)
+    normal[np.arange(m), axis] = -np.sign(d[np.arange(m), axis])
+    inst = np.where(axis == 1, np.where(d[:, 1] < 0, stuff['floor'], stuff['ceiling']), stuff['wall'])
+
+    pix = np.arange(m).reshape(height, width)
+    for prim in b.prims:
+        # screen-space culling: only the rays inside the projection of the primitive's bounding box
+        v0, v1, u0, u1 = _screen_rect(prim, cam, R, K, height, width)
+        if v0 >= v1 or u0 >= u1:
+            continue
+        idx = pix[v0:v1, u0:u1].reshape(-1)
+        t, n = _intersect(prim, cam, d[idx])
+        closer = t < t_best[idx]
+        sel = idx[closer]
+        t_best[sel] = t[closer]
+        normal[sel] = n[closer]
+        inst[sel] = prim.instance
+
+    points = cam + d * t_best[:, None]
+    light = np.array([room[0] * rng.uniform(0.3, 0.7), room[1] - 0.1, room[2] * rng.uniform(0.3, 0.7)])
+    to_light = light - points
+    dist = np.linalg.norm(to_light, axis=1, keepdims=True)
+    lambert = np.clip((normal * to_light / dist).sum(1), 0, 1)
+    shade = 0.35 + 0.75 * lambert / (1 + 0.05 * dist[:, 0] ** 2)
+    colors = np.stack([it.color for it in b.instances])[inst]
+    tex = np.ones(m)
+    for k, it in enumerate(b.instances):
+        sel = inst == k
+        if it.texture and sel.any():
+            tex[sel] = _texture(it.texture, it.tex_scale, points[sel], k)
+    rgb = colors * (shade * tex)[:, None] * rng.uniform(0.8, 1.2, size=3)
+    rgb = rgb + rng.normal(0, 0.01, size=rgb.shape)
+    rgb = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(height, width, 3).transpose(2, 0, 1)
+
+    depth = t_best.reshape(height, width).astype(np.float32)
+    if sensor_noise:
+        depth = _sensor_effects(depth, rng)
+    classes = np.array([it.cls for it in b.instances], dtype=np.int64)
+    semantic = classes[inst].reshape(height, width)
+    instance = inst.reshape(height, width).astype(np.int32) - 2  # stuff (wall/floor/ceiling) -> <= 0
+    instance[instance < 0] = 0
+    return {'rgb': np.ascontiguousarray(rgb), 'depth': depth[None], 'semantic': semantic,
+            'instance': instance, 'intrinsics': K}
+
+
+def _sensor_effects(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Kinect-like: noise growing with z^2, holes at depth discontinuities and in random blobs, 10 m range."""
+    h, w = depth.shape
+    out = depth * (1 + rng.normal(0, 0.0015, size=depth.shape) * depth).astype(np.float32)
+    gy = np.abs(np.diff(depth, axis=0, prepend=depth[:1]))
+    gx = np.abs(np.diff(depth, axis=1, prepend=depth[:, :1]))
+    edges = (np.maximum(gx, gy) > 0.08 * depth) & (rng.random(depth.shape) < 0.7)
+    out[edges] = 0
+    for _ in range(int(rng.integers(0, 4))):
+        cy, cx, r = rng.integers(0, h), rng.integers(0, w), rng.uniform(3, 0.08 * w)
+        yy, xx = np.ogrid[:h, :w]
+        out[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = 0
+    out[(out > 10.0) | ~np.isfinite(out)] = 0
+    return out.astype(np.float32)
+
+
+class SyntheticRGBD:
+    """Map-style dataset of synthetic frames; item ``i`` is always the same frame for a given ``seed``."""
+
+    def __init__(self, length: int = 10000, seed: int = 0, image_size: Tuple[int, int] = (240, 320),
+                 sensor_noise: bool = True):
+        if length <= 0:
+            raise ValueError(f'synthetic dataset length must be > 0, got {length}')
+        self.length, self.seed, self.image_size, self.sensor_noise = length, seed, tuple(image_size), sensor_noise
+        self.class_names = CLASS_NAMES
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Dict[str, object]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        frame = render_scene(self.seed, index, *self.image_size, sensor_noise=self.sensor_noise)
+        frame['source'] = f'synthetic:seed={self.seed}:index={index}'
+        return frame

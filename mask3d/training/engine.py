@@ -1,0 +1,354 @@
+"""The pre-training loop: one process or many (torchrun + DDP), resumable at any step.
+
+Builds everything from a :class:`PretrainConfig`, then runs optimizer steps with autocast, gradient
+accumulation and clipping, per-iteration warmup + cosine (timm's scheduler), atomic checkpoints, metrics.jsonl,
+TensorBoard (when installed), a progress bar and reconstruction figures.
+"""
+import contextlib
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+import yaml
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from ..errors import ConfigError, Mask3DError
+from ..factory import create_model, load_checkpoint, load_state_dict_into
+from .checkpoint import load_training_checkpoint, rng_state, save_atomic, set_rng_state
+from .config import PretrainConfig, config_from_dict
+from .data.folder import RGBDFolder
+from .data.pretrain_data import EpochIndexSampler, PretrainSamples
+from .data.synthetic import SyntheticRGBD
+from .data.transforms import PretrainTransform
+from .distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
+from .pretrainer import Mask3DPretrainer
+
+_log = logging.getLogger(__name__)
+
+# config keys that may change between a run and its resumption (they do not change the maths)
+RESUMABLE_CHANGES = ('train.steps', 'train.log_every', 'train.ckpt_every', 'train.figure_every', 'train.keep_every',
+                     'train.device', 'train.export_at_end', 'data.num_workers', 'train.figure_samples')
+
+
+class NonFiniteLossError(Mask3DError, FloatingPointError):
+    pass
+
+
+def _flatten(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = v
+    return out
+
+
+def build_encoder(cfg: PretrainConfig) -> torch.nn.Module:
+    """The backbone, through the same path as ``mask3d.create_model``; ``model.init`` loads initial weights."""
+    encoder = create_model(cfg.model.name, drop_path_rate=cfg.model.drop_path_rate)
+    init = cfg.model.init
+    if init:
+        if Path(init).exists():
+            load_checkpoint(encoder, init)
+        else:
+            source = create_model(init, pretrained=True, num_classes=0)
+            load_state_dict_into(encoder, source.state_dict(), init)
+    return encoder
+
+
+def build_frames(cfg: PretrainConfig):
+    d = cfg.data
+    if d.source == 'synthetic':
+        # rendered at the training size; the random resized crop then zooms in like on real frames
+        return SyntheticRGBD(length=d.synthetic_length, seed=d.synthetic_seed, image_size=tuple(d.image_size))
+    if d.source == 'folder':
+        return RGBDFolder(d.root, depth_scale=d.depth_scale)
+    raise ConfigError(f'unknown data.source {d.source!r}')
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == 'fp32':
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == 'bf16' else torch.float16
+    if precision == 'fp16' and device.type != 'cuda':
+        raise ConfigError('train.precision=fp16 needs CUDA; use bf16 on CPU')
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _check_resume_config(saved: Dict[str, Any], current: Dict[str, Any]) -> None:
+    a, b = _flatten(saved), _flatten(current)
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        raise ConfigError('--resume with a different config: ' + ', '.join(
+            f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in changed) + ' (only ' + ', '.join(RESUMABLE_CHANGES)
+            + ' may change)')
+
+
+class _Logger:
+    """metrics.jsonl always; TensorBoard when it is installed. Main process only."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self.tb = None
+        if not enabled:
+            return
+        self.path = run_dir / 'metrics.jsonl'
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(run_dir / 'tensorboard'))
+        except Exception:  # tensorboard not installed
+            self.tb = None
+
+    def log(self, record: Dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, 'a') as f:
+            f.write(json.dumps(record) + '\n')
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != 'step' and isinstance(v, (int, float)):
+                    self.tb.add_scalar(f'pretrain/{k}', v, record['step'])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
+    """Run (or resume) pre-training into ``run_dir``; returns a summary dict (also written as summary.json)."""
+    cfg.validate()
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / 'checkpoints'
+    last_path = ckpt_dir / 'last.pt'
+    state = None
+    if resume:
+        if not last_path.is_file():
+            raise Mask3DError(f'--resume: {last_path} not found (nothing to resume in {run_dir})')
+        state = load_training_checkpoint(last_path)
+        _check_resume_config(state['config'], cfg.to_dict())
+    elif last_path.is_file():
+        raise Mask3DError(f'{run_dir} already holds a run ({last_path}); pass --resume to continue it or choose '
+                          f'another --output')
+
+    info = init_distributed(cfg.train.device)
+    try:
+        return _pretrain(cfg, run_dir, info, state, progress)
+    finally:
+        cleanup(info)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
+              progress: bool) -> Dict[str, Any]:
+    t_cfg, d_cfg, o_cfg = cfg.train, cfg.data, cfg.optim
+    device = info.device
+    _seed_everything(t_cfg.seed + info.rank)
+    if t_cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    # ---- model ----
+    encoder = build_encoder(cfg)
+    cfg.validate(patch_size=encoder.patch_embed.patch_size[0])
+    model = Mask3DPretrainer(encoder, cfg.method).to(device)
+    if t_cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    eff_batch = d_cfg.batch_size * o_cfg.accum_steps * info.world_size
+    lr = o_cfg.lr if o_cfg.lr is not None else o_cfg.base_lr * eff_batch / 256
+    optimizer = create_optimizer_v2(model, 'adamw', lr=lr, weight_decay=o_cfg.weight_decay,
+                                    betas=tuple(o_cfg.betas))
+    warmup = o_cfg.warmup_steps or int(round(o_cfg.warmup_fraction * t_cfg.steps))
+    scheduler = CosineLRScheduler(optimizer, t_initial=t_cfg.steps, lr_min=o_cfg.min_lr, warmup_t=warmup,
+                                  warmup_lr_init=lr * 0.01 if warmup else lr, warmup_prefix=True,
+                                  t_in_epochs=False)
+    scaler = torch.amp.GradScaler('cuda', enabled=t_cfg.precision == 'fp16' and device.type == 'cuda')
+
+    step, epoch = 0, 0
+    if state is not None:
+        model.load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        scaler.load_state_dict(state['scaler'])
+        step = int(state['step'])
+        set_rng_state(state['rng'][min(info.rank, len(state['rng']) - 1)])
+
+    train_model = model
+    if info.distributed:
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    if t_cfg.compile:
+        t0 = time.perf_counter()
+        train_model = torch.compile(train_model)
+        _log.info('torch.compile wrapped the model in %.1fs (compiles on first step)', time.perf_counter() - t0)
+
+    # ---- data ----
+    frames = build_frames(cfg)
+    mean, std = encoder.pretrained_cfg['mean'], encoder.pretrained_cfg['std']
+    transform = PretrainTransform(d_cfg.image_size, scale=tuple(d_cfg.scale), hflip=d_cfg.hflip, mean=mean, std=std)
+    samples = PretrainSamples(frames, transform, patch_size=model.patch_size, seed=t_cfg.seed,
+                              skip_bad=d_cfg.skip_bad)
+    sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
+    micro_per_epoch = (len(samples) // info.world_size) // d_cfg.batch_size
+    steps_per_epoch = micro_per_epoch // o_cfg.accum_steps
+    if steps_per_epoch < 1:
+        raise ConfigError(f'{len(samples)} frames are too few for one step of {eff_batch} (batch_size x '
+                          f'accum_steps x processes); lower data.batch_size or add data')
+    loader = DataLoader(samples, batch_size=d_cfg.batch_size, sampler=sampler, num_workers=d_cfg.num_workers,
+                        pin_memory=device.type == 'cuda', drop_last=True,
+                        persistent_workers=False, prefetch_factor=4 if d_cfg.num_workers else None)
+
+    logger = _Logger(run_dir, info.is_main)
+    bar = None
+    if info.is_main and progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=t_cfg.steps, initial=step, desc='pretrain', unit='step', dynamic_ncols=True)
+
+    def save(tag_step: int) -> None:
+        if not info.is_main:
+            return
+        rngs = [rng_state()]
+        if info.distributed:
+            gathered = [None] * info.world_size
+            torch.distributed.gather_object(rngs[0], gathered if info.is_main else None, dst=0)
+            rngs = gathered
+        payload = {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+                   'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict(), 'step': tag_step,
+                   'epoch': tag_step // steps_per_epoch, 'config': cfg.to_dict(), 'rng': rngs}
+        save_atomic(payload, run_dir / 'checkpoints' / 'last.pt')
+        if t_cfg.keep_every and tag_step % t_cfg.keep_every == 0:
+            save_atomic(payload, run_dir / 'checkpoints' / f'step_{tag_step:07d}.pt')
+
+    def save_all_ranks(tag_step: int) -> None:
+        # every rank takes part (RNG states are gathered), rank 0 writes
+        if info.distributed and not info.is_main:
+            torch.distributed.gather_object(rng_state(), None, dst=0)
+            return
+        save(tag_step)
+
+    # ---- loop ----
+    autocast = _autocast(device, t_cfg.precision)
+    last_record: Dict[str, Any] = {}
+    skipped_total = 0
+    window_t, window_imgs = time.perf_counter(), 0
+    model.train()
+    epoch = step // steps_per_epoch
+    start_micro = (step % steps_per_epoch) * o_cfg.accum_steps
+    while step < t_cfg.steps:
+        sampler.set_epoch(epoch, start=start_micro * d_cfg.batch_size)
+        micro, loss_acc, depth_acc = 0, 0.0, 0.0
+        for batch in loader:
+            rgb = batch['rgb'].to(device, non_blocking=True)
+            depth = batch['depth'].to(device, non_blocking=True)
+            noise = batch['mask_noise'].to(device, non_blocking=True)
+            skipped_total += int(batch['skipped'].sum())
+            sync = (micro + 1) % o_cfg.accum_steps == 0
+            no_sync = train_model.no_sync if (info.distributed and not sync and hasattr(train_model, 'no_sync')) \
+                else contextlib.nullcontext
+            with no_sync():
+                with autocast:
+                    out = train_model(rgb, depth, mask_noise=noise)
+                loss = out['loss']
+                if not torch.isfinite(loss.detach()).all():
+                    raise NonFiniteLossError(
+                        f'non-finite loss ({float(loss)}) at step {step}; lower optim.base_lr, set optim.clip_grad, '
+                        f'or try train.precision=fp32. Last good checkpoint: {run_dir / "checkpoints" / "last.pt"}')
+                scaler.scale(loss / o_cfg.accum_steps).backward()
+            loss_acc += float(loss.detach()) / o_cfg.accum_steps
+            depth_acc += float(out['loss_depth'].detach()) / o_cfg.accum_steps
+            micro += 1
+            window_imgs += rgb.shape[0] * info.world_size
+            if not sync:
+                continue
+            if o_cfg.clip_grad:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), o_cfg.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            scheduler.step_update(num_updates=step)
+
+            if step % t_cfg.log_every == 0 or step == t_cfg.steps or step == 1:
+                stats = all_reduce_mean(torch.tensor([loss_acc, depth_acc], device=device), info).tolist()
+                now = time.perf_counter()
+                img_s = window_imgs / max(now - window_t, 1e-9)
+                window_t, window_imgs = now, 0
+                last_record = {'step': step, 'epoch': epoch, 'loss': stats[0], 'loss_depth': stats[1],
+                               'lr': optimizer.param_groups[0]['lr'], 'img_s': img_s, 'skipped_frames': skipped_total}
+                logger.log(last_record)
+                if bar is not None:
+                    bar.set_postfix(loss=f'{stats[0]:.4f}', lr=f"{last_record['lr']:.2e}", img_s=f'{img_s:.1f}')
+            if bar is not None:
+                bar.update(1)
+            if info.is_main and (step % t_cfg.figure_every == 0 or step == t_cfg.steps):
+                from .visualize import save_reconstruction_figure
+                save_reconstruction_figure(
+                    run_dir / 'figures' / f'step_{step:07d}.png', rgb, depth, out['pred_depth'], out['rgb_mask'],
+                    out['depth_mask'], patch_size=model.patch_size, mean=mean, std=std,
+                    max_samples=t_cfg.figure_samples, title=f'step {step}  loss {loss_acc:.4f}')
+            if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps:
+                save_all_ranks(step)
+            loss_acc = depth_acc = 0.0
+            if step >= t_cfg.steps:
+                break
+        epoch += 1
+        start_micro = 0
+    if bar is not None:
+        bar.close()
+    logger.close()
+
+    summary = {'run_dir': str(run_dir), 'steps': step, 'final': last_record, 'skipped_frames': skipped_total,
+               'checkpoint': str(run_dir / 'checkpoints' / 'last.pt')}
+    if info.is_main:
+        records = [json.loads(line) for line in (run_dir / 'metrics.jsonl').read_text().splitlines()] \
+            if (run_dir / 'metrics.jsonl').is_file() else []
+        if records:
+            summary['first'] = records[0]
+        if t_cfg.export_at_end:
+            summary['export'] = str(export_encoder(model.encoder, cfg, run_dir / 'export', metrics=last_record))
+        (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def export_encoder(encoder: torch.nn.Module, cfg: PretrainConfig, out_dir, *, metrics: Dict[str, Any]) -> Path:
+    """The encoder as a Hub folder (model.safetensors + config.json + model card with config and metrics)."""
+    from ..hub import save_pretrained
+    data = {'synthetic': 'built-in synthetic indoor RGB-D scenes (mask3d.training.data.synthetic)',
+            'folder': f'RGB-D folder {cfg.data.root}'}.get(cfg.data.source, cfg.data.source)
+    card = dict(description=f'Mask3D pre-trained {cfg.model.name} (init: {cfg.model.init or "scratch"}).',
+                training_data=data, training_config=cfg.to_dict(),
+                metrics={k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()})
+    return save_pretrained(encoder, out_dir, model_card=card)
+
+
+def export_run(run_dir, out_dir, checkpoint: Optional[str] = None) -> Path:
+    """``mask3d export``: rebuild the pretrainer from a run's checkpoint and save its encoder."""
+    run_dir = Path(run_dir)
+    path = Path(checkpoint) if checkpoint else run_dir / 'checkpoints' / 'last.pt'
+    state = load_training_checkpoint(path)
+    cfg = config_from_dict(state['config'])
+    encoder = create_model(cfg.model.name)
+    model = Mask3DPretrainer(encoder, cfg.method)
+    model.load_state_dict(state['model'])
+    metrics = {'step': int(state['step'])}
+    if (run_dir / 'metrics.jsonl').is_file():
+        lines = (run_dir / 'metrics.jsonl').read_text().splitlines()
+        if lines:
+            metrics = json.loads(lines[-1])
+    return export_encoder(model.encoder, cfg, out_dir, metrics=metrics)
+

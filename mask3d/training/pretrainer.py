@@ -1,0 +1,217 @@
+"""The Mask3D pre-training model.
+
+Masked RGB patches go through the ViT encoder (visible tokens only, MAE-style). Masked depth patches get their
+own light embedding/encoder. Both meet at the bottleneck: the decoder sees the visible RGB latents, RGB mask
+tokens at the hidden positions and the visible depth tokens, each with position and modality embeddings,
+and predicts a 16x16 depth patch at every position, i.e. the dense depth map (paper Fig. 1 and 2).
+
+``self.encoder`` is an ordinary timm ``VisionTransformer`` built by ``mask3d.create_model``; its
+``state_dict()`` is exactly the published backbone. Everything else here exists only for pre-training.
+"""
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+from timm.layers import build_sincos2d_pos_embed
+from timm.models import checkpoint
+from timm.models.vision_transformer import Block, VisionTransformer
+from torch import nn
+
+from .depth_targets import DEPTH_NORMS, denormalize_depth, normalize_depth
+from .losses import LOSSES, masked_reconstruction_loss
+from .masking import gather_tokens, random_patch_mask
+from .patches import patchify, unpatchify, upsample_patch_mask
+
+LOSS_ON = ('all', 'masked')
+
+
+@dataclass
+class PretrainMethodConfig:
+    """The method's knobs. Defaults and their sources are listed in docs/pretraining.md."""
+    rgb_mask_ratio: float = 0.8        # paper figure: 240 of 300 patches masked
+    depth_mask_ratio: float = 0.8      # not stated in the paper; same as RGB by default
+    depth_input: bool = True           # False: monocular depth from masked RGB only (ablation)
+    depth_encoder_depth: int = 2       # transformer blocks on visible depth tokens; 0 = embedding only
+    decoder_dim: int = 512             # MAE decoder width
+    decoder_depth: int = 8             # MAE decoder depth
+    decoder_num_heads: int = 16
+    loss: str = 'l1'                   # l1 | l2
+    loss_on: str = 'all'               # all: dense depth over every patch | masked: only depth-masked patches
+    depth_norm: str = 'standardize'    # standardize | metric | log | patch
+    metric_depth_scale: float = 10.0   # metres per unit for depth_norm=metric
+    depth_loss_weight: float = 1.0     # 0 with rgb_loss_weight>0 gives plain MAE (ablation)
+    rgb_loss_weight: float = 0.0       # optional RGB reconstruction (norm-pix MSE on masked patches)
+
+    def validate(self) -> None:
+        for name in ('rgb_mask_ratio', 'depth_mask_ratio'):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f'{name} must be in [0, 1), got {value}')
+        if self.loss not in LOSSES:
+            raise ValueError(f'loss must be one of {LOSSES}, got {self.loss!r}')
+        if self.loss_on not in LOSS_ON:
+            raise ValueError(f'loss_on must be one of {LOSS_ON}, got {self.loss_on!r}')
+        if self.depth_norm not in DEPTH_NORMS:
+            raise ValueError(f'depth_norm must be one of {DEPTH_NORMS}, got {self.depth_norm!r}')
+        if self.decoder_dim % self.decoder_num_heads:
+            raise ValueError(f'decoder_dim {self.decoder_dim} is not divisible by decoder_num_heads '
+                             f'{self.decoder_num_heads}')
+        if self.depth_loss_weight <= 0 and self.rgb_loss_weight <= 0:
+            raise ValueError('at least one of depth_loss_weight and rgb_loss_weight must be > 0')
+        if min(self.depth_encoder_depth, self.decoder_depth) < 0:
+            raise ValueError('depth_encoder_depth and decoder_depth must be >= 0')
+
+
+def _blocks(n: int, dim: int, heads: int) -> nn.ModuleList:
+    return nn.ModuleList([Block(dim=dim, num_heads=heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(n)])
+
+
+class Mask3DPretrainer(nn.Module):
+    """``forward(rgb, depth)`` -> dict(loss, pred_depth, rgb_mask, depth_mask, ...).
+
+    rgb: [B, 3, H, W] normalised like the encoder's pretrained_cfg (mean/std); depth: [B, 1, H, W] metres,
+    0 = invalid. H and W must be multiples of the patch size.
+    """
+
+    def __init__(self, encoder: VisionTransformer, cfg: Optional[PretrainMethodConfig] = None):
+        super().__init__()
+        cfg = cfg or PretrainMethodConfig()
+        cfg.validate()
+        self.cfg = cfg
+        self.encoder = encoder
+        self.patch_size = encoder.patch_embed.patch_size[0]
+        self.num_prefix_tokens = encoder.num_prefix_tokens
+        dim, ddim = encoder.embed_dim, cfg.decoder_dim
+        self.grad_checkpointing = False
+
+        # depth branch: a 2-channel patch embedding (normalised depth, validity) and optional blocks
+        # (not built at all without depth input, so DDP never sees unused parameters)
+        if cfg.depth_input:
+            self.depth_embed = nn.Conv2d(2, ddim, kernel_size=self.patch_size, stride=self.patch_size)
+            self.depth_blocks = _blocks(cfg.depth_encoder_depth, ddim, cfg.decoder_num_heads)
+            self.depth_norm = nn.LayerNorm(ddim, eps=1e-6)
+
+        # fusion + decoder
+        self.decoder_embed = nn.Linear(dim, ddim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, ddim))
+        self.modality_embed = nn.Parameter(torch.zeros(2, ddim))  # 0: RGB stream, 1: depth stream
+        self.decoder_blocks = _blocks(cfg.decoder_depth, ddim, cfg.decoder_num_heads)
+        self.decoder_norm = nn.LayerNorm(ddim, eps=1e-6)
+        self.decoder_depth_pred = nn.Linear(ddim, self.patch_size ** 2)
+        self.decoder_rgb_pred = nn.Linear(ddim, 3 * self.patch_size ** 2) if cfg.rgb_loss_weight > 0 else None
+        self._init_new_weights()
+
+    def _init_new_weights(self) -> None:
+        for name, module in self.named_modules():
+            if name.startswith('encoder'):
+                continue
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        if self.cfg.depth_input:
+            w = self.depth_embed.weight.data
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+            nn.init.zeros_(self.depth_embed.bias)
+        nn.init.normal_(self.mask_token, std=0.02)
+        nn.init.normal_(self.modality_embed, std=0.02)
+
+    # ---- optimiser / timm-style contract -------------------------------------------------------------
+    def no_weight_decay(self) -> set:
+        """Parameters excluded from weight decay besides norms and biases (timm's optimizer factory reads this)."""
+        return {'mask_token', 'modality_embed'} | {f'encoder.{n}' for n in self.encoder.no_weight_decay()}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+        self.encoder.set_grad_checkpointing(enable)
+
+    def _run(self, blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        for blk in blocks:
+            x = checkpoint(blk, x) if self.grad_checkpointing and self.training else blk(x)
+        return x
+
+    def _pos(self, grid, dim: int, device, dtype) -> torch.Tensor:
+        # fixed 2-D sin-cos position embedding for the decoder side (timm's implementation), [1, N, dim]
+        return build_sincos2d_pos_embed(list(grid), dim=dim, device=device, dtype=dtype).unsqueeze(0)
+
+    # ---- the three stages ------------------------------------------------------------------------------
+    def encode_rgb(self, rgb: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+        """Encoder on the visible RGB patches only; returns [B, prefix + K, D] normalised latents."""
+        enc = self.encoder
+        x = enc.patch_embed(rgb)
+        x = enc._pos_embed(x)  # prepends cls token, adds (resampled) position embedding
+        prefix, tokens = x[:, :self.num_prefix_tokens], x[:, self.num_prefix_tokens:]
+        x = torch.cat([prefix, gather_tokens(tokens, ids_keep)], dim=1)
+        x = enc.norm_pre(x)
+        x = self._run(enc.blocks, x)
+        return enc.norm(x)
+
+    def encode_depth(self, depth_norm: torch.Tensor, valid: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+        """Visible depth patches -> [B, K, decoder_dim] tokens with position and modality embeddings."""
+        x = self.depth_embed(torch.cat([depth_norm, valid.to(depth_norm.dtype)], dim=1))
+        grid = x.shape[-2:]
+        x = x.flatten(2).transpose(1, 2)
+        x = x + self._pos(grid, x.shape[-1], x.device, x.dtype)
+        x = gather_tokens(x, ids_keep)
+        x = self._run(self.depth_blocks, x)
+        return self.depth_norm(x) + self.modality_embed[1]
+
+    def decode(self, latents: torch.Tensor, rgb_ids_keep: torch.Tensor, depth_tokens: Optional[torch.Tensor],
+               grid) -> torch.Tensor:
+        """Fuse at the bottleneck and return decoder features for every patch position, [B, N, decoder_dim]."""
+        b = latents.shape[0]
+        n = grid[0] * grid[1]
+        x = self.decoder_embed(latents)
+        prefix, visible = x[:, :self.num_prefix_tokens], x[:, self.num_prefix_tokens:]
+        full = self.mask_token.to(x.dtype).expand(b, n, -1).clone()
+        full.scatter_(1, rgb_ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]), visible)
+        full = full + self._pos(grid, x.shape[-1], x.device, x.dtype) + self.modality_embed[0]
+        parts = [prefix, full] + ([depth_tokens.to(x.dtype)] if depth_tokens is not None else [])
+        x = self._run(self.decoder_blocks, torch.cat(parts, dim=1))
+        x = self.decoder_norm(x)
+        return x[:, self.num_prefix_tokens:self.num_prefix_tokens + n]
+
+    # ---- forward ------------------------------------------------------------------------------------------
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor, *,
+                mask_noise: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """``mask_noise`` [B, 2, N] (RGB, depth) fixes the masks; by default they are drawn with torch.rand."""
+        cfg, p = self.cfg, self.patch_size
+        b, _, h, w = rgb.shape
+        if h % p or w % p or depth.shape[-2:] != rgb.shape[-2:]:
+            raise ValueError(f'rgb {list(rgb.shape)} and depth {list(depth.shape)} must share H, W divisible by {p}')
+        grid = (h // p, w // p)
+        n = grid[0] * grid[1]
+        noise = mask_noise if mask_noise is not None else torch.rand(b, 2, n, device=rgb.device)
+        rgb_mask = random_patch_mask(b, n, cfg.rgb_mask_ratio, noise=noise[:, 0])
+        depth_mask = random_patch_mask(b, n, cfg.depth_mask_ratio, noise=noise[:, 1])
+
+        norm = normalize_depth(depth, cfg.depth_norm, patch_size=p, metric_scale=cfg.metric_depth_scale)
+        latents = self.encode_rgb(rgb, rgb_mask.ids_keep)
+        depth_tokens = self.encode_depth(norm.value, norm.valid, depth_mask.ids_keep) if cfg.depth_input else None
+        feats = self.decode(latents, rgb_mask.ids_keep, depth_tokens, grid)
+
+        pred = unpatchify(self.decoder_depth_pred(feats).float(), p, grid, 1)
+        weight = norm.valid
+        if cfg.loss_on == 'masked':
+            weight = weight & upsample_patch_mask(depth_mask.mask, p, grid)
+        loss_depth = masked_reconstruction_loss(pred, norm.value, weight, cfg.loss)
+        out = {
+            'loss_depth': loss_depth,
+            'pred_depth': denormalize_depth(pred.detach(), norm, cfg.depth_norm),
+            'pred_depth_normalized': pred,
+            'rgb_mask': rgb_mask.mask,
+            'depth_mask': depth_mask.mask,
+        }
+        loss = cfg.depth_loss_weight * loss_depth if cfg.depth_loss_weight > 0 else pred.sum() * 0.0
+        if self.decoder_rgb_pred is not None:
+            target = patchify(rgb.float(), p)
+            mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6).sqrt()
+            pred_rgb = self.decoder_rgb_pred(feats).float()
+            loss_rgb = masked_reconstruction_loss(pred_rgb, target, rgb_mask.mask.unsqueeze(-1), 'l2')
+            loss = loss + cfg.rgb_loss_weight * loss_rgb
+            out['loss_rgb'] = loss_rgb
+        out['loss'] = loss
+        return out

@@ -1,0 +1,46 @@
+"""Every test runs offline: sockets are blocked and the Hugging Face cache is a fresh temporary folder."""
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_RGBD = REPO_ROOT.parent / 'shared' / 'data' / 'rgbd'
+
+torch.set_num_threads(2)
+
+
+class _BlockedSocket(socket.socket):
+    def __init__(self, *args, **kwargs):
+        family = args[0] if args else kwargs.get('family', socket.AF_INET)
+        if family in (socket.AF_INET, socket.AF_INET6):
+            raise RuntimeError('network access in tests is not allowed (socket blocked by conftest.py)')
+        super().__init__(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def offline_hub(tmp_path_factory, monkeypatch):
+    """Block IP sockets; point the Hub cache at an empty temp dir; put huggingface_hub in offline mode."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(socket, 'socket', _BlockedSocket)
+    cache = tmp_path_factory.mktemp('hf_cache')
+    monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(cache))
+    monkeypatch.setattr(hf_constants, 'HF_HUB_OFFLINE', True)
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setenv('HF_HUB_CACHE', str(cache))
+    yield cache
+
+
+@pytest.fixture
+def rgbd_data() -> Path:
+    """The shared real RGB-D frames; tests using it skip cleanly where the folder is absent."""
+    if not SHARED_RGBD.is_dir():
+        pytest.skip(f'{SHARED_RGBD} not present')
+    return SHARED_RGBD
+
+
+def tiny_kwargs(**extra):
+    """A 2-block ViT-Tiny: the real architecture family at test speed."""
+    return dict(depth=2, **extra)
