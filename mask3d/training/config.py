@@ -13,7 +13,7 @@ import yaml
 from ..errors import ConfigError
 from .pretrainer import PretrainMethodConfig
 
-DATA_SOURCES = ('synthetic', 'folder')
+DATA_SOURCES = ('synthetic', 'folder', 'scannet')
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 
 
@@ -37,9 +37,11 @@ class DataConfig:
     # synthetic
     synthetic_length: int = 10000
     synthetic_seed: int = 0
-    # folder
+    # folder / scannet
     root: Optional[str] = None
-    depth_scale: float = 1000.0             # 16-bit PNG units per metre
+    depth_scale: float = 1000.0             # folder: 16-bit PNG units per metre (1000 mm, 5000 TUM)
+    split: Optional[str] = None             # scannet: scene list such as scannetv2_train.txt
+    every: int = 1                          # scannet: keep every N-th frame of a scene
 
 
 @dataclass
@@ -94,8 +96,8 @@ class PretrainConfig:
         if len(d.image_size) != 2 or any(s % patch_size or s <= 0 for s in d.image_size):
             raise ConfigError(f'data.image_size {d.image_size} must be [H, W] with both divisible by the patch '
                               f'size {patch_size}')
-        if d.source == 'folder' and not d.root:
-            raise ConfigError('data.root is required for data.source=folder')
+        if d.source in ('folder', 'scannet') and not d.root:
+            raise ConfigError(f'data.root is required for data.source={d.source}')
         if not (0 < d.scale[0] <= d.scale[1] <= 1):
             raise ConfigError(f'data.scale must satisfy 0 < min <= max <= 1, got {d.scale}')
         if not 0 <= d.hflip <= 1:

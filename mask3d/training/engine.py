@@ -25,6 +25,7 @@ from ..factory import create_model, load_checkpoint, load_state_dict_into
 from .checkpoint import load_training_checkpoint, rng_state, save_atomic, set_rng_state
 from .config import PretrainConfig, config_from_dict
 from .data.folder import RGBDFolder
+from .data.scannet import ScanNetFrames
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
 from .data.synthetic import SyntheticRGBD
 from .data.transforms import PretrainTransform
@@ -72,6 +73,8 @@ def build_frames(cfg: PretrainConfig):
         return SyntheticRGBD(length=d.synthetic_length, seed=d.synthetic_seed, image_size=tuple(d.image_size))
     if d.source == 'folder':
         return RGBDFolder(d.root, depth_scale=d.depth_scale)
+    if d.source == 'scannet':
+        return ScanNetFrames(d.root, split=d.split, every=d.every)
     raise ConfigError(f'unknown data.source {d.source!r}')
 
 
@@ -329,7 +332,8 @@ def export_encoder(encoder: torch.nn.Module, cfg: PretrainConfig, out_dir, *, me
     """The encoder as a Hub folder (model.safetensors + config.json + model card with config and metrics)."""
     from ..hub import save_pretrained
     data = {'synthetic': 'built-in synthetic indoor RGB-D scenes (mask3d.training.data.synthetic)',
-            'folder': f'RGB-D folder {cfg.data.root}'}.get(cfg.data.source, cfg.data.source)
+            'folder': f'RGB-D folder {cfg.data.root}',
+            'scannet': f'ScanNet v2 RGB-D frames ({cfg.data.split or "all scenes"}, every {cfg.data.every})'}.get(cfg.data.source, cfg.data.source)
     card = dict(description=f'Mask3D pre-trained {cfg.model.name} (init: {cfg.model.init or "scratch"}).',
                 training_data=data, training_config=cfg.to_dict(),
                 metrics={k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()})

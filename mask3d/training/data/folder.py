@@ -67,7 +67,40 @@ def read_rgb(path: Union[str, os.PathLike]) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-class RGBDFolder:
+class RGBDFrames:
+    """A list of (colour, depth) file pairs as samples of the common schema; subclasses find the pairs."""
+
+    frames: List[Tuple[Path, Path]]
+    depth_scale: float
+    intrinsics: Optional[np.ndarray] = None
+    resize_rgb_to_depth: bool = False
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def frame_intrinsics(self, index: int) -> Optional[np.ndarray]:
+        return self.intrinsics
+
+    def __getitem__(self, index: int) -> Dict[str, object]:
+        rgb_path, depth_path = self.frames[index]
+        rgb = read_rgb(rgb_path)
+        depth = read_depth(depth_path, self.depth_scale)
+        K = self.frame_intrinsics(index)
+        K = np.eye(3, dtype=np.float32) if K is None else K.copy()
+        if depth.shape != rgb.shape[1:] and self.resize_rgb_to_depth:
+            # e.g. ScanNet: 1296x968 colour, 640x480 depth; colour intrinsics are the depth ones then
+            with Image.open(rgb_path) as im:
+                im = im.convert('RGB').resize((depth.shape[1], depth.shape[0]), Image.BILINEAR)
+            rgb = np.ascontiguousarray(np.array(im).transpose(2, 0, 1))
+        if depth.shape != rgb.shape[1:]:
+            raise RGBDFolderError(f'{depth_path}: depth is {depth.shape}, colour {rgb_path.name} is '
+                                  f'{rgb.shape[1:]}; they must be registered at the same size')
+        if not (depth > 0).any():
+            raise RGBDFolderError(f'{depth_path}: no valid depth pixel (all zero or invalid)')
+        return {'rgb': rgb, 'depth': depth[None], 'intrinsics': K, 'source': f'{rgb_path}|{depth_path}'}
+
+
+class RGBDFolder(RGBDFrames):
     """Matched colour/depth files of a folder, as samples of the common schema."""
 
     def __init__(self, root: Union[str, os.PathLike], depth_scale: float = 1000.0, rgb_dir: str = 'rgb',
@@ -93,17 +126,3 @@ class RGBDFolder:
             intrinsics = np.loadtxt(self.root / 'intrinsics.txt', dtype=np.float32).reshape(3, 3)
         self.intrinsics = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float32)
 
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __getitem__(self, index: int) -> Dict[str, object]:
-        rgb_path, depth_path = self.frames[index]
-        rgb = read_rgb(rgb_path)
-        depth = read_depth(depth_path, self.depth_scale)
-        if depth.shape != rgb.shape[1:]:
-            raise RGBDFolderError(f'{depth_path}: depth is {depth.shape}, colour {rgb_path.name} is '
-                                  f'{rgb.shape[1:]}; they must be registered at the same size')
-        if not (depth > 0).any():
-            raise RGBDFolderError(f'{depth_path}: no valid depth pixel (all zero or invalid)')
-        K = self.intrinsics if self.intrinsics is not None else np.eye(3, dtype=np.float32)
-        return {'rgb': rgb, 'depth': depth[None], 'intrinsics': K, 'source': f'{rgb_path}|{depth_path}'}

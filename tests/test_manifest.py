@@ -1,0 +1,38 @@
+"""hub/manifest.yaml is the single source of truth: default_cfgs, PUBLISHED_TAGS and generated docs follow it."""
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+from mask3d.manifest import load_manifest
+from mask3d.models.mask3d_vit import default_cfgs
+from mask3d.weights import HF_HUB_ORG, PUBLISHED_TAGS
+
+MANIFEST = REPO_ROOT / 'hub' / 'manifest.yaml'
+
+
+def _cfgs():
+    return {f'{arch}.{tag}': cfg for arch, d in default_cfgs.items() for tag, cfg in d.cfgs.items()}
+
+
+def test_manifest_and_default_cfgs_agree():
+    releases = {r.name: r for r in load_manifest(MANIFEST)}
+    cfgs = _cfgs()
+    assert set(releases) == set(cfgs)
+    for name, rel in releases.items():
+        assert rel.repo_id == cfgs[name].hf_hub_id
+        assert rel.repo_id.split('/')[0] == HF_HUB_ORG
+        assert rel.license == cfgs[name].license
+        config_file = rel.training_config.split()[0]
+        assert (REPO_ROOT / config_file).is_file(), config_file
+
+
+def test_published_tags_follow_manifest():
+    published = {r.name for r in load_manifest(MANIFEST) if r.published}
+    assert set(PUBLISHED_TAGS) == published
+
+
+def test_generated_cards_and_zoo_are_up_to_date():
+    result = subprocess.run([sys.executable, str(REPO_ROOT / 'hub' / 'make_cards.py'), '--check'],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
