@@ -23,6 +23,7 @@ class ModelConfig:
     init: Optional[str] = None              # None: from scratch; a timm/Hub name ('vit_base_patch16_224.mae',
                                             # 'hf-hub:...', 'local-dir:...') or a weights file
     drop_path_rate: float = 0.0
+    model_args: Dict[str, Any] = field(default_factory=dict)  # extra create_model kwargs, e.g. {depth: 2}
 
 
 @dataclass
@@ -148,6 +149,8 @@ def _coerce(current: Any, value: Any, key: str, where: str) -> Any:
                 return int(value)
             raise ConfigError(f'{where}: {key} must be an integer, got {value!r}')
         return type(current)(value)
+    if isinstance(current, dict) and not isinstance(value, dict):
+        raise ConfigError(f'{where}: {key} must be a mapping, got {value!r}')
     if isinstance(current, list) and not isinstance(value, list):
         raise ConfigError(f'{where}: {key} must be a list, got {value!r}')
     if isinstance(current, str) and not isinstance(value, str):

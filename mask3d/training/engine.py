@@ -55,7 +55,7 @@ def _flatten(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
 
 def build_encoder(cfg: PretrainConfig) -> torch.nn.Module:
     """The backbone, through the same path as ``mask3d.create_model``; ``model.init`` loads initial weights."""
-    encoder = create_model(cfg.model.name, drop_path_rate=cfg.model.drop_path_rate)
+    encoder = create_model(cfg.model.name, drop_path_rate=cfg.model.drop_path_rate, **cfg.model.model_args)
     init = cfg.model.init
     if init:
         if Path(init).exists():
@@ -268,7 +268,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
                 loss = out['loss']
                 if not torch.isfinite(loss.detach()).all():
                     raise NonFiniteLossError(
-                        f'non-finite loss ({float(loss)}) at step {step}; lower optim.base_lr, set optim.clip_grad, '
+                        f'non-finite loss ({float(loss.detach())}) at step {step}; lower optim.base_lr, set optim.clip_grad, '
                         f'or try train.precision=fp32. Last good checkpoint: {run_dir / "checkpoints" / "last.pt"}')
                 scaler.scale(loss / o_cfg.accum_steps).backward()
             loss_acc += float(loss.detach()) / o_cfg.accum_steps
@@ -346,7 +346,7 @@ def export_run(run_dir, out_dir, checkpoint: Optional[str] = None) -> Path:
     path = Path(checkpoint) if checkpoint else run_dir / 'checkpoints' / 'last.pt'
     state = load_training_checkpoint(path)
     cfg = config_from_dict(state['config'])
-    encoder = create_model(cfg.model.name)
+    encoder = create_model(cfg.model.name, **cfg.model.model_args)
     model = Mask3DPretrainer(encoder, cfg.method)
     model.load_state_dict(state['model'])
     metrics = {'step': int(state['step'])}

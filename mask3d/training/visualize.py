@@ -30,10 +30,8 @@ def save_reconstruction_figure(path: Union[str, os.PathLike], rgb: torch.Tensor,
     grid = (rgb.shape[-2] // patch_size, rgb.shape[-1] // patch_size)
     rgb_hidden = upsample_patch_mask(rgb_mask[:n].float(), patch_size, grid)[:, 0].cpu().numpy() > 0
     depth_hidden = upsample_patch_mask(depth_mask[:n].float(), patch_size, grid)[:, 0].cpu().numpy() > 0
-    cmap = matplotlib.colormaps['turbo'].copy()
-    cmap.set_bad('black')
-    err_cmap = matplotlib.colormaps['magma'].copy()
-    err_cmap.set_bad('black')
+    cmap = matplotlib.colormaps['turbo'].with_extremes(bad='black')
+    err_cmap = matplotlib.colormaps['magma'].with_extremes(bad='black')
     cols = ['RGB input', 'masked RGB', 'masked depth input', 'predicted depth', 'true depth', '|error| (m)']
     fig, axes = plt.subplots(n, 6, figsize=(18, 2.6 * n + 0.4), squeeze=False)
     for i in range(n):

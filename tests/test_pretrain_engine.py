@@ -1,0 +1,165 @@
+"""The pre-training engine end to end: CLI, loss falls, SIGKILL + resume, 2-process DDP, export, bad configs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import mask3d
+from mask3d.training.config import load_config
+from mask3d.training.engine import NonFiniteLossError, pretrain
+
+TINY = {
+    'model': {'name': 'mask3d_vit_tiny_patch16', 'model_args': {'depth': 2}},
+    'method': {'depth_encoder_depth': 1, 'decoder_dim': 64, 'decoder_depth': 1, 'decoder_num_heads': 4},
+    'data': {'source': 'synthetic', 'image_size': [64, 96], 'batch_size': 4, 'num_workers': 0,
+             'synthetic_length': 24},
+    'optim': {'lr': 1.0e-3, 'warmup_steps': 2, 'clip_grad': 3.0},
+    'train': {'steps': 8, 'precision': 'fp32', 'device': 'cpu', 'log_every': 1, 'ckpt_every': 2,
+              'figure_every': 1000, 'figure_samples': 2},
+}
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1', 'HF_HUB_OFFLINE': '1'}
+
+
+def _config(tmp_path, **sections) -> Path:
+    cfg = json.loads(json.dumps(TINY))
+    for section, values in sections.items():
+        cfg[section].update(values)
+    path = tmp_path / 'cfg.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, '-m', 'mask3d', *args], capture_output=True, text=True, env=ENV, **kw)
+
+
+def _weights(run: Path):
+    return torch.load(run / 'checkpoints' / 'last.pt', map_location='cpu', weights_only=True)['model']
+
+
+def test_cli_run_loss_falls_and_outputs(tmp_path):
+    cfg = _config(tmp_path, train={'steps': 60, 'figure_every': 60}, data={'synthetic_length': 8})
+    run = tmp_path / 'run'
+    result = _cli('pretrain', '--config', str(cfg), '--output', str(run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['step'] for r in records] == list(range(1, 61))
+    assert all({'step', 'loss', 'lr', 'img_s'} <= set(r) for r in records)
+    first = sum(r['loss'] for r in records[:3]) / 3
+    last = sum(r['loss'] for r in records[-3:]) / 3
+    assert last < 0.85 * first, (first, last)
+    assert (run / 'figures' / 'step_0000060.png').stat().st_size > 10_000
+    assert (run / 'config.yaml').is_file() and (run / 'summary.json').is_file()
+    assert 'backbone' in result.stdout and 'lower' in result.stdout
+    # the exported backbone is an ordinary timm model with the trained weights
+    import timm
+    model = timm.create_model(f'local-dir:{run / "export"}', pretrained=True)
+    sd = _weights(run)
+    assert all(torch.equal(v, sd[f'encoder.{k}']) for k, v in model.state_dict().items())
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+    cfg = _config(tmp_path)
+    full = tmp_path / 'full'
+    assert _cli('pretrain', '--config', str(cfg), '--output', str(full)).returncode == 0
+
+    killed = tmp_path / 'killed'
+    proc = subprocess.Popen([sys.executable, '-m', 'mask3d', 'pretrain', '--config', str(cfg), '--output',
+                             str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = killed / 'metrics.jsonl'
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill mid-run, right after step 5 (last checkpoint: step 4)
+        if metrics.is_file() and any(json.loads(line)['step'] >= 5 for line in metrics.read_text().splitlines()):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(killed / 'checkpoints' / 'last.pt', weights_only=True)['step'] < 8
+    result = _cli('pretrain', '--config', str(cfg), '--output', str(killed), '--resume')
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = _weights(full), _weights(killed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), k
+
+
+def test_ddp_two_processes_match_single_process(tmp_path):
+    single = tmp_path / 'single'
+    cfg1 = _config(tmp_path, train={'steps': 3}, data={'batch_size': 4})
+    assert _cli('pretrain', '--config', str(cfg1), '--output', str(single)).returncode == 0
+    cfg2 = tmp_path / 'ddp.yaml'
+    cfg2.write_text(cfg1.read_text().replace('batch_size: 4', 'batch_size: 2'))
+    ddp = tmp_path / 'ddp'
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                             '-m', 'mask3d', 'pretrain', '--config', str(cfg2), '--output', str(ddp),
+                             '--set', 'train.steps=3'], capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = _weights(single), _weights(ddp)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=2e-5, rtol=1e-4), k
+    state = torch.load(ddp / 'checkpoints' / 'last.pt', weights_only=True)
+    assert len(state['rng']) == 2  # every rank's RNG state
+
+
+def test_export_command_round_trip(tmp_path):
+    cfg = load_config(_config(tmp_path, train={'steps': 2, 'export_at_end': False}))
+    run = tmp_path / 'run'
+    pretrain(cfg, run, progress=False)
+    assert not (run / 'export').exists()
+    out = tmp_path / 'exported'
+    result = _cli('export', str(run), '--out', str(out))
+    assert result.returncode == 0, result.stderr
+    model = mask3d.create_model(f'local-dir:{out}', pretrained=True).eval()
+    sd = _weights(run)
+    assert all(torch.equal(v, sd[f'encoder.{k}']) for k, v in model.state_dict().items())
+    card = (out / 'README.md').read_text()
+    assert 'import mask3d' in card and 'synthetic' in card and 'decoder_dim: 64' in card
+
+
+@pytest.mark.parametrize('override,message', [
+    ('method.rgb_mask_ratio=1.0', 'rgb_mask_ratio must be in [0, 1)'),
+    ('method.depth_mask_ratio=-0.2', 'depth_mask_ratio must be in [0, 1)'),
+    ('data.image_size=[100,96]', 'divisible by the patch size'),
+    ('train.bogus=1', "unknown key 'train.bogus'"),
+    ('method.loss=huber', 'loss must be one of'),
+    ('data.batch_size=abc', 'data.batch_size must be a number'),
+])
+def test_bad_config_fails_before_work(tmp_path, override, message, capsys):
+    from mask3d.cli import main
+    rc = main(['pretrain', '--config', str(_config(tmp_path)), '--output', str(tmp_path / 'r'), '--set', override])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and 'Traceback' not in err
+    assert not (tmp_path / 'r').exists()
+
+
+def test_unknown_key_in_file_names_the_file(tmp_path):
+    path = tmp_path / 'bad.yaml'
+    path.write_text('model:\n  nme: x\n')
+    result = _cli('pretrain', '--config', str(path), '--output', str(tmp_path / 'r'))
+    assert result.returncode == 2 and str(path) in result.stderr and "'model.nme'" in result.stderr
+
+
+def test_resume_and_overwrite_guards(tmp_path):
+    cfg = load_config(_config(tmp_path, train={'steps': 2, 'export_at_end': False}))
+    with pytest.raises(mask3d.Mask3DError, match='nothing to resume'):
+        pretrain(cfg, tmp_path / 'empty', resume=True, progress=False)
+    pretrain(cfg, tmp_path / 'run', progress=False)
+    with pytest.raises(mask3d.Mask3DError, match='already holds a run'):
+        pretrain(cfg, tmp_path / 'run', progress=False)
+    cfg.method.rgb_mask_ratio = 0.5
+    with pytest.raises(mask3d.ConfigError, match='method.rgb_mask_ratio'):
+        pretrain(cfg, tmp_path / 'run', resume=True, progress=False)
+
+
+def test_non_finite_loss_stops_with_clear_message(tmp_path):
+    cfg = load_config(_config(tmp_path, optim={'lr': 1.0e30, 'warmup_steps': 0, 'clip_grad': None},
+                              train={'steps': 6, 'export_at_end': False}))
+    with pytest.raises(NonFiniteLossError, match='non-finite loss .* at step'):
+        pretrain(cfg, tmp_path / 'run', progress=False)
