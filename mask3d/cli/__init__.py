@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--output', required=True, help='run directory (checkpoints, metrics.jsonl, figures, export)')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override, e.g. optim.lr=1e-4')
     p.add_argument('--resume', action='store_true', help='continue from RUN_DIR/checkpoints/last.pt')
+    p.add_argument('--overwrite', action='store_true', help='delete an earlier run in RUN_DIR first')
     p.set_defaults(func=_cmd_pretrain)
 
     p = sub.add_parser('export', help='write a pre-training run\'s encoder as a Hub folder')
