@@ -14,14 +14,13 @@ FLOPs per step come from torch.utils.flop_counter.FlopCounterMode.
 import argparse
 import contextlib
 import json
-import multiprocessing as mp
+import gc
 import platform
-import resource
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import torch
 from torch import nn
@@ -194,35 +193,38 @@ def count_flops(step: Callable[[], None]) -> float:
     return float(counter.get_total_flops())
 
 
-def _memory_child(args_dict, variant, queue):
-    args = argparse.Namespace(**args_dict)
-    args.variants = [variant]
-    step = build_steps(args)[variant]
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for _ in range(2):
-        step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((peak / 1024.0, (peak - base) / 1024.0))  # KiB on Linux -> MiB: process peak, growth by the steps
+def _rss_kib():
+    status = open('/proc/self/status').read()
+    return {k: int(v.split()[0]) for k, v in (line.split(':', 1) for line in status.splitlines())
+            if k in ('VmRSS', 'VmHWM')}
 
 
-def peak_memory_mb(args, variant) -> float:
-    """(peak, growth) in MiB. CUDA: max_memory_allocated (growth: over the allocation after building); CPU: peak
-    RSS of a fresh process that runs only this variant, and how much two steps grew it past the built model."""
+def peak_memory_mb(args, variant) -> Tuple[float, float]:
+    """(peak, growth) in MiB for two steps of one variant built alone.
+
+    CUDA: max_memory_allocated, and its growth over the allocation after building. CPU (Linux): the process's
+    peak RSS (VmHWM, reset through /proc/self/clear_refs after building) and its growth over the RSS then:
+    gradients, optimizer state and the activation peak.
+    """
+    gc.collect()
+    step = build_steps(argparse.Namespace(**{**vars(args), 'variants': [variant], 'compile': False}))[variant]
     if args.device == 'cuda':
-        step = build_steps(argparse.Namespace(**{**vars(args), 'variants': [variant]}))[variant]
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         step()
         step()
         peak = torch.cuda.max_memory_allocated()
         return peak / 2 ** 20, (peak - base) / 2 ** 20
-    ctx = mp.get_context('spawn')
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_memory_child, args=(vars(args), variant, queue))
-    proc.start()
-    value = queue.get()
-    proc.join()
-    return value
+    gc.collect()
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset the peak-RSS counter
+    base = _rss_kib()['VmRSS']
+    step()
+    step()
+    peak = _rss_kib()['VmHWM']
+    del step
+    gc.collect()
+    return peak / 1024.0, (peak - base) / 1024.0
 
 
 def run(args) -> dict:

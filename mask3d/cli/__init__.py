@@ -35,6 +35,11 @@ def _cmd_export(args) -> int:
     return run_export(args)
 
 
+def _cmd_data(args) -> int:
+    from ..training.data.cli import run_data
+    return run_data(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='mask3d', description='Mask3D RGB-D pre-trained ViT backbones.')
     sub = parser.add_subparsers(dest='command', required=True)
@@ -64,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', required=True)
     p.add_argument('--checkpoint', default=None, help='checkpoint file (default RUN_DIR/checkpoints/last.pt)')
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser('data', help='dataset tools (needs mask3d[train])')
+    data = p.add_subparsers(dest='data_command', required=True)
+    q = data.add_parser('extract-sens', help='export a ScanNet .sens file to color/ depth/ pose/ intrinsic/')
+    q.add_argument('sens')
+    q.add_argument('--out', required=True)
+    q.add_argument('--every', type=int, default=1, help='keep every K-th frame')
+    q = data.add_parser('synth', help='write built-in synthetic RGB-D scenes in the RGB-D folder layout')
+    q.add_argument('--out', required=True)
+    q.add_argument('--frames', type=int, default=100)
+    q.add_argument('--seed', type=int, default=0)
+    q.add_argument('--image-size', type=int, nargs=2, default=[240, 320], metavar=('H', 'W'))
+    p.set_defaults(func=_cmd_data)
     return parser
 
 

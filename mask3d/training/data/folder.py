@@ -2,7 +2,8 @@
 
 Depth PNGs are 16-bit integers divided by ``depth_scale`` to get metres (1000 for millimetres: Kinect, ScanNet,
 NYU raw, 7-Scenes; 5000 for TUM). ``.npy`` and 32-bit float ``.tif`` files are read as metres. 0 = invalid.
-An optional ``ROOT/intrinsics.txt`` holds a 3x3 matrix for every frame.
+Optional: ``ROOT/intrinsics.txt`` (3x3, every frame) or ``ROOT/intrinsics/NAME.txt`` (per frame), and
+``ROOT/semantic/NAME.png`` class ids (8/16-bit, 255 = ignore), which become the sample's ``semantic``.
 """
 import os
 from pathlib import Path
@@ -97,7 +98,18 @@ class RGBDFrames:
                                   f'{rgb.shape[1:]}; they must be registered at the same size')
         if not (depth > 0).any():
             raise RGBDFolderError(f'{depth_path}: no valid depth pixel (all zero or invalid)')
-        return {'rgb': rgb, 'depth': depth[None], 'intrinsics': K, 'source': f'{rgb_path}|{depth_path}'}
+        sample = {'rgb': rgb, 'depth': depth[None], 'intrinsics': K, 'source': f'{rgb_path}|{depth_path}'}
+        label_path = self.label_path(index)
+        if label_path is not None:
+            with Image.open(label_path) as im:
+                label = np.array(im)
+            if label.shape != depth.shape:
+                raise RGBDFolderError(f'{label_path}: labels are {label.shape}, depth is {depth.shape}')
+            sample['semantic'] = label.astype(np.int64)
+        return sample
+
+    def label_path(self, index: int) -> Optional[Path]:
+        return None
 
 
 class RGBDFolder(RGBDFrames):
@@ -125,4 +137,14 @@ class RGBDFolder(RGBDFrames):
         if intrinsics is None and (self.root / 'intrinsics.txt').is_file():
             intrinsics = np.loadtxt(self.root / 'intrinsics.txt', dtype=np.float32).reshape(3, 3)
         self.intrinsics = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float32)
+
+    def frame_intrinsics(self, index: int) -> Optional[np.ndarray]:
+        per_frame = self.root / 'intrinsics' / f'{self.frames[index][0].stem}.txt'
+        if per_frame.is_file():
+            return np.loadtxt(per_frame, dtype=np.float32).reshape(3, 3)
+        return self.intrinsics
+
+    def label_path(self, index: int) -> Optional[Path]:
+        path = self.root / 'semantic' / f'{self.frames[index][0].stem}.png'
+        return path if path.is_file() else None
 
