@@ -60,6 +60,9 @@ def parse_args(argv=None):
     p.add_argument('--gather', choices=('gather', 'mask_index'), default='gather',
                    help='how visible tokens are selected (fast path comparison)')
     p.add_argument('--channels-last', action='store_true', help='channels_last RGB input and patch conv')
+    p.add_argument('--optimizer', choices=('fused', 'foreach', 'default'), default='fused',
+                   help="AdamW implementation (the engine uses 'fused')")
+    p.add_argument('--memory-only', action='store_true', help=argparse.SUPPRESS)
     p.add_argument('--profile', action='store_true', help='print a torch.profiler table of the Mask3D step')
     p.add_argument('--json', action='store_true')
     return p.parse_args(argv)
@@ -102,7 +105,8 @@ def build_steps(args) -> Dict[str, Callable[[], None]]:
             for m in module.modules():
                 if hasattr(m, 'fused_attn'):
                     m.fused_attn = False
-        return torch.optim.AdamW(module.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
+        impl = {'fused': {'fused': True}, 'foreach': {'foreach': True}, 'default': {}}[args.optimizer]
+        return torch.optim.AdamW(module.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, **impl)
 
     def compiled(fn):
         return torch.compile(fn) if args.compile else fn
@@ -200,14 +204,30 @@ def _rss_kib():
 
 
 def peak_memory_mb(args, variant) -> Tuple[float, float]:
-    """(peak, growth) in MiB for two steps of one variant built alone.
+    """(peak, growth) in MiB for two steps of one variant, each variant in a fresh process.
 
     CUDA: max_memory_allocated, and its growth over the allocation after building. CPU (Linux): the process's
     peak RSS (VmHWM, reset through /proc/self/clear_refs after building) and its growth over the RSS then:
     gradients, optimizer state and the activation peak.
     """
-    gc.collect()
-    step = build_steps(argparse.Namespace(**{**vars(args), 'variants': [variant], 'compile': False}))[variant]
+    import subprocess
+    argv = [sys.executable, __file__, '--memory-only', '--variants', variant, '--model', args.model,
+            '--image-size', *map(str, args.image_size), '--batch-size', str(args.batch_size),
+            '--precision', args.precision, '--device', args.device, '--rgb-mask-ratio', str(args.rgb_mask_ratio),
+            '--depth-mask-ratio', str(args.depth_mask_ratio), '--decoder-dim', str(args.decoder_dim),
+            '--decoder-depth', str(args.decoder_depth), '--model-args', json.dumps(args.model_args),
+            '--optimizer', args.optimizer, '--gather', args.gather]
+    argv += [flag for flag, on in (('--grad-checkpointing', args.grad_checkpointing),
+                                   ('--unfused-attn', args.unfused_attn),
+                                   ('--channels-last', args.channels_last)) if on]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    peak, growth = json.loads(out)
+    return peak, growth
+
+
+def _measure_memory_here(args) -> Tuple[float, float]:
+    variant = args.variants[0]
+    step = build_steps(args)[variant]
     if args.device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -222,8 +242,6 @@ def peak_memory_mb(args, variant) -> Tuple[float, float]:
     step()
     step()
     peak = _rss_kib()['VmHWM']
-    del step
-    gc.collect()
     return peak / 1024.0, (peak - base) / 1024.0
 
 
@@ -248,7 +266,8 @@ def run(args) -> dict:
         'device': args.device, 'rgb_mask_ratio': args.rgb_mask_ratio, 'depth_mask_ratio': args.depth_mask_ratio,
         'decoder': f'{args.decoder_depth}x{args.decoder_dim}', 'torch': torch.__version__,
         'threads': torch.get_num_threads(), 'machine': platform.processor() or platform.machine(),
-        'iters': args.iters, 'fast_paths': {'grad_checkpointing': args.grad_checkpointing, 'compile': args.compile,
+        'iters': args.iters, 'optimizer': f'AdamW ({args.optimizer})',
+        'fast_paths': {'grad_checkpointing': args.grad_checkpointing, 'compile': args.compile,
                                             'fused_attn': not args.unfused_attn, 'gather': args.gather,
                                             'channels_last': args.channels_last},
     }
@@ -301,6 +320,9 @@ def print_table(r: dict) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.memory_only:
+        print(json.dumps(_measure_memory_here(args)))
+        return 0
     result = run(args)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != 'profile'}))

@@ -81,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('--frames', type=int, default=100)
     q.add_argument('--seed', type=int, default=0)
     q.add_argument('--image-size', type=int, nargs=2, default=[240, 320], metavar=('H', 'W'))
+    q = data.add_parser('inspect', help='what a dataset holds: format, frames, size, depth range, labels')
+    q.add_argument('path', help="a dataset file or folder, or 'synthetic'")
+    q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',
+                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'folder',
+                                                         'synthetic'))
+    q.add_argument('--depth-scale', type=float, default=1000.0, help='16-bit PNG units per metre (folder, nyu-raw)')
+    q.add_argument('--class-mapping', default=None, help='nyu-mat: classMapping40.mat (default: next to the .mat)')
+    q.add_argument('--max-frames', type=int, default=50, help='frames read for the statistics (evenly spaced)')
+    q.add_argument('--json', action='store_true')
+    q.add_argument('--sheet', default=None, metavar='OUT.png', help='contact sheet of a few frames')
     p.set_defaults(func=_cmd_data)
     return parser
 

@@ -13,7 +13,7 @@ import yaml
 from ..errors import ConfigError
 from .pretrainer import PretrainMethodConfig
 
-DATA_SOURCES = ('synthetic', 'folder', 'scannet')
+DATA_SOURCES = ('synthetic', 'folder', 'scannet', 'nyu-raw', 'sunrgbd', 'mixture')
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 
 
@@ -43,6 +43,10 @@ class DataConfig:
     depth_scale: float = 1000.0             # folder: 16-bit PNG units per metre (1000 mm, 5000 TUM)
     split: Optional[str] = None             # scannet: scene list such as scannetv2_train.txt
     every: int = 1                          # scannet: keep every N-th frame of a scene
+    # mixture: a list of sources, each a mapping of the keys above plus `weight`, e.g.
+    #   [{source: scannet, root: ..., weight: 3}, {source: folder, root: ..., depth_scale: 5000, weight: 1}]
+    mixture: List[Dict[str, Any]] = field(default_factory=list)
+    mixture_length: int = 100000            # frames per epoch of a mixture
 
 
 @dataclass
@@ -56,6 +60,7 @@ class OptimConfig:
     warmup_fraction: float = 0.05           # used when warmup_steps == 0
     clip_grad: Optional[float] = None
     accum_steps: int = 1
+    fused: bool = True                      # fused AdamW kernel (CPU and CUDA)
 
 
 @dataclass
@@ -97,8 +102,17 @@ class PretrainConfig:
         if len(d.image_size) != 2 or any(s % patch_size or s <= 0 for s in d.image_size):
             raise ConfigError(f'data.image_size {d.image_size} must be [H, W] with both divisible by the patch '
                               f'size {patch_size}')
-        if d.source in ('folder', 'scannet') and not d.root:
+        if d.source in ('folder', 'scannet', 'nyu-raw', 'sunrgbd') and not d.root:
             raise ConfigError(f'data.root is required for data.source={d.source}')
+        if d.source == 'mixture':
+            if not d.mixture:
+                raise ConfigError('data.mixture must list at least one source for data.source=mixture')
+            for i, entry in enumerate(d.mixture):
+                part = mixture_part(d, entry, i)
+                if part.source == 'mixture':
+                    raise ConfigError(f'data.mixture[{i}]: a mixture cannot contain a mixture')
+                if part.source != 'synthetic' and not part.root:
+                    raise ConfigError(f'data.mixture[{i}]: root is required for source {part.source}')
         if not (0 < d.scale[0] <= d.scale[1] <= 1):
             raise ConfigError(f'data.scale must satisfy 0 < min <= max <= 1, got {d.scale}')
         if not 0 <= d.hflip <= 1:
@@ -118,6 +132,22 @@ class PretrainConfig:
             raise ConfigError(f'optim.warmup_fraction must be in [0, 1), got {o.warmup_fraction}')
         if (o.lr if o.lr is not None else o.base_lr) <= 0:
             raise ConfigError('optim.lr / optim.base_lr must be > 0')
+
+
+def mixture_part(data: 'DataConfig', entry: Dict[str, Any], i: int) -> 'DataConfig':
+    """One mixture entry as a DataConfig (unknown keys are errors); its ``weight`` must be > 0."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f'data.mixture[{i}] must be a mapping, got {entry!r}')
+    entry = dict(entry)
+    weight = entry.pop('weight', 1.0)
+    if not isinstance(weight, (int, float)) or weight <= 0:
+        raise ConfigError(f'data.mixture[{i}].weight must be > 0, got {weight!r}')
+    part = dataclasses.replace(data, mixture=[])
+    _merge(part, entry, f'data.mixture[{i}]')
+    if part.source not in DATA_SOURCES:
+        raise ConfigError(f'data.mixture[{i}].source must be one of {DATA_SOURCES}, got {part.source!r}')
+    part.mixture_weight = float(weight)  # type: ignore[attr-defined]
+    return part
 
 
 def _merge(obj: Any, values: Dict[str, Any], where: str, prefix: str = '') -> None:

@@ -23,7 +23,10 @@ from torch.utils.data import DataLoader
 from ..errors import ConfigError, Mask3DError
 from ..factory import create_model, load_checkpoint, load_state_dict_into
 from .checkpoint import load_training_checkpoint, rng_state, save_atomic, set_rng_state
-from .config import PretrainConfig, config_from_dict
+from .config import PretrainConfig, config_from_dict, mixture_part
+from .data.mixture import MixtureFrames
+from .data.nyu import NYUSyncFrames
+from .data.sunrgbd import SUNRGBDFrames
 from .data.folder import RGBDFolder
 from .data.scannet import ScanNetFrames
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
@@ -67,7 +70,18 @@ def build_encoder(cfg: PretrainConfig) -> torch.nn.Module:
 
 
 def build_frames(cfg: PretrainConfig):
-    d = cfg.data
+    return _frames(cfg.data, cfg.train.seed)
+
+
+def _frames(d, seed: int):
+    if d.source == 'mixture':
+        parts = [mixture_part(d, entry, i) for i, entry in enumerate(d.mixture)]
+        return MixtureFrames([(_frames(p, seed), p.mixture_weight) for p in parts], length=d.mixture_length,
+                             seed=seed)
+    if d.source == 'nyu-raw':
+        return NYUSyncFrames(d.root, depth_scale=d.depth_scale)
+    if d.source == 'sunrgbd':
+        return SUNRGBDFrames(d.root)
     if d.source == 'synthetic':
         # rendered at the training size; the random resized crop then zooms in like on real frames
         return SyntheticRGBD(length=d.synthetic_length, seed=d.synthetic_seed, image_size=tuple(d.image_size))
@@ -174,8 +188,10 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
         model.set_grad_checkpointing(True)
     eff_batch = d_cfg.batch_size * o_cfg.accum_steps * info.world_size
     lr = o_cfg.lr if o_cfg.lr is not None else o_cfg.base_lr * eff_batch / 256
+    # fused AdamW: one kernel over all parameters (measured 4.5x faster than the default on CPU for ViT-B +
+    # decoder, docs/performance.md)
     optimizer = create_optimizer_v2(model, 'adamw', lr=lr, weight_decay=o_cfg.weight_decay,
-                                    betas=tuple(o_cfg.betas))
+                                    betas=tuple(o_cfg.betas), fused=o_cfg.fused)
     warmup = o_cfg.warmup_steps or int(round(o_cfg.warmup_fraction * t_cfg.steps))
     scheduler = CosineLRScheduler(optimizer, t_initial=t_cfg.steps, lr_min=o_cfg.min_lr, warmup_t=warmup,
                                   warmup_lr_init=lr * 0.01 if warmup else lr, warmup_prefix=True,

@@ -34,7 +34,7 @@ class PretrainMethodConfig:
     depth_encoder_depth: int = 2       # transformer blocks on visible depth tokens; 0 = embedding only
     decoder_dim: int = 512             # MAE decoder width
     decoder_depth: int = 8             # MAE decoder depth
-    decoder_num_heads: int = 16
+    decoder_num_heads: int = 8         # head_dim 64 (MAE uses 16 heads = head_dim 32; 8 is ~9% faster, same FLOPs)
     loss: str = 'l1'                   # l1 | l2
     loss_on: str = 'all'               # all: dense depth over every patch | masked: only depth-masked patches
     depth_norm: str = 'standardize'    # standardize | metric | log | patch

@@ -43,4 +43,24 @@ def run_data(args) -> int:
         print(f'wrote {args.frames} synthetic frames to {out}; train on them with --set data.source=folder '
               f'--set data.root={out} --set data.depth_scale=1000')
         return 0
+    if args.data_command == 'inspect':
+        from .inspect import contact_sheet, inspect, open_dataset
+        dataset, names, fmt = open_dataset(args.path, args.format, depth_scale=args.depth_scale,
+                                           class_mapping_40=args.class_mapping)
+        report = inspect(dataset, names, fmt, max_frames=args.max_frames)
+        if args.sheet:
+            report['sheet'] = str(contact_sheet(dataset, args.sheet))
+        if args.json:
+            print(json.dumps(report))
+        else:
+            print(f"{args.path}: {report['format']}, {report['frames']} frames, image {report['image_size']}")
+            d = report['depth_m']
+            if d:
+                print(f"depth (m, {report['inspected_frames']} frames): min {d['min']:.3f}  median {d['median']:.3f}  "
+                      f"max {d['max']:.3f}; valid {100 * report['depth_valid_fraction']:.1f} % of pixels")
+            for name, count in report.get('labels', {}).items():
+                print(f'  {name:20s} {count:>12,d} px')
+            if args.sheet:
+                print(f"contact sheet: {report['sheet']}")
+        return 0
     raise SystemExit(f'unknown data command {args.data_command}')

@@ -67,3 +67,101 @@ class ScanNetFrames(RGBDFrames):
 
     def frame_intrinsics(self, index: int) -> Optional[np.ndarray]:
         return self._intrinsics[self._scene_of[index]]
+
+
+# ---- labels ----------------------------------------------------------------------------------------------------
+# The 20 ScanNet benchmark classes as NYU-40 ids (BenchmarkScripts VALID_CLASS_IDS); train ids are their order.
+SCANNET20_NYU40_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
+SCANNET20_NAMES = ('wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 'door', 'window', 'bookshelf',
+                   'picture', 'counter', 'desk', 'curtain', 'refrigerator', 'shower curtain', 'toilet', 'sink',
+                   'bathtub', 'otherfurniture')
+# the 18 instance / detection classes: the 20 without wall and floor
+SCANNET18_NYU40_IDS = SCANNET20_NYU40_IDS[2:]
+IGNORE_INDEX = 255
+
+_NYU40_TO_20 = np.full(256, IGNORE_INDEX, dtype=np.int64)
+for _i, _nyu in enumerate(SCANNET20_NYU40_IDS):
+    _NYU40_TO_20[_nyu] = _i
+
+
+def load_label_map(tsv: Union[str, os.PathLike]) -> np.ndarray:
+    """``scannetv2-labels.combined.tsv`` -> lookup table raw ScanNet id -> NYU-40 id (ids not listed: 0)."""
+    import csv
+    tsv = Path(tsv)
+    if not tsv.is_file():
+        raise RGBDFolderError(f'{tsv}: label map not found')
+    with open(tsv, newline='') as f:
+        rows = list(csv.DictReader(f, delimiter='\t'))
+    if not rows or 'id' not in rows[0] or 'nyu40id' not in rows[0]:
+        raise RGBDFolderError(f'{tsv}: expected a tab-separated file with id and nyu40id columns')
+    ids = [int(r['id']) for r in rows]
+    lut = np.zeros(max(ids) + 1, dtype=np.int64)
+    for r in rows:
+        lut[int(r['id'])] = int(r['nyu40id'])
+    return lut
+
+
+def raw_to_nyu40(raw: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Raw ``label-filt`` ids -> NYU-40; ids beyond the table map to 0 (void), as the benchmark scripts do."""
+    out = np.zeros(raw.shape, dtype=np.int64)
+    inside = raw < len(lut)
+    out[inside] = lut[raw[inside]]
+    return out
+
+
+def nyu40_to_scannet20(nyu40: np.ndarray, where: str = '') -> np.ndarray:
+    """NYU-40 ids -> train ids 0..19 (255 = void or a non-benchmark class)."""
+    if nyu40.size and (nyu40.min() < 0 or nyu40.max() > 40):
+        raise RGBDFolderError(f'{where}: NYU-40 id {int(nyu40.max())} outside 0..40')
+    return _NYU40_TO_20[nyu40]
+
+
+def scannet_instances(nyu40: np.ndarray, instance: np.ndarray, min_pixels: int = 0):
+    """Instances of the 18 classes from a 25k-style ``instance`` PNG (value = nyu40 * 1000 + k): masks, train
+    labels (0..17), xyxy boxes; masks under ``min_pixels`` are dropped (Pri3D drops < 1000)."""
+    ids = [v for v in np.unique(instance) if v >= 1000 and (v // 1000) in SCANNET18_NYU40_IDS]
+    masks, labels, boxes = [], [], []
+    for v in ids:
+        m = instance == v
+        if m.sum() < max(min_pixels, 1):
+            continue
+        ys, xs = np.nonzero(m)
+        masks.append(m)
+        labels.append(SCANNET18_NYU40_IDS.index(int(v) // 1000))
+        boxes.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    h, w = instance.shape
+    return {'instance_masks': np.stack(masks) if masks else np.zeros((0, h, w), bool),
+            'instance_labels': np.array(labels, np.int64),
+            'instance_boxes': np.array(boxes, np.float32).reshape(-1, 4)}
+
+
+class ScanNet25kFrames(ScanNetFrames):
+    """``scannet_frames_25k``: colour, depth, ``label/`` (NYU-40 ids, 8-bit) -> 20-class train ids, and
+    ``instance/`` (nyu40 * 1000 + k) -> instances of the 18 classes."""
+
+    def __init__(self, root, split=None, every: int = 1, min_instance_pixels: int = 0):
+        super().__init__(root, split=split, every=every)
+        self.min_instance_pixels = min_instance_pixels
+        self.class_names = SCANNET20_NAMES
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+        sample = super().__getitem__(index)
+        color_path = self.frames[index][0]
+        scene = color_path.parent.parent
+        label_path = scene / 'label' / f'{color_path.stem}.png'
+        h, w = sample['depth'].shape[-2:]
+        if label_path.is_file():
+            with Image.open(label_path) as im:
+                nyu40 = np.array(im.resize((w, h), Image.NEAREST)).astype(np.int64)
+            sample['semantic'] = nyu40_to_scannet20(nyu40, str(label_path))
+            instance_path = scene / 'instance' / f'{color_path.stem}.png'
+            if instance_path.is_file():
+                with Image.open(instance_path) as im:
+                    inst = np.array(im.resize((w, h), Image.NEAREST)).astype(np.int64)
+                sample.update(scannet_instances(nyu40, inst, self.min_instance_pixels))
+        return sample
+
+    @staticmethod
+    def _read_intrinsics(folder: Path) -> Optional[np.ndarray]:
+        return ScanNetFrames._read_intrinsics(folder)

@@ -1,0 +1,165 @@
+"""``mask3d data inspect``: what a dataset holds (format, frames, size, depth range, labels), and a contact sheet."""
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+
+from .folder import RGBDFolder, RGBDFolderError
+
+FORMATS = ('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k', 'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes',
+           'folder', 'synthetic')
+
+
+def detect_format(path: Path) -> str:
+    if str(path) == 'synthetic':
+        return 'synthetic'
+    if path.is_file():
+        if path.suffix == '.sens':
+            return 'scannet-sens'
+        if path.suffix == '.mat':
+            return 'nyu-mat'
+        raise RGBDFolderError(f'{path}: cannot tell the format of this file (expected .sens or .mat)')
+    if not path.is_dir():
+        raise RGBDFolderError(f'{path}: no such file or folder')
+    if (path / 'leftImg8bit').is_dir():
+        return 'cityscapes'
+    if (path / 'rgb').is_dir() and (path / 'depth').is_dir():
+        return 'folder'
+    scenes = [p for p in path.iterdir() if (p / 'color').is_dir() and (p / 'depth').is_dir()]
+    if scenes:
+        return 'scannet-25k' if any((p / 'label').is_dir() for p in scenes) else 'scannet-frames'
+    if (path / 'color').is_dir() and (path / 'depth').is_dir():
+        return 'scannet-frames-scene'
+    if next(path.rglob('sync_depth_*.png'), None) is not None:
+        return 'nyu-raw'
+    if next(path.rglob('image'), None) is not None:
+        return 'sunrgbd'
+    raise RGBDFolderError(f'{path}: format not recognised; pass --format ({", ".join(FORMATS[1:])})')
+
+
+def open_dataset(path: Union[str, os.PathLike], fmt: str = 'auto', *, depth_scale: float = 1000.0,
+                 class_mapping_40: Optional[str] = None, label_map: Optional[str] = None):
+    """(dataset, class names or None, format) for ``path``."""
+    path = Path(path)
+    fmt = detect_format(path) if fmt == 'auto' else fmt
+    if fmt == 'synthetic':
+        from .synthetic import CLASS_NAMES, SyntheticRGBD
+        return SyntheticRGBD(length=16), CLASS_NAMES, fmt
+    if fmt == 'scannet-sens':
+        return _SensFrames(path), None, fmt
+    if fmt == 'scannet-frames-scene':
+        from .scannet import ScanNetFrames
+        return ScanNetFrames(path.parent, split=None), None, 'scannet-frames'
+    if fmt == 'scannet-frames':
+        from .scannet import ScanNetFrames
+        return ScanNetFrames(path), None, fmt
+    if fmt == 'scannet-25k':
+        from .scannet import SCANNET20_NAMES, ScanNet25kFrames
+        return ScanNet25kFrames(path), SCANNET20_NAMES, fmt
+    if fmt == 'nyu-mat':
+        from .nyu import NYU40_NAMES, NYUv2Labeled
+        mapping = class_mapping_40 or (path.parent / 'classMapping40.mat')
+        return NYUv2Labeled(path, class_mapping_40=mapping), NYU40_NAMES, fmt
+    if fmt == 'nyu-raw':
+        from .nyu import NYUSyncFrames
+        return NYUSyncFrames(path, depth_scale=depth_scale), None, fmt
+    if fmt == 'sunrgbd':
+        from .sunrgbd import SUNRGBD37_NAMES, SUNRGBDFrames
+        return SUNRGBDFrames(path), SUNRGBD37_NAMES, fmt
+    if fmt == 'cityscapes':
+        from .cityscapes import CITYSCAPES19_NAMES, CityscapesRGBD
+        return CityscapesRGBD(path, split='train'), CITYSCAPES19_NAMES, fmt
+    if fmt == 'folder':
+        ds = RGBDFolder(path, depth_scale=depth_scale)
+        names = None
+        classes = path / 'classes.json'
+        if classes.is_file():
+            import json
+            names = tuple(json.loads(classes.read_text())['names'])
+        return ds, names, fmt
+    raise RGBDFolderError(f'unknown format {fmt!r}; one of {", ".join(FORMATS)}')
+
+
+class _SensFrames:
+    """A ``.sens`` file as samples (for inspection: colour resized to the depth grid)."""
+
+    def __init__(self, path: Path):
+        from .scannet_sens import SensReader
+        self.reader = SensReader(path)
+        self._frames = None
+
+    def __len__(self):
+        return len(self.reader)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+        if self._frames is None:
+            self._frames = list(self.reader.frames())
+        f, h = self._frames[i], self.reader.header
+        depth = f.depth_m(h, str(self.reader.path))
+        rgb = np.array(Image.fromarray(f.color(str(self.reader.path))).resize((h.depth_width, h.depth_height)))
+        return {'rgb': rgb.transpose(2, 0, 1), 'depth': depth[None], 'intrinsics': h.intrinsic_depth[:3, :3]}
+
+
+def inspect(dataset, class_names=None, fmt: str = '', max_frames: int = 50) -> Dict[str, Any]:
+    n = len(dataset)
+    if n == 0:
+        raise RGBDFolderError('dataset is empty')
+    picks = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
+    depths, valid_total, pixel_total, labels = [], 0, 0, {}
+    size = None
+    for i in picks:
+        s = dataset[int(i)]
+        size = size or list(np.asarray(s['rgb']).shape[-2:])
+        if 'depth' in s:
+            d = np.asarray(s['depth'])[0]
+            v = d > 0
+            valid_total += int(v.sum())
+            pixel_total += d.size
+            depths.append(d[v])
+        if 'semantic' in s:
+            ids, counts = np.unique(np.asarray(s['semantic']), return_counts=True)
+            for k, c in zip(ids.tolist(), counts.tolist()):
+                name = 'ignore' if k == 255 else (class_names[k] if class_names and k < len(class_names) else str(k))
+                labels[name] = labels.get(name, 0) + c
+    all_d = np.concatenate(depths) if depths else np.zeros(0)
+    report = {'format': fmt, 'frames': n, 'inspected_frames': len(picks), 'image_size': size,
+              'depth_m': ({'min': float(all_d.min()), 'median': float(np.median(all_d)), 'max': float(all_d.max())}
+                          if all_d.size else None),
+              'depth_valid_fraction': valid_total / pixel_total if pixel_total else 0.0}
+    if labels:
+        report['labels'] = dict(sorted(labels.items(), key=lambda kv: -kv[1]))
+    return report
+
+
+def contact_sheet(dataset, out: Union[str, os.PathLike], frames: int = 4) -> Path:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    n = min(frames, len(dataset))
+    picks = np.linspace(0, len(dataset) - 1, n).round().astype(int)
+    samples = [dataset[int(i)] for i in picks]
+    cols = 3 if any('semantic' in s for s in samples) else 2
+    fig, axes = plt.subplots(n, cols, figsize=(4 * cols, 3 * n), squeeze=False)
+    cmap = matplotlib.colormaps['turbo'].with_extremes(bad='black')
+    for r, s in enumerate(samples):
+        axes[r, 0].imshow(np.asarray(s['rgb']).transpose(1, 2, 0))
+        d = np.asarray(s['depth'])[0] if 'depth' in s else np.zeros(np.asarray(s['rgb']).shape[1:])
+        im = axes[r, 1].imshow(np.where(d > 0, d, np.nan), cmap=cmap)
+        fig.colorbar(im, ax=axes[r, 1], fraction=0.046, label='m')
+        if cols == 3 and 'semantic' in s:
+            sem = np.asarray(s['semantic']).astype(float)
+            axes[r, 2].imshow(np.where(sem == 255, np.nan, sem), cmap='tab20', interpolation='nearest')
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(str(s.get('source', picks[r]))[-40:], fontsize=7)
+    for c, title in enumerate(['RGB', 'depth (black: invalid)', 'labels'][:cols]):
+        axes[0, c].set_title(title)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out

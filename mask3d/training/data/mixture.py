@@ -1,0 +1,42 @@
+"""Several frame sources in one pre-training set, drawn with per-source weights.
+
+Item ``i`` picks a source with probability proportional to its weight and a frame of it uniformly, both from
+``default_rng([seed, i])``: deterministic, so resumption and DDP stay exact.
+"""
+from typing import Sequence, Tuple
+
+import numpy as np
+
+from .folder import RGBDFolderError
+
+
+class MixtureFrames:
+    def __init__(self, sources: Sequence[Tuple[object, float]], length: int, seed: int = 0):
+        if not sources:
+            raise RGBDFolderError('a mixture needs at least one source')
+        weights = np.array([w for _, w in sources], dtype=np.float64)
+        if (weights <= 0).any():
+            raise RGBDFolderError(f'mixture weights must be > 0, got {weights.tolist()}')
+        for dataset, _ in sources:
+            if len(dataset) == 0:
+                raise RGBDFolderError(f'mixture source {dataset!r} is empty')
+        self.sources = [d for d, _ in sources]
+        self.cumulative = np.cumsum(weights / weights.sum())
+        self.length, self.seed = int(length), seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def locate(self, index: int) -> Tuple[int, int]:
+        rng = np.random.default_rng([self.seed, index])
+        s = int(np.searchsorted(self.cumulative, rng.random(), side='right'))
+        s = min(s, len(self.sources) - 1)
+        return s, int(rng.integers(0, len(self.sources[s])))
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        s, i = self.locate(index)
+        sample = self.sources[s][i]
+        sample['mixture_source'] = s
+        return sample
