@@ -1,4 +1,4 @@
-"""Joint RGB-D transforms for pre-training: one crop/flip applied to RGB, depth and intrinsics alike.
+"""Joint RGB-D transforms: one crop/flip applied to RGB, depth, labels, instances and intrinsics alike.
 
 RGB is resized bilinearly (antialiased); depth with nearest neighbour, so valid and invalid (0) pixels are
 never blended into fake depths. All randomness comes from the ``numpy.random.Generator`` passed in, which the
@@ -36,14 +36,16 @@ def random_resized_crop_params(rng: np.random.Generator, height: int, width: int
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-class PretrainTransform:
-    """Random resized crop + horizontal flip to ``image_size``, then RGB normalisation."""
+class JointTransform:
+    """Random resized crop + horizontal flip to ``image_size`` applied alike to RGB, depth (nearest), semantic
+    labels (nearest), instance masks (nearest) and boxes, and intrinsics; optional colour jitter on RGB only;
+    then RGB normalisation. ``scale=(1, 1)`` and ``hflip=0`` give a deterministic resize (evaluation)."""
 
     def __init__(self, image_size: Sequence[int], *, scale: Tuple[float, float] = (0.5, 1.0),
-                 hflip: float = 0.5, mean: Sequence[float] = (0.485, 0.456, 0.406),
+                 hflip: float = 0.5, color_jitter: float = 0.0, mean: Sequence[float] = (0.485, 0.456, 0.406),
                  std: Sequence[float] = (0.229, 0.224, 0.225)):
         self.size = (int(image_size[0]), int(image_size[1]))
-        self.scale, self.hflip = tuple(scale), hflip
+        self.scale, self.hflip, self.color_jitter = tuple(scale), hflip, color_jitter
         aspect = self.size[1] / self.size[0]
         self.ratio = (aspect * 3 / 4, aspect * 4 / 3)
         self.mean = torch.tensor(mean).view(3, 1, 1)
@@ -51,20 +53,50 @@ class PretrainTransform:
 
     def __call__(self, sample: Dict[str, object], rng: np.random.Generator) -> Dict[str, torch.Tensor]:
         rgb = torch.as_tensor(np.asarray(sample['rgb']))
-        depth = torch.as_tensor(np.asarray(sample['depth'], dtype=np.float32))
         _, h, w = rgb.shape
         top, left, ch, cw = random_resized_crop_params(rng, h, w, self.scale, self.ratio)
-        rgb = TF.resized_crop(rgb, top, left, ch, cw, list(self.size), interpolation=InterpolationMode.BILINEAR,
-                              antialias=True)
-        depth = TF.resized_crop(depth, top, left, ch, cw, list(self.size), interpolation=InterpolationMode.NEAREST)
+        flip = rng.random() < self.hflip
+        size = list(self.size)
+
+        def nearest(x: torch.Tensor) -> torch.Tensor:
+            x = TF.resized_crop(x, top, left, ch, cw, size, interpolation=InterpolationMode.NEAREST)
+            return x.flip(-1) if flip else x
+
+        rgb = TF.resized_crop(rgb, top, left, ch, cw, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
+        if flip:
+            rgb = rgb.flip(-1)
+        if self.color_jitter > 0:
+            j = self.color_jitter
+            rgb = TF.adjust_brightness(rgb, float(rng.uniform(1 - j, 1 + j)))
+            rgb = TF.adjust_contrast(rgb, float(rng.uniform(1 - j, 1 + j)))
+            rgb = TF.adjust_saturation(rgb, float(rng.uniform(1 - j, 1 + j)))
+        out = {'rgb': (rgb.float() / 255.0 - self.mean) / self.std}
+        if 'depth' in sample:
+            out['depth'] = nearest(torch.as_tensor(np.asarray(sample['depth'], dtype=np.float32)))
+        if 'semantic' in sample:
+            out['semantic'] = nearest(torch.as_tensor(np.asarray(sample['semantic'], dtype=np.int64))[None])[0]
+        if 'instance_masks' in sample:
+            masks = torch.as_tensor(np.asarray(sample['instance_masks'])).to(torch.uint8)
+            masks = nearest(masks) if len(masks) else masks.new_zeros((0, *self.size))
+            keep = masks.flatten(1).bool().any(1) if len(masks) else torch.zeros(0, dtype=torch.bool)
+            masks = masks[keep].bool()
+            out['instance_masks'] = masks
+            out['instance_labels'] = torch.as_tensor(np.asarray(sample['instance_labels']))[keep]
+            boxes = torch.zeros(len(masks), 4)
+            for n, m in enumerate(masks):  # recomputed from the transformed masks (exact, not approximated)
+                ys, xs = torch.nonzero(m, as_tuple=True)
+                boxes[n] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+            out['instance_boxes'] = boxes
         K = torch.as_tensor(np.asarray(sample.get('intrinsics', np.eye(3)), dtype=np.float32)).clone()
         sx, sy = self.size[1] / cw, self.size[0] / ch
         K[0, 0] *= sx
         K[1, 1] *= sy
         K[0, 2] = (K[0, 2] - left) * sx
         K[1, 2] = (K[1, 2] - top) * sy
-        if rng.random() < self.hflip:
-            rgb, depth = rgb.flip(-1), depth.flip(-1)
+        if flip:
             K[0, 2] = self.size[1] - K[0, 2]
-        rgb = (rgb.float() / 255.0 - self.mean) / self.std
-        return {'rgb': rgb, 'depth': depth, 'intrinsics': K}
+        out['intrinsics'] = K
+        return out
+
+
+PretrainTransform = JointTransform
