@@ -223,3 +223,21 @@ def test_real_seven_scenes_as_a_folder(rgbd_data, tmp_path):
     assert s['rgb'].shape == (3, 480, 640) and 0.85 < valid.mean() < 0.95
     assert 1.5 < np.median(s['depth'][valid]) < 2.5  # README: median about 1.9 m
     assert np.allclose(s['intrinsics'][0, 0], 585)
+
+
+def test_real_hololens_capture_as_a_folder(rgbd_data):
+    root = rgbd_data / 'deep-video-mvs-hololens' / 'sample-data' / 'hololens-dataset' / '000'
+    K = np.loadtxt(root / 'K.txt')
+    ds = RGBDFolder(root, depth_scale=1000, rgb_dir='images', depth_dir='depth', intrinsics=K)
+    assert len(ds) == 20
+    s = ds[0]
+    valid = s['depth'] > 0
+    assert s['rgb'].shape == (3, 360, 540) and 0.6 < valid.mean() < 0.8  # README: 22-33 % holes
+    assert 1.3 < np.median(s['depth'][valid]) < 2.2 and np.isclose(s['intrinsics'][0, 0], 495.57, atol=0.1)
+
+
+def test_real_esanet_frame_depth_scale(rgbd_data):
+    # README: value * 0.1 is about mm, median about 2.45 m -> depth_scale 10000 units per metre
+    d = read_depth(rgbd_data / 'esanet' / 'samples' / 'sample_depth.png', 10000)
+    valid = d > 0
+    assert d.shape == (424, 512) and 0.85 < valid.mean() < 0.92 and 2.2 < np.median(d[valid]) < 2.7

@@ -232,3 +232,30 @@ def test_inspect_real_tum_frame(rgbd_data, tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     assert r['image_size'] == [480, 640] and 2.0 < r['depth_m']['median'] < 2.8
     assert 0.78 < r['depth_valid_fraction'] < 0.84
+
+
+def test_scannet_exported_scene_with_label_filt(tmp_path, rgbd_data):
+    from mask3d.training.data.scannet import ScanNetLabeledFrames
+    from mask3d.training.data.scannet_sens import extract_sens, write_sens
+    tsv = rgbd_data / 'scanrefer-scannet-meta' / 'data' / 'scannet' / 'meta_data' / 'scannetv2-labels.combined.tsv'
+    K4 = np.eye(4)
+    write_sens(tmp_path / 'a.sens', [np.zeros((24, 32, 3), np.uint8)], [np.full((12, 16), 2000, np.uint16)],
+               [np.eye(4)], intrinsic_color=K4, intrinsic_depth=K4)
+    scene = tmp_path / 'scans' / 'scene0000_00'
+    extract_sens(tmp_path / 'a.sens', scene, progress=False)
+    raw = np.full((24, 32), 1, np.uint16)        # raw 1 wall (colour resolution)
+    raw[12:, :] = 3                              # raw 3 floor
+    raw[2:8, 2:10] = 2                           # raw 2 chair
+    (scene / 'label-filt').mkdir()
+    Image.fromarray(raw).save(scene / 'label-filt' / '0.png')
+    objects = np.zeros((24, 32), np.uint8)
+    objects[2:8, 2:10] = 4                       # object id 3, +1
+    (scene / 'instance-filt').mkdir()
+    Image.fromarray(objects).save(scene / 'instance-filt' / '0.png')
+    s = ScanNetLabeledFrames(tmp_path / 'scans', label_map=tsv)[0]
+    assert s['semantic'].shape == (12, 16)
+    assert s['semantic'][0, 15] == 0 and s['semantic'][10, 0] == 1 and s['semantic'][2, 2] == 4
+    assert s['instance_labels'].tolist() == [2] and s['instance_boxes'].tolist() == [[1, 1, 5, 4]]
+    (scene / 'label-filt' / '0.png').unlink()
+    with pytest.raises(RGBDFolderError, match='label-filt image missing'):
+        ScanNetLabeledFrames(tmp_path / 'scans', label_map=tsv)[0]

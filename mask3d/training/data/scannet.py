@@ -135,6 +135,46 @@ def scannet_instances(nyu40: np.ndarray, instance: np.ndarray, min_pixels: int =
             'instance_boxes': np.array(boxes, np.float32).reshape(-1, 4)}
 
 
+class ScanNetLabeledFrames(ScanNetFrames):
+    """Exported scenes plus the unzipped ``*_2d-label-filt.zip`` / ``*_2d-instance-filt.zip``:
+    ``SCENE/label-filt/{i}.png`` (uint16 raw ScanNet ids, colour resolution) -> NYU-40 through
+    ``scannetv2-labels.combined.tsv`` -> 20-class train ids; ``SCENE/instance-filt/{i}.png`` (objectId + 1) ->
+    instances of the 18 classes, each labelled with the majority NYU-40 class of its pixels. Labels are resized
+    with nearest neighbour to the depth grid."""
+
+    def __init__(self, root, label_map, split=None, every: int = 1, min_instance_pixels: int = 0):
+        super().__init__(root, split=split, every=every)
+        self.lut = load_label_map(label_map)
+        self.min_instance_pixels = min_instance_pixels
+        self.class_names = SCANNET20_NAMES
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+        sample = super().__getitem__(index)
+        color_path = self.frames[index][0]
+        scene = color_path.parent.parent
+        label_path = scene / 'label-filt' / f'{color_path.stem}.png'
+        if not label_path.is_file():
+            raise RGBDFolderError(f'{label_path}: label-filt image missing (unzip {scene.name}_2d-label-filt.zip '
+                                  f'into {scene})')
+        h, w = sample['depth'].shape[-2:]
+        with Image.open(label_path) as im:
+            raw = np.array(im.resize((w, h), Image.NEAREST)).astype(np.int64)
+        nyu40 = raw_to_nyu40(raw, self.lut)
+        sample['semantic'] = nyu40_to_scannet20(nyu40, str(label_path))
+        inst_path = scene / 'instance-filt' / f'{color_path.stem}.png'
+        if inst_path.is_file():
+            with Image.open(inst_path) as im:
+                objects = np.array(im.resize((w, h), Image.NEAREST)).astype(np.int64)
+            encoded = np.zeros_like(objects)
+            for obj in np.unique(objects[objects > 0]):
+                m = objects == obj
+                classes, counts = np.unique(nyu40[m], return_counts=True)
+                encoded[m] = classes[counts.argmax()] * 1000 + obj
+            sample.update(scannet_instances(nyu40, encoded, self.min_instance_pixels))
+        return sample
+
+
 class ScanNet25kFrames(ScanNetFrames):
     """``scannet_frames_25k``: colour, depth, ``label/`` (NYU-40 ids, 8-bit) -> 20-class train ids, and
     ``instance/`` (nyu40 * 1000 + k) -> instances of the 18 classes."""
