@@ -163,3 +163,37 @@ def test_non_finite_loss_stops_with_clear_message(tmp_path):
                               train={'steps': 6, 'export_at_end': False}))
     with pytest.raises(NonFiniteLossError, match='non-finite loss .* at step'):
         pretrain(cfg, tmp_path / 'run', progress=False)
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+    a = load_config(_config(tmp_path, train={'steps': 2, 'export_at_end': False}, data={'batch_size': 4}))
+    b = load_config(_config(tmp_path, train={'steps': 2, 'export_at_end': False}, data={'batch_size': 2},
+                            optim={'accum_steps': 2}))
+    pretrain(a, tmp_path / 'a', progress=False)
+    pretrain(b, tmp_path / 'b', progress=False)
+    wa, wb = _weights(tmp_path / 'a'), _weights(tmp_path / 'b')
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=2e-5, rtol=1e-4), k
+
+
+def test_init_from_a_timm_checkpoint_and_weight_decay_groups(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+    from timm.optim import create_optimizer_v2
+    from mask3d.training.engine import build_encoder
+    from mask3d.training import Mask3DPretrainer
+    torch.manual_seed(3)
+    vit = timm.create_model('vit_tiny_patch16_224', num_classes=0, depth=2)
+    save_file(vit.state_dict(), str(tmp_path / 'vit.safetensors'))
+    cfg = load_config(_config(tmp_path, model={'init': str(tmp_path / 'vit.safetensors')}))
+    encoder = build_encoder(cfg)
+    assert all(torch.equal(v, vit.state_dict()[k]) for k, v in encoder.state_dict().items())
+    model = Mask3DPretrainer(encoder, cfg.method)
+    opt = create_optimizer_v2(model, 'adamw', lr=1e-3, weight_decay=0.05)
+    no_decay = {id(p) for g in opt.param_groups if g['weight_decay'] == 0 for p in g['params']}
+    named = dict(model.named_parameters())
+    for name in ('encoder.pos_embed', 'encoder.cls_token', 'mask_token', 'modality_embed', 'encoder.norm.weight',
+                 'encoder.blocks.0.attn.qkv.bias', 'decoder_embed.bias'):
+        assert id(named[name]) in no_decay, name
+    for name in ('encoder.blocks.0.attn.qkv.weight', 'decoder_embed.weight', 'depth_embed.weight'):
+        assert id(named[name]) not in no_decay, name
