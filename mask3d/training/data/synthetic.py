@@ -232,19 +232,28 @@ def _intersect(prim: _Prim, o: np.ndarray, d: np.ndarray) -> Tuple[np.ndarray, n
     m = d.shape[0]
     inf = np.full(m, np.inf)
     if prim.kind == 'box':
-        with np.errstate(divide='ignore', invalid='ignore'):
-            inv = 1.0 / d
-            t1 = (prim.lo - o) * inv
-            t2 = (prim.hi - o) * inv
-        tn = np.minimum(t1, t2)
-        tf = np.maximum(t1, t2)
-        tn = np.nan_to_num(tn, nan=-np.inf)
-        tf = np.nan_to_num(tf, nan=np.inf)
-        t_near, t_far = tn.max(1), tf.min(1)
+        # slab method, one axis at a time (numpy reductions over a length-3 axis are slow)
+        t_near = np.full(m, -np.inf)
+        t_far = np.full(m, np.inf)
+        axis = np.zeros(m, dtype=np.int64)
+        for a in range(3):
+            da = d[:, a]
+            with np.errstate(divide='ignore', invalid='ignore'):
+                t1 = (prim.lo[a] - o[a]) / da
+                t2 = (prim.hi[a] - o[a]) / da
+            parallel = da == 0
+            if parallel.any():  # a ray parallel to the slab hits only if it starts inside it
+                inside = prim.lo[a] <= o[a] <= prim.hi[a]
+                t1 = np.where(parallel, -np.inf if inside else np.inf, t1)
+                t2 = np.where(parallel, np.inf, t2)
+            tn, tf = np.minimum(t1, t2), np.maximum(t1, t2)
+            axis = np.where(tn > t_near, a, axis)
+            t_near = np.maximum(t_near, tn)
+            t_far = np.minimum(t_far, tf)
         hit = (t_far >= t_near) & (t_near > 1e-4)
-        axis = tn.argmax(1)
         normal = np.zeros_like(d)
-        normal[np.arange(m), axis] = -np.sign(d[np.arange(m), axis])
+        rows = np.arange(m)
+        normal[rows, axis] = -np.sign(d[rows, axis])
         return np.where(hit, t_near, inf), normal
     if prim.kind == 'sphere':
         r = prim.hi[0]
@@ -312,7 +321,7 @@ def _screen_rect(prim: _Prim, cam: np.ndarray, R: np.ndarray, K: np.ndarray, h: 
     return v0, v1, u0, u1
 
 
-def _texture(kind: int, scale: float, p: np.ndarray, rng_seed: int) -> np.ndarray:
+def _texture(kind: int, scale, p: np.ndarray, rng_seed) -> np.ndarray:
     """Multiplicative texture in [0.6, 1.1] from world-space hit points p [M, 3]."""
     if kind == 0:
         return np.ones(p.shape[0])
@@ -357,7 +366,7 @@ def render_scene(seed: int, index: int, height: int = 240, width: int = 320, *,
 
     v, u = np.mgrid[0:height, 0:width].astype(np.float64)
     dirs_cam = np.stack([(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, np.ones_like(u)], -1).reshape(-1, 3)
-    d = dirs_cam @ R.T  # z-depth = t, since the camera-frame z of each ray is 1
+    d = np.einsum('ij,kj->ik', dirs_cam, R)  # z-depth = t (camera-frame z of each ray is 1); einsum: BLAS is slow here
 
     m = d.shape[0]
     # room interior: exit distance through the enclosing box
@@ -390,11 +399,14 @@ def render_scene(seed: int, index: int, height: int = 240, width: int = 320, *,
     lambert = np.clip((normal * to_light / dist).sum(1), 0, 1)
     shade = 0.35 + 0.75 * lambert / (1 + 0.05 * dist[:, 0] ** 2)
     colors = np.stack([it.color for it in b.instances])[inst]
+    # textures: one pass per texture kind (not per instance), with per-pixel scales
+    kinds = np.array([it.texture for it in b.instances])[inst]
+    scales = np.array([it.tex_scale for it in b.instances])[inst]
     tex = np.ones(m)
-    for k, it in enumerate(b.instances):
-        sel = inst == k
-        if it.texture and sel.any():
-            tex[sel] = _texture(it.texture, it.tex_scale, points[sel], k)
+    for kind in (1, 2, 3):
+        sel = kinds == kind
+        if sel.any():
+            tex[sel] = _texture(kind, scales[sel, None], points[sel], inst[sel])
     rgb = colors * (shade * tex)[:, None] * rng.uniform(0.8, 1.2, size=3)
     rgb = rgb + rng.normal(0, 0.01, size=rgb.shape)
     rgb = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(height, width, 3).transpose(2, 0, 1)
