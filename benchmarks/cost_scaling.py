@@ -23,18 +23,25 @@ def main(argv=None) -> int:
     p.add_argument('--model-args', default='{}')
     p.add_argument('--out', default='docs/figures/cost_scaling.png')
     p.add_argument('--json', default=None, help='also write the raw results here')
+    p.add_argument('--sizes', type=int, nargs='+', default=None, help='H W pairs, e.g. 224 224 240 320')
+    p.add_argument('--ratios', type=float, nargs='+', default=RATIOS)
+    p.add_argument('--decoder-depth', default='8')
+    p.add_argument('--decoder-dim', default='512')
     args = p.parse_args(argv)
     common = ['--model', args.model, '--batch-size', str(args.batch_size), '--precision', args.precision,
               '--iters', str(args.iters), '--warmup', '1', '--variants', 'mask3d', 'full_tokens',
-              '--model-args', args.model_args]
+              '--model-args', args.model_args, '--decoder-depth', args.decoder_depth, '--decoder-dim', args.decoder_dim]
+    sizes = list(zip(args.sizes[::2], args.sizes[1::2])) if args.sizes else SIZES
     rows = []
-    for h, w in SIZES:
+    for h, w in sizes:
         r = run(throughput_args(common + ['--image-size', str(h), str(w)]))
         rows.append(dict(sweep='image_size', h=h, w=w, ratio=0.8, **_pick(r)))
         print(json.dumps(rows[-1]), flush=True)
-    for ratio in RATIOS:
-        r = run(throughput_args(common + ['--rgb-mask-ratio', str(ratio), '--depth-mask-ratio', str(ratio)]))
-        rows.append(dict(sweep='mask_ratio', h=240, w=320, ratio=ratio, **_pick(r)))
+    h0, w0 = (240, 320) if (240, 320) in sizes else sizes[0]
+    for ratio in args.ratios:
+        r = run(throughput_args(common + ['--image-size', str(h0), str(w0), '--rgb-mask-ratio', str(ratio),
+                                          '--depth-mask-ratio', str(ratio)]))
+        rows.append(dict(sweep='mask_ratio', h=h0, w=w0, ratio=ratio, **_pick(r)))
         print(json.dumps(rows[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({'model': args.model, 'batch_size': args.batch_size,
@@ -77,7 +84,8 @@ def plot(rows, out: Path, title: str) -> None:
     ax2.set_ylabel('Mask3D step memory (MB, bars)')
     ax.legend(loc='upper left')
     ax = axes[1]
-    ax.plot([r['ratio'] for r in ratios], [r['mask3d_step_s'] for r in ratios], 'o-', label='Mask3D step, 240x320')
+    ax.plot([r['ratio'] for r in ratios], [r['mask3d_step_s'] for r in ratios], 'o-',
+            label=f"Mask3D step, {ratios[0]['h']}x{ratios[0]['w']}")
     ax.axhline(ratios[0]['full_tokens_step_s'], ls='--', color='C1', label='full-token encoder step')
     ax.set_xlabel('mask ratio (RGB = depth)')
     ax.set_ylabel('step time (s)')

@@ -21,7 +21,7 @@ from pretrain_throughput import build_steps, parse_args as throughput_args, peak
 PAIRS = {
     'bf16_autocast': (['--precision', 'fp32'], ['--precision', 'bf16']),
     'fused_adamw': (['--optimizer', 'default'], ['--optimizer', 'fused']),
-    'fused_attention': ([], ['--unfused-attn']),
+    'fused_attention': (['--attn', 'fused'], ['--attn', 'unfused']),
     'visible_gather': ([], ['--gather', 'mask_index']),
     'channels_last': ([], ['--channels-last']),
     'compile': ([], ['--compile']),

@@ -23,14 +23,14 @@ from mask3d.training.config import load_config  # noqa: E402
 from mask3d.training.data.pretrain_data import EpochIndexSampler, PretrainSamples  # noqa: E402
 from mask3d.training.data.synthetic import render_scene  # noqa: E402
 from mask3d.training.data.transforms import PretrainTransform  # noqa: E402
-from mask3d.training.engine import _autocast, build_encoder, build_frames, pretrain  # noqa: E402
-from mask3d.training.pretrainer import Mask3DPretrainer  # noqa: E402
+from mask3d.training.engine import (_autocast, build_encoder, build_frames, build_optimizer,  # noqa: E402
+                                    build_pretrainer, pretrain)
 
 
 def step_only(cfg, iters: int) -> float:
     torch.manual_seed(0)
-    model = Mask3DPretrainer(build_encoder(cfg), cfg.method)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95))
+    model = build_pretrainer(cfg, build_encoder(cfg), torch.device('cpu'))  # same settings as the engine
+    opt = build_optimizer(cfg, model, lr=1e-4)
     b = cfg.data.batch_size
     h, w = cfg.data.image_size
     rgb, depth = torch.randn(b, 3, h, w), torch.rand(b, 1, h, w) * 4 + 0.5

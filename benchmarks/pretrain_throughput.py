@@ -56,7 +56,8 @@ def parse_args(argv=None):
     p.add_argument('--no-memory', action='store_true', help='skip the per-variant peak memory measurement')
     p.add_argument('--grad-checkpointing', action='store_true')
     p.add_argument('--compile', action='store_true', help='torch.compile each step function')
-    p.add_argument('--unfused-attn', action='store_true', help='turn off fused SDPA attention in every block')
+    p.add_argument('--attn', choices=('auto', 'fused', 'unfused'), default='auto',
+                   help="auto (the engine's default): fused SDPA on CUDA, plain matmul attention on CPU")
     p.add_argument('--gather', choices=('gather', 'mask_index'), default='gather',
                    help='how visible tokens are selected (fast path comparison)')
     p.add_argument('--channels-last', action='store_true', help='channels_last RGB input and patch conv')
@@ -100,16 +101,28 @@ def build_steps(args) -> Dict[str, Callable[[], None]]:
             enc.patch_embed.proj.to(memory_format=torch.channels_last)
         return enc
 
+    fused = args.attn == 'fused' or (args.attn == 'auto' and device.type == 'cuda')
+
     def finish(module):
-        if args.unfused_attn:
-            for m in module.modules():
-                if hasattr(m, 'fused_attn'):
-                    m.fused_attn = False
+        for m in module.modules():
+            if hasattr(m, 'fused_attn'):
+                m.fused_attn = fused
         impl = {'fused': {'fused': True}, 'foreach': {'foreach': True}, 'default': {}}[args.optimizer]
         return torch.optim.AdamW(module.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, **impl)
 
     def compiled(fn):
         return torch.compile(fn) if args.compile else fn
+
+    def training_step(loss_fn, optimizer):
+        fwd = compiled(loss_fn)
+
+        def step():
+            with autocast:
+                loss = fwd()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return step
 
     if 'mask3d' in args.variants:
         cfg = PretrainMethodConfig(rgb_mask_ratio=args.rgb_mask_ratio, depth_mask_ratio=args.depth_mask_ratio,
@@ -119,16 +132,7 @@ def build_steps(args) -> Dict[str, Callable[[], None]]:
             pre.set_grad_checkpointing(True)
         if args.gather == 'mask_index':
             _use_mask_indexing(pre)
-        opt_a = finish(pre)
-        fwd_a = compiled(lambda: pre(rgb, depth, mask_noise=noise)['loss'])
-
-        def step_a():
-            with autocast:
-                loss = fwd_a()
-            loss.backward()
-            opt_a.step()
-            opt_a.zero_grad(set_to_none=True)
-        steps['mask3d'] = step_a
+        steps['mask3d'] = training_step(lambda: pre(rgb, depth, mask_noise=noise)['loss'], finish(pre))
 
     target = normalize_depth(depth, 'standardize')
     target_patches = patchify(target.value, 16)
@@ -136,26 +140,16 @@ def build_steps(args) -> Dict[str, Callable[[], None]]:
 
     if 'full_tokens' in args.variants:
         full = _Head(new_encoder(), 16).to(device)
-        opt_b = finish(full)
 
         def loss_b():
             tokens = full.encoder.forward_features(rgb)[:, full.encoder.num_prefix_tokens:]
             return masked_reconstruction_loss(full.head(tokens), target_patches, valid_patches, 'l1')
-        fwd_b = compiled(loss_b)
-
-        def step_b():
-            with autocast:
-                loss = fwd_b()
-            loss.backward()
-            opt_b.step()
-            opt_b.zero_grad(set_to_none=True)
-        steps['full_tokens'] = step_b
+        steps['full_tokens'] = training_step(loss_b, finish(full))
 
     if 'visible_encoder' in args.variants:
         vis = _Head(new_encoder(), 16).to(device)
         helper = Mask3DPretrainer(vis.encoder, PretrainMethodConfig(decoder_depth=0, depth_encoder_depth=0,
                                                                      decoder_dim=64, decoder_num_heads=4))
-        opt_c = finish(vis)
         keep = random_patch_mask(b, n, args.rgb_mask_ratio, noise=noise[:, 0]).ids_keep
         idx = keep.unsqueeze(-1).expand(-1, -1, 256)
         vis_target, vis_valid = target_patches.gather(1, idx), valid_patches.gather(1, idx)
@@ -163,15 +157,7 @@ def build_steps(args) -> Dict[str, Callable[[], None]]:
         def loss_c():
             tokens = helper.encode_rgb(rgb, keep)[:, vis.encoder.num_prefix_tokens:]
             return masked_reconstruction_loss(vis.head(tokens), vis_target, vis_valid, 'l1')
-        fwd_c = compiled(loss_c)
-
-        def step_c():
-            with autocast:
-                loss = fwd_c()
-            loss.backward()
-            opt_c.step()
-            opt_c.zero_grad(set_to_none=True)
-        steps['visible_encoder'] = step_c
+        steps['visible_encoder'] = training_step(loss_c, finish(vis))
     return steps
 
 
@@ -217,8 +203,8 @@ def peak_memory_mb(args, variant) -> Tuple[float, float]:
             '--depth-mask-ratio', str(args.depth_mask_ratio), '--decoder-dim', str(args.decoder_dim),
             '--decoder-depth', str(args.decoder_depth), '--model-args', json.dumps(args.model_args),
             '--optimizer', args.optimizer, '--gather', args.gather]
+    argv += ['--attn', args.attn]
     argv += [flag for flag, on in (('--grad-checkpointing', args.grad_checkpointing),
-                                   ('--unfused-attn', args.unfused_attn),
                                    ('--channels-last', args.channels_last)) if on]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     peak, growth = json.loads(out)
@@ -268,7 +254,7 @@ def run(args) -> dict:
         'threads': torch.get_num_threads(), 'machine': platform.processor() or platform.machine(),
         'iters': args.iters, 'optimizer': f'AdamW ({args.optimizer})',
         'fast_paths': {'grad_checkpointing': args.grad_checkpointing, 'compile': args.compile,
-                                            'fused_attn': not args.unfused_attn, 'gather': args.gather,
+                                            'attn': args.attn, 'gather': args.gather,
                                             'channels_last': args.channels_last},
     }
     for name in steps:

@@ -175,3 +175,14 @@ def test_grad_checkpointing_same_loss_and_grads():
     lb.backward()
     assert torch.allclose(la, lb, atol=1e-6)
     assert torch.allclose(a.encoder.blocks[0].attn.qkv.weight.grad, b.encoder.blocks[0].attn.qkv.weight.grad, atol=1e-5)
+
+
+def test_fused_and_plain_attention_agree():
+    rgb, depth = _batch()
+    noise = torch.rand(2, 2, 48)
+    model = _model().eval()
+    fused = model(rgb, depth, mask_noise=noise)['loss']
+    model.set_fused_attn(False)
+    assert not any(getattr(m, 'fused_attn', False) for m in model.modules())
+    plain = model(rgb, depth, mask_noise=noise)['loss']
+    assert torch.allclose(fused, plain, atol=1e-5)

@@ -127,6 +127,13 @@ class Mask3DPretrainer(nn.Module):
         self.grad_checkpointing = enable
         self.encoder.set_grad_checkpointing(enable)
 
+    def set_fused_attn(self, enable: bool) -> None:
+        """Switch every attention layer (encoder, depth branch, decoder) between timm's fused SDPA path and the
+        plain matmul + softmax path. Same maths; which is faster depends on the device."""
+        for module in self.modules():
+            if hasattr(module, 'fused_attn'):
+                module.fused_attn = enable
+
     def _run(self, blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
         for blk in blocks:
             x = checkpoint(blk, x) if self.grad_checkpointing and self.training else blk(x)

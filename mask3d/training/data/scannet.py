@@ -135,6 +135,13 @@ def scannet_instances(nyu40: np.ndarray, instance: np.ndarray, min_pixels: int =
             'instance_boxes': np.array(boxes, np.float32).reshape(-1, 4)}
 
 
+def _read_label_png(path: Path, size) -> np.ndarray:
+    """A label/instance PNG resized with nearest neighbour to ``size`` (h, w), as int64."""
+    from PIL import Image
+    with Image.open(path) as im:
+        return np.array(im.resize((size[1], size[0]), Image.NEAREST)).astype(np.int64)
+
+
 class ScanNetLabeledFrames(ScanNetFrames):
     """Exported scenes plus the unzipped ``*_2d-label-filt.zip`` / ``*_2d-instance-filt.zip``:
     ``SCENE/label-filt/{i}.png`` (uint16 raw ScanNet ids, colour resolution) -> NYU-40 through
@@ -149,7 +156,6 @@ class ScanNetLabeledFrames(ScanNetFrames):
         self.class_names = SCANNET20_NAMES
 
     def __getitem__(self, index: int):
-        from PIL import Image
         sample = super().__getitem__(index)
         color_path = self.frames[index][0]
         scene = color_path.parent.parent
@@ -157,15 +163,12 @@ class ScanNetLabeledFrames(ScanNetFrames):
         if not label_path.is_file():
             raise RGBDFolderError(f'{label_path}: label-filt image missing (unzip {scene.name}_2d-label-filt.zip '
                                   f'into {scene})')
-        h, w = sample['depth'].shape[-2:]
-        with Image.open(label_path) as im:
-            raw = np.array(im.resize((w, h), Image.NEAREST)).astype(np.int64)
-        nyu40 = raw_to_nyu40(raw, self.lut)
+        size = sample['depth'].shape[-2:]
+        nyu40 = raw_to_nyu40(_read_label_png(label_path, size), self.lut)
         sample['semantic'] = nyu40_to_scannet20(nyu40, str(label_path))
         inst_path = scene / 'instance-filt' / f'{color_path.stem}.png'
         if inst_path.is_file():
-            with Image.open(inst_path) as im:
-                objects = np.array(im.resize((w, h), Image.NEAREST)).astype(np.int64)
+            objects = _read_label_png(inst_path, size)
             encoded = np.zeros_like(objects)
             for obj in np.unique(objects[objects > 0]):
                 m = objects == obj
@@ -185,23 +188,15 @@ class ScanNet25kFrames(ScanNetFrames):
         self.class_names = SCANNET20_NAMES
 
     def __getitem__(self, index: int):
-        from PIL import Image
         sample = super().__getitem__(index)
         color_path = self.frames[index][0]
         scene = color_path.parent.parent
         label_path = scene / 'label' / f'{color_path.stem}.png'
-        h, w = sample['depth'].shape[-2:]
+        size = sample['depth'].shape[-2:]
         if label_path.is_file():
-            with Image.open(label_path) as im:
-                nyu40 = np.array(im.resize((w, h), Image.NEAREST)).astype(np.int64)
+            nyu40 = _read_label_png(label_path, size)
             sample['semantic'] = nyu40_to_scannet20(nyu40, str(label_path))
             instance_path = scene / 'instance' / f'{color_path.stem}.png'
             if instance_path.is_file():
-                with Image.open(instance_path) as im:
-                    inst = np.array(im.resize((w, h), Image.NEAREST)).astype(np.int64)
-                sample.update(scannet_instances(nyu40, inst, self.min_instance_pixels))
+                sample.update(scannet_instances(nyu40, _read_label_png(instance_path, size), self.min_instance_pixels))
         return sample
-
-    @staticmethod
-    def _read_intrinsics(folder: Path) -> Optional[np.ndarray]:
-        return ScanNetFrames._read_intrinsics(folder)
