@@ -259,3 +259,21 @@ def test_scannet_exported_scene_with_label_filt(tmp_path, rgbd_data):
     (scene / 'label-filt' / '0.png').unlink()
     with pytest.raises(RGBDFolderError, match='label-filt image missing'):
         ScanNetLabeledFrames(tmp_path / 'scans', label_map=tsv)[0]
+
+
+def test_inspect_sens_and_nyu_mat(tmp_path, nyu_meta, capsys):
+    from mask3d.training.data.scannet_sens import write_sens
+    K4 = np.eye(4)
+    depth = np.full((12, 16), 1500, np.uint16)
+    depth[0] = 0
+    sens = write_sens(tmp_path / 'x.sens', [np.zeros((24, 32, 3), np.uint8)] * 2, [depth] * 2, [np.eye(4)] * 2,
+                      intrinsic_color=K4, intrinsic_depth=K4)
+    assert main(['data', 'inspect', str(sens), '--json']) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r['format'] == 'scannet-sens' and r['frames'] == 2 and r['image_size'] == [12, 16]
+    assert r['depth_m']['median'] == pytest.approx(1.5) and r['depth_valid_fraction'] == pytest.approx(11 / 12)
+    path, *_ = _nyu_mat(tmp_path)
+    assert main(['data', 'inspect', str(path), '--class-mapping', str(nyu_meta / 'classMapping40.mat'), '--json']) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r['format'] == 'nyu-mat' and r['frames'] == 3 and r['image_size'] == [H, W]
+    assert sum(r['labels'].values()) == 3 * H * W
