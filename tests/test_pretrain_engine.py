@@ -197,3 +197,17 @@ def test_init_from_a_timm_checkpoint_and_weight_decay_groups(tmp_path):
         assert id(named[name]) in no_decay, name
     for name in ('encoder.blocks.0.attn.qkv.weight', 'decoder_embed.weight', 'depth_embed.weight'):
         assert id(named[name]) not in no_decay, name
+
+
+def test_mixture_config_builds_and_validates(tmp_path):
+    from mask3d.training.engine import build_frames
+    cfg = load_config(_config(tmp_path), ['data.source=mixture', 'data.mixture_length=50',
+                                          'data.mixture=[{source: synthetic, weight: 3}, '
+                                          '{source: synthetic, synthetic_seed: 7, weight: 1}]'])
+    cfg.validate()
+    frames = build_frames(cfg)
+    assert len(frames) == 50 and frames[3]['rgb'].shape == (3, 64, 96)
+    for bad, message in (('[{source: folder}]', 'root is required'), ('[{source: synthetic, weight: 0}]', 'weight'),
+                         ('[{source: synthetic, bogus: 1}]', "unknown key 'bogus'"), ('[]', 'at least one source')):
+        with pytest.raises(mask3d.ConfigError, match=message):
+            load_config(_config(tmp_path), ['data.source=mixture', f'data.mixture={bad}']).validate()
