@@ -223,3 +223,22 @@ def test_torch_compile_run_matches_eager(tmp_path):
     a, b = _weights(tmp_path / 'eager'), _weights(tmp_path / 'compiled')
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-3, rtol=1e-3), k
+
+
+def test_mixture_of_labelled_and_unlabelled_sources_trains(tmp_path):
+    from mask3d.training.data.cli import write_synthetic
+    from PIL import Image
+    import numpy as np
+    labelled = write_synthetic(tmp_path / 'labelled', frames=4, seed=1, image_size=(64, 96), progress=False)
+    plain = tmp_path / 'plain'
+    for sub in ('rgb', 'depth'):
+        (plain / sub).mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((64, 96, 3), 90, np.uint8)).save(plain / 'rgb' / f'{i}.png')
+        Image.fromarray(np.full((64, 96), 2000, np.uint16)).save(plain / 'depth' / f'{i}.png')
+    mixture = (f'[{{source: folder, root: {labelled}, weight: 1}}, {{source: folder, root: {plain}, weight: 1}}, '
+               f'{{source: synthetic, weight: 1}}]')
+    cfg = load_config(_config(tmp_path, train={'steps': 2, 'export_at_end': False}),
+                      ['data.source=mixture', f'data.mixture={mixture}', 'data.mixture_length=16'])
+    summary = pretrain(cfg, tmp_path / 'run', progress=False)
+    assert summary['steps'] == 2

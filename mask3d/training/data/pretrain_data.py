@@ -45,6 +45,8 @@ class PretrainSamples(Dataset):
         epoch, index = key
         rng = np.random.default_rng([self.seed, epoch, index])
         frame, skipped = self._load(index)
+        # pre-training needs only RGB-D: labels are dropped, so sources with and without them mix in one batch
+        frame = {k: frame[k] for k in ('rgb', 'depth', 'intrinsics') if k in frame}
         out = self.transform(frame, rng)
         out['mask_noise'] = torch.from_numpy(rng.random((2, self.num_patches), dtype=np.float32))
         out['skipped'] = torch.tensor(skipped)
