@@ -142,7 +142,21 @@ def _read_label_png(path: Path, size) -> np.ndarray:
         return np.array(im.resize((size[1], size[0]), Image.NEAREST)).astype(np.int64)
 
 
-class ScanNetLabeledFrames(ScanNetFrames):
+class _LabelledScanNet(ScanNetFrames):
+    """Shared by the labelled ScanNet readers: the 20 class names and the instance size threshold."""
+
+    def __init__(self, root, split=None, every: int = 1, min_instance_pixels: int = 0):
+        super().__init__(root, split=split, every=every)
+        self.min_instance_pixels = min_instance_pixels
+        self.class_names = SCANNET20_NAMES
+
+    def _frame(self, index: int):
+        """(RGB-D sample, scene folder, frame stem)."""
+        color_path = self.frames[index][0]
+        return ScanNetFrames.__getitem__(self, index), color_path.parent.parent, color_path.stem
+
+
+class ScanNetLabeledFrames(_LabelledScanNet):
     """Exported scenes plus the unzipped ``*_2d-label-filt.zip`` / ``*_2d-instance-filt.zip``:
     ``SCENE/label-filt/{i}.png`` (uint16 raw ScanNet ids, colour resolution) -> NYU-40 through
     ``scannetv2-labels.combined.tsv`` -> 20-class train ids; ``SCENE/instance-filt/{i}.png`` (objectId + 1) ->
@@ -150,23 +164,19 @@ class ScanNetLabeledFrames(ScanNetFrames):
     with nearest neighbour to the depth grid."""
 
     def __init__(self, root, label_map, split=None, every: int = 1, min_instance_pixels: int = 0):
-        super().__init__(root, split=split, every=every)
+        super().__init__(root, split=split, every=every, min_instance_pixels=min_instance_pixels)
         self.lut = load_label_map(label_map)
-        self.min_instance_pixels = min_instance_pixels
-        self.class_names = SCANNET20_NAMES
 
     def __getitem__(self, index: int):
-        sample = super().__getitem__(index)
-        color_path = self.frames[index][0]
-        scene = color_path.parent.parent
-        label_path = scene / 'label-filt' / f'{color_path.stem}.png'
+        sample, scene, stem = self._frame(index)
+        label_path = scene / 'label-filt' / f'{stem}.png'
         if not label_path.is_file():
             raise RGBDFolderError(f'{label_path}: label-filt image missing (unzip {scene.name}_2d-label-filt.zip '
                                   f'into {scene})')
         size = sample['depth'].shape[-2:]
         nyu40 = raw_to_nyu40(_read_label_png(label_path, size), self.lut)
         sample['semantic'] = nyu40_to_scannet20(nyu40, str(label_path))
-        inst_path = scene / 'instance-filt' / f'{color_path.stem}.png'
+        inst_path = scene / 'instance-filt' / f'{stem}.png'
         if inst_path.is_file():
             objects = _read_label_png(inst_path, size)
             encoded = np.zeros_like(objects)
@@ -178,25 +188,18 @@ class ScanNetLabeledFrames(ScanNetFrames):
         return sample
 
 
-class ScanNet25kFrames(ScanNetFrames):
+class ScanNet25kFrames(_LabelledScanNet):
     """``scannet_frames_25k``: colour, depth, ``label/`` (NYU-40 ids, 8-bit) -> 20-class train ids, and
     ``instance/`` (nyu40 * 1000 + k) -> instances of the 18 classes."""
 
-    def __init__(self, root, split=None, every: int = 1, min_instance_pixels: int = 0):
-        super().__init__(root, split=split, every=every)
-        self.min_instance_pixels = min_instance_pixels
-        self.class_names = SCANNET20_NAMES
-
     def __getitem__(self, index: int):
-        sample = super().__getitem__(index)
-        color_path = self.frames[index][0]
-        scene = color_path.parent.parent
-        label_path = scene / 'label' / f'{color_path.stem}.png'
+        sample, scene, stem = self._frame(index)
+        label_path = scene / 'label' / f'{stem}.png'
         size = sample['depth'].shape[-2:]
         if label_path.is_file():
             nyu40 = _read_label_png(label_path, size)
             sample['semantic'] = nyu40_to_scannet20(nyu40, str(label_path))
-            instance_path = scene / 'instance' / f'{color_path.stem}.png'
+            instance_path = scene / 'instance' / f'{stem}.png'
             if instance_path.is_file():
                 sample.update(scannet_instances(nyu40, _read_label_png(instance_path, size), self.min_instance_pixels))
         return sample
