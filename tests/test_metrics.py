@@ -78,3 +78,22 @@ def test_depth_per_image_mean_cap_and_eigen_crop():
     assert crop.compute()['abs_rel'] == pytest.approx(0.0)
     with pytest.raises(ValueError, match='480x640'):
         crop.update(torch.ones(1, 10, 10), torch.ones(1, 10, 10))
+
+
+def test_instance_ap_through_pycocotools():
+    pytest.importorskip('pycocotools')
+    from mask3d.training.finetune.metrics import InstanceMetrics
+    masks = torch.zeros(2, 32, 32, dtype=torch.bool)
+    masks[0, 2:12, 2:12] = True
+    masks[1, 16:30, 10:28] = True
+    target = {'boxes': torch.tensor([[2.0, 2.0, 12.0, 12.0], [10.0, 16.0, 28.0, 30.0]]), 'labels': torch.tensor([1, 2]),
+              'masks': masks}
+    perfect = InstanceMetrics()
+    perfect.update([dict(target, scores=torch.tensor([0.9, 0.8]), masks=masks.float()[:, None])], [target])
+    r = perfect.compute()
+    assert r['bbox_AP'] == pytest.approx(1.0) and r['segm_AP'] == pytest.approx(1.0) and r['segm_AP50'] == 1.0
+    # one of two objects found (the other predicted with the wrong class): AP averages 1 and 0 over the 2 classes
+    half = InstanceMetrics()
+    wrong = dict(target, labels=torch.tensor([1, 3]), scores=torch.tensor([0.9, 0.8]), masks=masks.float()[:, None])
+    half.update([wrong], [target])
+    assert half.compute()['bbox_AP50'] == pytest.approx(0.5)

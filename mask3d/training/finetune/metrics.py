@@ -96,3 +96,38 @@ class DepthMetrics:
         if count == 0:
             return {k: float('nan') for k in DEPTH_KEYS}
         return {k: float(v) for k, v in zip(DEPTH_KEYS, sums / count)}
+
+
+class InstanceMetrics:
+    """COCO AP, AP50, AP75 for boxes and masks, computed by pycocotools through torchmetrics (no home-made AP).
+
+    ``update(preds, targets)`` takes torchvision detection outputs (``boxes`` xyxy, ``scores``, ``labels``, and
+    ``masks`` [N, 1, H, W] probabilities or [N, H, W] bool) and targets (``boxes``, ``labels``, ``masks``).
+    """
+
+    def __init__(self, mask_threshold: float = 0.5):
+        from torchmetrics.detection import MeanAveragePrecision
+        self.mask_threshold = mask_threshold
+        self._box = MeanAveragePrecision(iou_type='bbox', backend='pycocotools')
+        self._segm = MeanAveragePrecision(iou_type='segm', backend='pycocotools')
+
+    @torch.no_grad()
+    def update(self, preds, targets) -> None:
+        def masks(m: torch.Tensor) -> torch.Tensor:
+            if m.dim() == 4:
+                m = m[:, 0]
+            return (m > self.mask_threshold if m.is_floating_point() else m.bool()).cpu()
+
+        p = [{'boxes': d['boxes'].cpu(), 'scores': d['scores'].cpu(), 'labels': d['labels'].cpu()} for d in preds]
+        t = [{'boxes': d['boxes'].cpu(), 'labels': d['labels'].cpu()} for d in targets]
+        self._box.update(p, t)
+        self._segm.update([dict(x, masks=masks(d['masks'])) for x, d in zip(p, preds)],
+                          [dict(x, masks=masks(d['masks'])) for x, d in zip(t, targets)])
+
+    def compute(self) -> Dict[str, float]:
+        box, segm = self._box.compute(), self._segm.compute()
+        out = {}
+        for prefix, r in (('bbox', box), ('segm', segm)):
+            for key, name in (('map', 'AP'), ('map_50', 'AP50'), ('map_75', 'AP75')):
+                out[f'{prefix}_{name}'] = float(r[key])
+        return out
