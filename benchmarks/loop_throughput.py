@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mask3d.training.config import load_config  # noqa: E402
 from mask3d.training.data.pretrain_data import EpochIndexSampler, PretrainSamples  # noqa: E402
 from mask3d.training.data.synthetic import render_scene  # noqa: E402
-from mask3d.training.data.transforms import PretrainTransform  # noqa: E402
+from mask3d.training.data.transforms import JointTransform  # noqa: E402
 from mask3d.training.engine import (_autocast, build_encoder, build_frames, build_optimizer,  # noqa: E402
                                     build_pretrainer, pretrain)
 
@@ -49,7 +49,7 @@ def step_only(cfg, iters: int) -> float:
 
 def loader_only(cfg, batches: int) -> float:
     frames = build_frames(cfg)
-    samples = PretrainSamples(frames, PretrainTransform(cfg.data.image_size), patch_size=16, seed=0)
+    samples = PretrainSamples(frames, JointTransform(cfg.data.image_size), patch_size=16, seed=0)
     sampler = EpochIndexSampler(len(samples), seed=0)
     sampler.set_epoch(0)
     loader = torch.utils.data.DataLoader(samples, batch_size=cfg.data.batch_size, sampler=sampler,

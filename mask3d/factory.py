@@ -90,7 +90,7 @@ def load_state_dict_file(path: Union[str, os.PathLike]) -> Dict[str, Any]:
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     # features_only wrappers (FeatureGetterNet) hold the backbone as `.model`
-    return getattr(model, 'model', model) if not hasattr(model, 'patch_embed') else model
+    return model if hasattr(model, 'patch_embed') else getattr(model, 'model', model)
 
 
 def load_checkpoint(model: torch.nn.Module, path: Union[str, os.PathLike]) -> None:

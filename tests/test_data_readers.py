@@ -10,7 +10,7 @@ from mask3d.training.data.pretrain_data import EpochIndexSampler, PretrainSample
 from mask3d.training.data.scannet import ScanNetFrames
 from mask3d.training.data.scannet_sens import SensFormatError, SensReader, extract_sens, write_sens
 from mask3d.training.data.synthetic import CLASS_NAMES, SyntheticRGBD, render_scene
-from mask3d.training.data.transforms import PretrainTransform
+from mask3d.training.data.transforms import JointTransform
 
 K_DEPTH = np.array([[577.87, 0, 319.5, 0], [0, 577.87, 239.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float32)
 K_COLOR = np.array([[1170.19, 0, 647.75, 0], [0, 1170.19, 483.75, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float32)
@@ -136,7 +136,7 @@ def test_skip_bad_logs_and_counts(tmp_path, caplog):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / 'rgb' / 'b.png')
     (root / 'depth' / 'b.png').write_bytes(b'broken')
     frames = RGBDFolder(root)
-    transform = PretrainTransform((16, 16))
+    transform = JointTransform((16, 16))
     strict = PretrainSamples(frames, transform, patch_size=16, seed=0)
     with pytest.raises(RGBDFolderError, match='b.png'):
         strict[(0, 1)]
@@ -174,7 +174,7 @@ def test_synthetic_depth_matches_geometry():
 
 def test_transforms_keep_alignment_and_depth_values():
     f = render_scene(0, 2, sensor_noise=True)
-    t = PretrainTransform((240, 320), scale=(0.3, 0.6), hflip=0.0)
+    t = JointTransform((240, 320), scale=(0.3, 0.6), hflip=0.0)
     out = t(f, np.random.default_rng(0))
     d = out['depth'].numpy()
     originals = set(np.unique(f['depth']).tolist())

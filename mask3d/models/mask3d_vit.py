@@ -24,7 +24,7 @@ __all__ = ['checkpoint_filter_fn', 'default_cfgs', 'DEFAULT_IMG_SIZE']
 DEFAULT_IMG_SIZE = (240, 320)  # default input: ScanNet 2D frames, 15x20 patches (paper Fig. 2, docs/pretraining.md)
 
 # Keys that belong to pre-training only (decoder, depth branch, mask tokens): never part of a backbone.
-_PRETRAIN_ONLY_PREFIXES = ('decoder', 'depth_', 'mask_token', 'rgb_head', 'modality_embed')
+_PRETRAIN_ONLY_PREFIXES = ('decoder', 'depth_', 'mask_token', 'modality_embed')
 
 
 def checkpoint_filter_fn(state_dict: Dict[str, Any], model: VisionTransformer) -> Dict[str, torch.Tensor]:

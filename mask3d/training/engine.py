@@ -31,7 +31,7 @@ from .data.folder import RGBDFolder
 from .data.scannet import ScanNetFrames
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
 from .data.synthetic import SyntheticRGBD
-from .data.transforms import PretrainTransform
+from .data.transforms import JointTransform
 from .distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from .pretrainer import Mask3DPretrainer
 
@@ -231,7 +231,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     # ---- data ----
     frames = build_frames(cfg)
     mean, std = encoder.pretrained_cfg['mean'], encoder.pretrained_cfg['std']
-    transform = PretrainTransform(d_cfg.image_size, scale=tuple(d_cfg.scale), hflip=d_cfg.hflip, mean=mean, std=std)
+    transform = JointTransform(d_cfg.image_size, scale=tuple(d_cfg.scale), hflip=d_cfg.hflip, mean=mean, std=std)
     samples = PretrainSamples(frames, transform, patch_size=model.patch_size, seed=t_cfg.seed,
                               skip_bad=d_cfg.skip_bad)
     sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)

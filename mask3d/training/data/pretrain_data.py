@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-from .transforms import PretrainTransform
+from .transforms import JointTransform
 
 _log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ _log = logging.getLogger(__name__)
 class PretrainSamples(Dataset):
     """Indexed by ``(epoch, index)``; returns rgb (normalised), depth (metres), mask_noise [2, N], skipped."""
 
-    def __init__(self, frames: Dataset, transform: PretrainTransform, *, patch_size: int, seed: int,
+    def __init__(self, frames: Dataset, transform: JointTransform, *, patch_size: int, seed: int,
                  skip_bad: bool = False, max_skips: int = 100):
         h, w = transform.size
         if h % patch_size or w % patch_size:

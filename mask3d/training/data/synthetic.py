@@ -11,7 +11,7 @@ layout therefore helps recognising the classes, as in real rooms.
 """
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 

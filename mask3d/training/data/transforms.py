@@ -98,5 +98,3 @@ class JointTransform:
         out['intrinsics'] = K
         return out
 
-
-PretrainTransform = JointTransform

@@ -11,7 +11,6 @@ from typing import Dict, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from .cityscapes import LABEL_TO_TRAIN
 from .sunrgbd import encode_sunrgbd_depth
 
 PathLike = Union[str, os.PathLike]
@@ -88,5 +87,3 @@ def write_scannet25k_frame(scene_dir: PathLike, index: int, rgb: np.ndarray, dep
     np.savetxt(scene_dir / 'intrinsics_depth.txt', K4, fmt='%f')
     return scene_dir
 
-
-CITYSCAPES_TRAIN_TO_LABEL = {v: k for k, v in LABEL_TO_TRAIN.items()}

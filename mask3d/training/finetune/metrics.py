@@ -8,7 +8,7 @@ Depth (BTS/AdaBins/ZoeDepth protocol): per image, over pixels with ``min_depth <
 the Eigen crop), the prediction clipped to [min_depth, max_depth]: AbsRel, SqRel, RMSE, RMSE-log, delta < 1.25^k;
 then the mean over images.
 """
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.distributed as dist
