@@ -10,6 +10,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pretrain_throughput import parse_args as throughput_args, run  # noqa: E402
 
+from mask3d.training.visualize import save_figure  # noqa: E402
+
 SIZES = [(224, 224), (240, 320), (480, 640)]
 RATIOS = [0.5, 0.6, 0.75, 0.8, 0.9]
 
@@ -91,9 +93,7 @@ def plot(rows, out: Path, title: str) -> None:
     ax.set_ylabel('step time (s)')
     ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
+    save_figure(fig, out, dpi=90)
 
 
 if __name__ == '__main__':

@@ -12,19 +12,19 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _short_run import short_run_metrics  # noqa: E402
 from mask3d.training.config import load_config  # noqa: E402
 from mask3d.training.data.pretrain_data import EpochIndexSampler, PretrainSamples  # noqa: E402
 from mask3d.training.data.synthetic import render_scene  # noqa: E402
 from mask3d.training.data.transforms import JointTransform  # noqa: E402
 from mask3d.training.engine import (_autocast, build_encoder, build_frames, build_optimizer,  # noqa: E402
-                                    build_pretrainer, pretrain)
+                                    build_pretrainer)
 
 
 def step_only(cfg, iters: int) -> float:
@@ -64,14 +64,7 @@ def loader_only(cfg, batches: int) -> float:
 
 
 def loop(cfg, steps: int) -> float:
-    cfg.train.steps = steps
-    cfg.train.log_every = 1
-    cfg.train.figure_every = 10 ** 9
-    cfg.train.ckpt_every = 10 ** 9
-    cfg.train.export_at_end = False
-    with tempfile.TemporaryDirectory() as run:
-        pretrain(cfg, run, progress=False)
-        records = [json.loads(line) for line in (Path(run) / 'metrics.jsonl').read_text().splitlines()]
+    records = short_run_metrics(cfg, steps)
     steady = [r['img_s'] for r in records if r['step'] > max(5, steps // 4)]
     return statistics.median(steady)
 

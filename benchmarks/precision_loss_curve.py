@@ -7,21 +7,17 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _short_run import short_run_metrics  # noqa: E402
 from mask3d.training.config import load_config  # noqa: E402
-from mask3d.training.engine import pretrain  # noqa: E402
+from mask3d.training.visualize import save_figure  # noqa: E402
 
 
 def curve(config: str, precision: str, steps: int, overrides) -> list:
-    cfg = load_config(config, list(overrides) + [f'train.precision={precision}', f'train.steps={steps}',
-                                                 'train.log_every=1', 'train.export_at_end=false',
-                                                 f'train.figure_every={10 ** 9}', f'train.ckpt_every={10 ** 9}'])
-    with tempfile.TemporaryDirectory() as run:
-        pretrain(cfg, run, progress=False)
-        return [json.loads(line)['loss'] for line in (Path(run) / 'metrics.jsonl').read_text().splitlines()]
+    cfg = load_config(config, list(overrides) + [f'train.precision={precision}'])
+    return [r['loss'] for r in short_run_metrics(cfg, steps)]
 
 
 def main(argv=None) -> int:
@@ -51,9 +47,7 @@ def main(argv=None) -> int:
     ax.set_ylabel('loss (L1, standardised depth)')
     ax.set_title(f'{Path(args.config).stem}: same seed, data and masks')
     ax.legend()
-    fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=90)
+    save_figure(fig, args.out, dpi=90)
     if args.json:
         print(json.dumps(r))
     else:

@@ -9,6 +9,17 @@ import torch
 from .patches import upsample_patch_mask
 
 
+def save_figure(fig, path: Union[str, os.PathLike], dpi: int = 80) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; every PNG mask3d makes goes through here."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _to_image(rgb: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     img = rgb.float().cpu() * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
     return img.clamp(0, 1).permute(1, 2, 0).numpy()
@@ -62,9 +73,4 @@ def save_reconstruction_figure(path: Union[str, os.PathLike], rgb: torch.Tensor,
                 axes[i, j].set_title(cols[j], fontsize=10)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

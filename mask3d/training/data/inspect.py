@@ -157,9 +157,5 @@ def contact_sheet(dataset, out: Union[str, os.PathLike], frames: int = 4) -> Pat
         axes[r, 0].set_ylabel(str(s.get('source', picks[r]))[-40:], fontsize=7)
     for c, title in enumerate(['RGB', 'depth (black: invalid)', 'labels'][:cols]):
         axes[0, c].set_title(title)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
-    return out
+    from ..visualize import save_figure
+    return save_figure(fig, out)
