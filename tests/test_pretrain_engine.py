@@ -44,6 +44,13 @@ def _weights(run: Path):
     return torch.load(run / 'checkpoints' / 'last.pt', map_location='cpu', weights_only=True)['model']
 
 
+def _assert_same_weights(run_a: Path, run_b: Path, atol: float, rtol: float) -> None:
+    a, b = _weights(run_a), _weights(run_b)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=atol, rtol=rtol), k
+
+
 def test_cli_run_loss_falls_and_outputs(tmp_path):
     cfg = _config(tmp_path, train={'steps': 60, 'figure_every': 60}, data={'synthetic_length': 8})
     run = tmp_path / 'run'
@@ -84,10 +91,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     assert torch.load(killed / 'checkpoints' / 'last.pt', weights_only=True)['step'] < 8
     result = _cli('pretrain', '--config', str(cfg), '--output', str(killed), '--resume')
     assert result.returncode == 0, result.stderr[-3000:]
-    a, b = _weights(full), _weights(killed)
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), k
+    _assert_same_weights(full, killed, atol=1e-6, rtol=0)
 
 
 def test_ddp_two_processes_match_single_process(tmp_path):
@@ -101,9 +105,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
                              '-m', 'mask3d', 'pretrain', '--config', str(cfg2), '--output', str(ddp),
                              '--set', 'train.steps=3'], capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    a, b = _weights(single), _weights(ddp)
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=2e-5, rtol=1e-4), k
+    _assert_same_weights(single, ddp, atol=2e-5, rtol=1e-4)
     state = torch.load(ddp / 'checkpoints' / 'last.pt', weights_only=True)
     assert len(state['rng']) == 2  # every rank's RNG state
 
@@ -171,9 +173,7 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
                             optim={'accum_steps': 2}))
     pretrain(a, tmp_path / 'a', progress=False)
     pretrain(b, tmp_path / 'b', progress=False)
-    wa, wb = _weights(tmp_path / 'a'), _weights(tmp_path / 'b')
-    for k in wa:
-        assert torch.allclose(wa[k], wb[k], atol=2e-5, rtol=1e-4), k
+    _assert_same_weights(tmp_path / 'a', tmp_path / 'b', atol=2e-5, rtol=1e-4)
 
 
 def test_init_from_a_timm_checkpoint_and_weight_decay_groups(tmp_path):
@@ -220,9 +220,7 @@ def test_torch_compile_run_matches_eager(tmp_path):
     compiled = load_config(_config(tmp_path, train={'steps': 3, 'export_at_end': False, 'compile': True}))
     pretrain(eager, tmp_path / 'eager', progress=False)
     pretrain(compiled, tmp_path / 'compiled', progress=False)
-    a, b = _weights(tmp_path / 'eager'), _weights(tmp_path / 'compiled')
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-3, rtol=1e-3), k
+    _assert_same_weights(tmp_path / 'eager', tmp_path / 'compiled', atol=1e-3, rtol=1e-3)
 
 
 def test_mixture_of_labelled_and_unlabelled_sources_trains(tmp_path):
