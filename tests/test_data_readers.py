@@ -241,3 +241,15 @@ def test_real_esanet_frame_depth_scale(rgbd_data):
     d = read_depth(rgbd_data / 'esanet' / 'samples' / 'sample_depth.png', 10000)
     valid = d > 0
     assert d.shape == (424, 512) and 0.85 < valid.mean() < 0.92 and 2.2 < np.median(d[valid]) < 2.7
+
+
+def test_sens_random_access_matches_the_stream(tmp_path):
+    path, colors, depths, poses = _sens(tmp_path, n=4)
+    reader = SensReader(path)
+    streamed = list(reader.frames())
+    for i in (3, 0, 2):
+        f = reader.frame(i)
+        assert f.index == i and f.color_bytes == streamed[i].color_bytes and f.depth_bytes == streamed[i].depth_bytes
+        assert np.array_equal(f.camera_to_world, poses[i])
+    with pytest.raises(IndexError):
+        reader.frame(4)

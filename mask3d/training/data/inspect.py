@@ -87,16 +87,13 @@ class _SensFrames:
     def __init__(self, path: Path):
         from .scannet_sens import SensReader
         self.reader = SensReader(path)
-        self._frames = None
 
     def __len__(self):
         return len(self.reader)
 
     def __getitem__(self, i: int):
         from PIL import Image
-        if self._frames is None:
-            self._frames = list(self.reader.frames())
-        f, h = self._frames[i], self.reader.header
+        f, h = self.reader.frame(i), self.reader.header
         depth = f.depth_m(h, str(self.reader.path))
         rgb = np.array(Image.fromarray(f.color(str(self.reader.path))).resize((h.depth_width, h.depth_height)))
         return {'rgb': rgb.transpose(2, 0, 1), 'depth': depth[None], 'intrinsics': h.intrinsic_depth[:3, :3]}

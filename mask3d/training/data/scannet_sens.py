@@ -116,24 +116,50 @@ class SensReader:
             raise SensFormatError(f'{self.path}: file not found')
         with open(self.path, 'rb') as f:
             self.header = read_header(f, str(self.path))
+        self._offsets = None
 
     def __len__(self) -> int:
         return self.header.num_frames
 
+    def _frame_header(self, f: BinaryIO, i: int):
+        what = f'frame {i} of {self.header.num_frames}'
+        pose = np.frombuffer(_read(f, 64, str(self.path), what), dtype='<f4').reshape(4, 4).copy()
+        return (pose, *struct.unpack('<QQQQ', _read(f, 32, str(self.path), what)))
+
+    def _frame_body(self, f: BinaryIO, i: int, head) -> SensFrame:
+        pose, ts_c, ts_d, n_c, n_d = head
+        what = f'frame {i} of {self.header.num_frames}'
+        color = _read(f, n_c, str(self.path), f'{what} colour')
+        depth = _read(f, n_d, str(self.path), f'{what} depth')
+        return SensFrame(i, pose, ts_c, ts_d, color, depth)
+
     def frames(self, every: int = 1) -> Iterator[SensFrame]:
-        p = str(self.path)
+        """All frames (every ``every``-th), streamed; skipped frames are seeked over, not read."""
         with open(self.path, 'rb') as f:
-            read_header(f, p)
+            read_header(f, str(self.path))
             for i in range(self.header.num_frames):
-                what = f'frame {i} of {self.header.num_frames}'
-                pose = np.frombuffer(_read(f, 64, p, what), dtype='<f4').reshape(4, 4).copy()
-                ts_c, ts_d, n_c, n_d = struct.unpack('<QQQQ', _read(f, 32, p, what))
+                head = self._frame_header(f, i)
                 if i % every:
-                    f.seek(n_c + n_d, io.SEEK_CUR)
+                    f.seek(head[3] + head[4], io.SEEK_CUR)
                     continue
-                color = _read(f, n_c, p, f'{what} colour')
-                depth = _read(f, n_d, p, f'{what} depth')
-                yield SensFrame(i, pose, ts_c, ts_d, color, depth)
+                yield self._frame_body(f, i, head)
+
+    def frame(self, i: int) -> SensFrame:
+        """Frame ``i`` alone. The first call indexes the frame offsets by seeking over the payloads."""
+        if not 0 <= i < self.header.num_frames:
+            raise IndexError(i)
+        if self._offsets is None:
+            offsets = []
+            with open(self.path, 'rb') as f:
+                read_header(f, str(self.path))
+                for k in range(self.header.num_frames):
+                    offsets.append(f.tell())
+                    head = self._frame_header(f, k)
+                    f.seek(head[3] + head[4], io.SEEK_CUR)
+            self._offsets = offsets
+        with open(self.path, 'rb') as f:
+            f.seek(self._offsets[i])
+            return self._frame_body(f, i, self._frame_header(f, i))
 
 
 def extract_sens(path: Union[str, os.PathLike], out: Union[str, os.PathLike], every: int = 1,
