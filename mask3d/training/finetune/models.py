@@ -18,9 +18,10 @@ def default_out_indices(depth: int) -> Sequence[int]:
 def build_backbone(name: str, out_indices: Optional[Sequence[int]] = None, pretrained: bool = False,
                    checkpoint_path: Optional[str] = None, **kwargs) -> nn.Module:
     """``features_only`` backbone from any ``mask3d.create_model`` name, Hub id, ``local-dir:`` or checkpoint."""
-    probe = create_model(name, pretrained=False, **kwargs)
-    indices = tuple(out_indices) if out_indices is not None else default_out_indices(len(probe.blocks))
-    del probe
+    if out_indices is None:
+        with torch.device('meta'):  # only the block count is needed: no memory, no initialisation
+            out_indices = default_out_indices(len(create_model(name, pretrained=False, **kwargs).blocks))
+    indices = tuple(out_indices)
     return create_model(name, pretrained=pretrained, checkpoint_path=checkpoint_path, features_only=True,
                         out_indices=indices, **kwargs)
 
