@@ -6,7 +6,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
@@ -107,14 +107,7 @@ class PretrainConfig:
         if d.source in ('folder', 'scannet', 'nyu-raw', 'sunrgbd') and not d.root:
             raise ConfigError(f'data.root is required for data.source={d.source}')
         if d.source == 'mixture':
-            if not d.mixture:
-                raise ConfigError('data.mixture must list at least one source for data.source=mixture')
-            for i, entry in enumerate(d.mixture):
-                part = mixture_part(d, entry, i)
-                if part.source == 'mixture':
-                    raise ConfigError(f'data.mixture[{i}]: a mixture cannot contain a mixture')
-                if part.source != 'synthetic' and not part.root:
-                    raise ConfigError(f'data.mixture[{i}]: root is required for source {part.source}')
+            mixture_parts(d)
         if not (0 < d.scale[0] <= d.scale[1] <= 1):
             raise ConfigError(f'data.scale must satisfy 0 < min <= max <= 1, got {d.scale}')
         if not 0 <= d.hflip <= 1:
@@ -138,20 +131,29 @@ class PretrainConfig:
             raise ConfigError('optim.lr / optim.base_lr must be > 0')
 
 
-def mixture_part(data: 'DataConfig', entry: Dict[str, Any], i: int) -> 'DataConfig':
-    """One mixture entry as a DataConfig (unknown keys are errors); its ``weight`` must be > 0."""
-    if not isinstance(entry, dict):
-        raise ConfigError(f'data.mixture[{i}] must be a mapping, got {entry!r}')
-    entry = dict(entry)
-    weight = entry.pop('weight', 1.0)
-    if not isinstance(weight, (int, float)) or weight <= 0:
-        raise ConfigError(f'data.mixture[{i}].weight must be > 0, got {weight!r}')
-    part = dataclasses.replace(data, mixture=[])
-    _merge(part, entry, f'data.mixture[{i}]')
-    if part.source not in DATA_SOURCES:
-        raise ConfigError(f'data.mixture[{i}].source must be one of {DATA_SOURCES}, got {part.source!r}')
-    part.mixture_weight = float(weight)  # type: ignore[attr-defined]
-    return part
+def mixture_parts(data: 'DataConfig') -> List[Tuple['DataConfig', float]]:
+    """The entries of ``data.mixture`` as (DataConfig, weight) pairs, each validated: known keys only, a known
+    non-mixture source, a root where the source needs one, a weight > 0."""
+    if not data.mixture:
+        raise ConfigError('data.mixture must list at least one source for data.source=mixture')
+    parts = []
+    for i, entry in enumerate(data.mixture):
+        if not isinstance(entry, dict):
+            raise ConfigError(f'data.mixture[{i}] must be a mapping, got {entry!r}')
+        entry = dict(entry)
+        weight = entry.pop('weight', 1.0)
+        if not isinstance(weight, (int, float)) or weight <= 0:
+            raise ConfigError(f'data.mixture[{i}].weight must be > 0, got {weight!r}')
+        part = dataclasses.replace(data, mixture=[])
+        _merge(part, entry, f'data.mixture[{i}]')
+        if part.source not in DATA_SOURCES:
+            raise ConfigError(f'data.mixture[{i}].source must be one of {DATA_SOURCES}, got {part.source!r}')
+        if part.source == 'mixture':
+            raise ConfigError(f'data.mixture[{i}]: a mixture cannot contain a mixture')
+        if part.source != 'synthetic' and not part.root:
+            raise ConfigError(f'data.mixture[{i}]: root is required for source {part.source}')
+        parts.append((part, float(weight)))
+    return parts
 
 
 def _merge(obj: Any, values: Dict[str, Any], where: str, prefix: str = '') -> None:

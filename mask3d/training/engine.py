@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from ..errors import ConfigError, Mask3DError
 from ..factory import create_model, load_checkpoint, load_state_dict_into
 from .checkpoint import load_training_checkpoint, rng_state, save_atomic, set_rng_state
-from .config import PretrainConfig, config_from_dict, mixture_part
+from .config import PretrainConfig, config_from_dict, mixture_parts
 from .data.mixture import MixtureFrames
 from .data.nyu import NYUSyncFrames
 from .data.sunrgbd import SUNRGBDFrames
@@ -93,9 +93,8 @@ def build_frames(cfg: PretrainConfig):
 
 def _frames(d, seed: int):
     if d.source == 'mixture':
-        parts = [mixture_part(d, entry, i) for i, entry in enumerate(d.mixture)]
-        return MixtureFrames([(_frames(p, seed), p.mixture_weight) for p in parts], length=d.mixture_length,
-                             seed=seed)
+        return MixtureFrames([(_frames(part, seed), weight) for part, weight in mixture_parts(d)],
+                             length=d.mixture_length, seed=seed)
     if d.source == 'nyu-raw':
         return NYUSyncFrames(d.root, depth_scale=d.depth_scale)
     if d.source == 'sunrgbd':
