@@ -23,7 +23,8 @@ from mask3d.training.config import load_config  # noqa: E402
 from mask3d.training.data.pretrain_data import EpochIndexSampler, PretrainSamples  # noqa: E402
 from mask3d.training.data.synthetic import render_scene  # noqa: E402
 from mask3d.training.data.transforms import JointTransform  # noqa: E402
-from mask3d.training.engine import (_autocast, build_encoder, build_frames, build_optimizer,  # noqa: E402
+from mask3d.training.runtime import autocast_context  # noqa: E402
+from mask3d.training.engine import (build_encoder, build_frames, build_optimizer,  # noqa: E402
                                     build_pretrainer)
 
 
@@ -37,7 +38,7 @@ def step_only(cfg, iters: int) -> float:
     times = []
     for i in range(iters + 2):
         t0 = time.perf_counter()
-        with _autocast(torch.device('cpu'), cfg.train.precision):
+        with autocast_context(torch.device('cpu'), cfg.train.precision):
             loss = model(rgb, depth)['loss']
         loss.backward()
         opt.step()

@@ -93,6 +93,9 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model if hasattr(model, 'patch_embed') else getattr(model, 'model', model)
 
 
+_PRUNED_BY_FEATURES = ('norm.', 'fc_norm.', 'head.', 'head_drop.')
+
+
 def load_checkpoint(model: torch.nn.Module, path: Union[str, os.PathLike]) -> None:
     """Load ``path`` strictly into ``model``, listing every missing, unexpected or mis-shaped key on failure."""
     load_state_dict_into(model, load_state_dict_file(path), str(path))
@@ -103,6 +106,8 @@ def load_state_dict_into(model: torch.nn.Module, state_dict: Dict[str, Any], sou
     target = _unwrap(model)
     state_dict = checkpoint_filter_fn(state_dict, target)
     own = target.state_dict()
+    if target is not model:  # features_only: timm pruned the layers after the last feature block (norm, head)
+        state_dict = {k: v for k, v in state_dict.items() if k in own or not k.startswith(_PRUNED_BY_FEATURES)}
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     shapes = sorted(f'{k} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}'

@@ -35,6 +35,16 @@ def _cmd_export(args) -> int:
     return run_export(args)
 
 
+def _cmd_finetune(args) -> int:
+    from ..training.finetune.cli import run_finetune
+    return run_finetune(args)
+
+
+def _cmd_evaluate(args) -> int:
+    from ..training.finetune.cli import run_evaluate
+    return run_evaluate(args)
+
+
 def _cmd_data(args) -> int:
     from ..training.data.cli import run_data
     return run_data(args)
@@ -69,6 +79,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', required=True)
     p.add_argument('--checkpoint', default=None, help='checkpoint file (default RUN_DIR/checkpoints/last.pt)')
     p.set_defaults(func=_cmd_export)
+
+    tasks = ('semseg', 'depth', 'instance')
+    p = sub.add_parser('finetune', help='fine-tune a backbone for semseg, depth or instance (needs mask3d[train])')
+    p.add_argument('--task', required=True, choices=tasks)
+    p.add_argument('--config', required=True, help='YAML file, e.g. training/configs/finetune/synthetic_semseg.yaml')
+    p.add_argument('--output', required=True, help='run directory (checkpoints, metrics.jsonl, eval/)')
+    p.add_argument('--backbone', default=None, metavar='NAME_OR_PATH',
+                   help='create_model name, hf-hub:ORG/NAME, local-dir:DIR, an exported folder or a pretrain run dir')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override, e.g. optim.lr=1e-4')
+    p.add_argument('--resume', action='store_true', help='continue from RUN_DIR/checkpoints/last.pt')
+    p.add_argument('--overwrite', action='store_true', help='delete an earlier run in RUN_DIR first')
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser('evaluate', help='score a fine-tuned run: metrics JSON and a PNG of predictions')
+    p.add_argument('checkpoint', metavar='RUN_DIR_OR_CHECKPOINT')
+    p.add_argument('--task', default=None, choices=tasks, help='must match the checkpoint')
+    p.add_argument('--config', default=None, help='data/eval sections to use (default: the run\'s own config)')
+    p.add_argument('--split', default='val', choices=('val', 'train'))
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
+    p.add_argument('--output', default=None, help='folder for the metrics and figure (default RUN_DIR/eval)')
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser('data', help='dataset tools (needs mask3d[train])')
     data = p.add_subparsers(dest='data_command', required=True)

@@ -178,6 +178,11 @@ def _coerce(current: Any, value: Any, key: str, where: str) -> Any:
             raise ConfigError(f'{where}: {key} must be true or false, got {value!r}')
         return value
     if isinstance(current, (int, float)) and not isinstance(current, bool):
+        if isinstance(value, str):  # YAML 1.1 reads '2e-3' (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f'{where}: {key} must be a number, got {value!r}')
         if isinstance(current, int) and not isinstance(value, int):
@@ -210,8 +215,9 @@ def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
     return nested
 
 
-def load_config(path: Optional[Union[str, os.PathLike]] = None, overrides: Sequence[str] = ()) -> PretrainConfig:
-    cfg = PretrainConfig()
+def load_dataclass_config(cls, path: Optional[Union[str, os.PathLike]] = None, overrides: Sequence[str] = ()):
+    """``cls()`` updated from a YAML file, then from ``--set`` overrides; unknown keys and wrong types are errors."""
+    cfg = cls()
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -226,7 +232,15 @@ def load_config(path: Optional[Union[str, os.PathLike]] = None, overrides: Seque
     return cfg
 
 
-def config_from_dict(values: Dict[str, Any]) -> PretrainConfig:
-    cfg = PretrainConfig()
-    _merge(cfg, values, 'checkpoint config')
+def dataclass_config_from_dict(cls, values: Dict[str, Any], where: str = 'checkpoint config'):
+    cfg = cls()
+    _merge(cfg, values, where)
     return cfg
+
+
+def load_config(path: Optional[Union[str, os.PathLike]] = None, overrides: Sequence[str] = ()) -> PretrainConfig:
+    return load_dataclass_config(PretrainConfig, path, overrides)
+
+
+def config_from_dict(values: Dict[str, Any]) -> PretrainConfig:
+    return dataclass_config_from_dict(PretrainConfig, values)

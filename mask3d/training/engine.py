@@ -7,12 +7,10 @@ TensorBoard (when installed), a progress bar and reconstruction figures.
 import contextlib
 import json
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import numpy as np
 import torch
 import yaml
 from timm.optim import create_optimizer_v2
@@ -22,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import ConfigError, Mask3DError
 from ..factory import create_model, load_checkpoint, load_state_dict_into
-from .checkpoint import load_training_checkpoint, rng_state, save_atomic, set_rng_state
+from .checkpoint import load_training_checkpoint, set_rng_state
 from .config import PretrainConfig, config_from_dict, mixture_parts
 from .data.mixture import MixtureFrames
 from .data.nyu import NYUSyncFrames
@@ -34,6 +32,7 @@ from .data.synthetic import SyntheticRGBD
 from .data.transforms import JointTransform
 from .distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from .pretrainer import Mask3DPretrainer
+from .runtime import MetricsLogger, autocast_context, open_run, save_training_state, seed_everything
 
 _log = logging.getLogger(__name__)
 
@@ -44,16 +43,6 @@ RESUMABLE_CHANGES = ('train.steps', 'train.log_every', 'train.ckpt_every', 'trai
 
 class NonFiniteLossError(Mask3DError, FloatingPointError):
     pass
-
-
-def _flatten(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f'{prefix}{k}.'))
-        else:
-            out[f'{prefix}{k}'] = v
-    return out
 
 
 def build_encoder(cfg: PretrainConfig) -> torch.nn.Module:
@@ -109,69 +98,11 @@ def _frames(d, seed: int):
     raise ConfigError(f'unknown data.source {d.source!r}')
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == 'fp32':
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == 'bf16' else torch.float16
-    if precision == 'fp16' and device.type != 'cuda':
-        raise ConfigError('train.precision=fp16 needs CUDA; use bf16 on CPU')
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _check_resume_config(saved: Dict[str, Any], current: Dict[str, Any]) -> None:
-    a, b = _flatten(saved), _flatten(current)
-    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
-    if changed:
-        raise ConfigError('--resume with a different config: ' + ', '.join(
-            f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in changed) + ' (only ' + ', '.join(RESUMABLE_CHANGES)
-            + ' may change)')
-
-
-class _Logger:
-    """metrics.jsonl always; TensorBoard when it is installed. Main process only."""
-
-    def __init__(self, run_dir: Path, enabled: bool):
-        self.enabled = enabled
-        self.tb = None
-        if not enabled:
-            return
-        self.path = run_dir / 'metrics.jsonl'
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(run_dir / 'tensorboard'))
-        except Exception:  # tensorboard not installed
-            self.tb = None
-
-    def log(self, record: Dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, 'a') as f:
-            f.write(json.dumps(record) + '\n')
-        if self.tb is not None:
-            for k, v in record.items():
-                if k != 'step' and isinstance(v, (int, float)):
-                    self.tb.add_scalar(f'pretrain/{k}', v, record['step'])
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
 def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Run (or resume) pre-training into ``run_dir``; returns a summary dict (also written as summary.json)."""
     cfg.validate()
     run_dir = Path(run_dir)
-    ckpt_dir = run_dir / 'checkpoints'
-    last_path = ckpt_dir / 'last.pt'
-    state = None
-    if resume:
-        if not last_path.is_file():
-            raise Mask3DError(f'--resume: {last_path} not found (nothing to resume in {run_dir})')
-        state = load_training_checkpoint(last_path)
-        _check_resume_config(state['config'], cfg.to_dict())
-    elif last_path.is_file():
-        raise Mask3DError(f'{run_dir} already holds a run ({last_path}); pass --resume to continue it or choose '
-                          f'another --output')
+    state = open_run(run_dir, resume, cfg.to_dict(), RESUMABLE_CHANGES)
 
     info = init_distributed(cfg.train.device)
     try:
@@ -180,17 +111,11 @@ def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bo
         cleanup(info)
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
-
-
 def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
               progress: bool) -> Dict[str, Any]:
     t_cfg, d_cfg, o_cfg = cfg.train, cfg.data, cfg.optim
     device = info.device
-    _seed_everything(t_cfg.seed + info.rank)
+    seed_everything(t_cfg.seed + info.rank)
     if t_cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     if info.is_main:
@@ -241,38 +166,22 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
                           f'accum_steps x processes); lower data.batch_size or add data')
     loader = DataLoader(samples, batch_size=d_cfg.batch_size, sampler=sampler, num_workers=d_cfg.num_workers,
                         pin_memory=device.type == 'cuda', drop_last=True,
+                        generator=torch.Generator().manual_seed(t_cfg.seed),  # leaves the global RNG to the model
                         persistent_workers=False, prefetch_factor=4 if d_cfg.num_workers else None)
 
-    logger = _Logger(run_dir, info.is_main)
+    logger = MetricsLogger(run_dir, info.is_main, 'pretrain')
     bar = None
     if info.is_main and progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=t_cfg.steps, initial=step, desc='pretrain', unit='step', dynamic_ncols=True)
 
     def save(tag_step: int) -> None:
-        if not info.is_main:
-            return
-        rngs = [rng_state()]
-        if info.distributed:
-            gathered = [None] * info.world_size
-            torch.distributed.gather_object(rngs[0], gathered if info.is_main else None, dst=0)
-            rngs = gathered
-        payload = {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-                   'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict(), 'step': tag_step,
-                   'epoch': tag_step // steps_per_epoch, 'config': cfg.to_dict(), 'rng': rngs}
-        save_atomic(payload, run_dir / 'checkpoints' / 'last.pt')
-        if t_cfg.keep_every and tag_step % t_cfg.keep_every == 0:
-            save_atomic(payload, run_dir / 'checkpoints' / f'step_{tag_step:07d}.pt')
-
-    def save_all_ranks(tag_step: int) -> None:
-        # every rank takes part (RNG states are gathered), rank 0 writes
-        if info.distributed and not info.is_main:
-            torch.distributed.gather_object(rng_state(), None, dst=0)
-            return
-        save(tag_step)
+        save_training_state(info, run_dir, tag_step, t_cfg.keep_every, lambda: {
+            'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
+            'scaler': scaler.state_dict(), 'epoch': tag_step // steps_per_epoch, 'config': cfg.to_dict()})
 
     # ---- loop ----
-    autocast = _autocast(device, t_cfg.precision)
+    autocast = autocast_context(device, t_cfg.precision)
     last_record: Dict[str, Any] = {}
     skipped_total = 0
     window_t, window_imgs = time.perf_counter(), 0
@@ -333,7 +242,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
                     out['depth_mask'], patch_size=model.patch_size, mean=mean, std=std,
                     max_samples=t_cfg.figure_samples, title=f'step {step}  loss {loss_acc:.4f}')
             if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps:
-                save_all_ranks(step)
+                save(step)
             loss_acc = depth_acc = 0.0
             if step >= t_cfg.steps:
                 break

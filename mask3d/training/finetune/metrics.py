@@ -17,9 +17,12 @@ DEPTH_KEYS = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delt
 
 
 def _all_reduce(t: torch.Tensor) -> torch.Tensor:
+    """Sum over DDP ranks (through the GPU under NCCL, which reduces only CUDA tensors)."""
     if dist.is_available() and dist.is_initialized():
-        t = t.clone()
-        dist.all_reduce(t)
+        on = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else t.device
+        r = t.to(on).clone()
+        dist.all_reduce(r)
+        return r.to(t.device)
     return t
 
 
@@ -110,6 +113,7 @@ class InstanceMetrics:
         self.mask_threshold = mask_threshold
         self._box = MeanAveragePrecision(iou_type='bbox', backend='pycocotools')
         self._segm = MeanAveragePrecision(iou_type='segm', backend='pycocotools')
+        self.counts = torch.zeros(2, dtype=torch.float64)  # predictions, ground-truth instances
 
     @torch.no_grad()
     def update(self, preds, targets) -> None:
@@ -120,14 +124,20 @@ class InstanceMetrics:
 
         p = [{'boxes': d['boxes'].cpu(), 'scores': d['scores'].cpu(), 'labels': d['labels'].cpu()} for d in preds]
         t = [{'boxes': d['boxes'].cpu(), 'labels': d['labels'].cpu()} for d in targets]
+        self.counts += torch.tensor([sum(len(d['labels']) for d in p), sum(len(d['labels']) for d in t)],
+                                    dtype=torch.float64)
         self._box.update(p, t)
         self._segm.update([dict(x, masks=masks(d['masks'])) for x, d in zip(p, preds)],
                           [dict(x, masks=masks(d['masks'])) for x, d in zip(t, targets)])
 
     def compute(self) -> Dict[str, float]:
         box, segm = self._box.compute(), self._segm.compute()
+        n_pred, n_gt = _all_reduce(self.counts).tolist()
         out = {}
         for prefix, r in (('bbox', box), ('segm', segm)):
             for key, name in (('map', 'AP'), ('map_50', 'AP50'), ('map_75', 'AP75')):
-                out[f'{prefix}_{name}'] = float(r[key])
+                value = float(r[key])
+                if n_pred == 0 and n_gt > 0:
+                    value = 0.0  # nothing detected: AP is 0 (torchmetrics' segm path reports -1, "no data")
+                out[f'{prefix}_{name}'] = value
         return out

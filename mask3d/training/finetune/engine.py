@@ -1,0 +1,306 @@
+"""The fine-tuning loop and evaluation, on the same runtime as pre-training.
+
+One process or many (torchrun + DDP); autocast; layer-wise lr decay through timm's optimizer factory; warmup then
+poly or cosine per iteration (timm schedulers); atomic checkpoints with every RNG state, so an interrupted run
+resumes exactly; progress bars, metrics.jsonl, TensorBoard; evaluation writes metrics JSON and a PNG of
+predictions next to ground truth.
+"""
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+import yaml
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler, PolyLRScheduler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
+
+from ...errors import ConfigError, Mask3DError
+from ..checkpoint import load_training_checkpoint, set_rng_state
+from ..data.pretrain_data import EpochIndexSampler
+from ..distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
+from ..runtime import MetricsLogger, autocast_context, open_run, save_training_state, seed_everything
+from .config import FINETUNE_RESUMABLE, FinetuneConfig, finetune_config_from_dict
+from .data import TaskSamples, build_task_frames, collate, task_transform
+from .models import build_task_model
+from .tasks import (PRIMARY_METRIC, build_metrics, ground_truth, predict, save_prediction_figure, training_loss,
+                    update_metrics)
+
+_log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(Mask3DError, FloatingPointError):
+    pass
+
+
+def build_finetune_optimizer(cfg: FinetuneConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW from timm's factory: layer-wise lr decay from the backbone's group_matcher, no decay on norms,
+    biases, tokens and position embeddings."""
+    o = cfg.optim
+    return create_optimizer_v2(model, 'adamw', lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas),
+                               layer_decay=o.layer_decay if o.layer_decay < 1 else None, fused=o.fused)
+
+
+def build_scheduler(cfg: FinetuneConfig, optimizer):
+    o, steps = cfg.optim, cfg.train.steps
+    warmup = o.warmup_steps or int(round(o.warmup_fraction * steps))
+    common = dict(t_initial=steps, lr_min=o.min_lr, warmup_t=warmup, warmup_lr_init=o.lr * 1e-3 if warmup else o.lr,
+                  warmup_prefix=True, t_in_epochs=False)
+    if o.schedule == 'poly':
+        return PolyLRScheduler(optimizer, power=o.poly_power, **common)
+    return CosineLRScheduler(optimizer, **common)
+
+
+def _mean_std(model: torch.nn.Module):
+    backbone = model.backbone.backbone if hasattr(model.backbone, 'backbone') else model.backbone
+    cfg = getattr(backbone, 'pretrained_cfg', None) or getattr(getattr(backbone, 'model', None), 'pretrained_cfg', {})
+    return tuple(cfg.get('mean', (0.485, 0.456, 0.406))), tuple(cfg.get('std', (0.229, 0.224, 0.225)))
+
+
+def finetune(cfg: FinetuneConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
+    """Run (or resume) fine-tuning into ``run_dir``; returns a summary (also written as summary.json)."""
+    cfg.validate()
+    run_dir = Path(run_dir)
+    state = open_run(run_dir, resume, cfg.to_dict(), FINETUNE_RESUMABLE)
+    info = init_distributed(cfg.train.device)
+    try:
+        return _finetune(cfg, run_dir, info, state, progress)
+    finally:
+        cleanup(info)
+
+
+def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
+              progress: bool) -> Dict[str, Any]:
+    t_cfg, d_cfg, o_cfg = cfg.train, cfg.data, cfg.optim
+    device = info.device
+    seed_everything(t_cfg.seed + info.rank)
+    if t_cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    # data first: a wrong class count or a missing dataset fails before any model is built or trained
+    train_frames = build_task_frames(cfg, 'train')
+    val_frames = build_task_frames(cfg, 'val')
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    model, recipe = build_task_model(cfg, backbone=state['backbone'] if state else None)
+    model = model.to(device)
+    if info.distributed and device.type == 'cuda':
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = build_finetune_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer)
+    scaler = torch.amp.GradScaler('cuda', enabled=t_cfg.precision == 'fp16' and device.type == 'cuda')
+    step = 0
+    if state is not None:
+        model.load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        scaler.load_state_dict(state['scaler'])
+        step = int(state['step'])
+        set_rng_state(state['rng'][min(info.rank, len(state['rng']) - 1)])
+    train_model = model
+    if info.distributed:
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+
+    mean, std = _mean_std(model)
+    samples = TaskSamples(train_frames, cfg.task, task_transform(cfg, True, mean, std), seed=t_cfg.seed)
+    sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
+    steps_per_epoch = (len(samples) // info.world_size) // d_cfg.batch_size // o_cfg.accum_steps
+    if steps_per_epoch < 1:
+        raise ConfigError(f'{len(samples)} training frames are too few for one step of '
+                          f'{d_cfg.batch_size * o_cfg.accum_steps * info.world_size} frames')
+    loader = DataLoader(samples, batch_size=d_cfg.batch_size, sampler=sampler, num_workers=d_cfg.num_workers,
+                        collate_fn=collate, pin_memory=device.type == 'cuda', drop_last=True,
+                        generator=torch.Generator().manual_seed(t_cfg.seed),  # keeps the global RNG (dropout) exact
+                        prefetch_factor=4 if d_cfg.num_workers else None)
+    logger = MetricsLogger(run_dir, info.is_main, f'finetune_{cfg.task}')
+    bar = None
+    if info.is_main and progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=t_cfg.steps, initial=step, desc=f'finetune {cfg.task}', unit='step', dynamic_ncols=True)
+
+    def save(tag_step: int) -> None:
+        save_training_state(info, run_dir, tag_step, t_cfg.keep_every, lambda: {
+            'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
+            'scaler': scaler.state_dict(), 'config': cfg.to_dict(), 'backbone': recipe, 'task': cfg.task})
+
+    def run_eval(tag_step: int, final: bool) -> Dict[str, Any]:
+        out_dir = run_dir / 'eval' if final else None
+        result = evaluate_model(cfg, model, val_frames, info, out_dir=out_dir, split='val', progress=progress and final,
+                                title=f'step {tag_step}')
+        logger.log({'step': tag_step, 'split': 'val', **{k: v for k, v in result.items() if not isinstance(v, list)}})
+        model.train()
+        return result
+
+    autocast = autocast_context(device, t_cfg.precision)
+    model.train()
+    epoch = step // steps_per_epoch
+    start_micro = (step % steps_per_epoch) * o_cfg.accum_steps
+    window_t, window_imgs, last = time.perf_counter(), 0, {}
+    while step < t_cfg.steps:
+        sampler.set_epoch(epoch, start=start_micro * d_cfg.batch_size)
+        micro, acc = 0, {}
+        for batch in loader:
+            batch['rgb'] = batch['rgb'].to(device, non_blocking=True)
+            sync = (micro + 1) % o_cfg.accum_steps == 0
+            no_sync = train_model.no_sync if (info.distributed and not sync) else contextlib.nullcontext
+            with no_sync():
+                with autocast:
+                    losses = training_loss(cfg.task, train_model, batch, device, cfg.eval.min_depth)
+                loss = losses['loss']
+                if not torch.isfinite(loss.detach()):
+                    raise NonFiniteLossError(f'non-finite loss ({float(loss.detach())}) at step {step}; lower optim.lr, '
+                                             f'set optim.clip_grad or use train.precision=fp32')
+                scaler.scale(loss / o_cfg.accum_steps).backward()
+            for k, v in losses.items():
+                acc[k] = acc.get(k, 0.0) + float(v.detach()) / o_cfg.accum_steps
+            micro += 1
+            window_imgs += len(batch['rgb']) * info.world_size
+            if not sync:
+                continue
+            if o_cfg.clip_grad:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), o_cfg.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            scheduler.step_update(num_updates=step)
+            if step % t_cfg.log_every == 0 or step == t_cfg.steps or step == 1:
+                keys = sorted(acc)
+                values = all_reduce_mean(torch.tensor([acc[k] for k in keys], device=device), info).tolist()
+                now = time.perf_counter()
+                last = {'step': step, 'epoch': epoch, 'split': 'train', **dict(zip(keys, values)),
+                        'lr': max(g['lr'] for g in optimizer.param_groups),
+                        'img_s': window_imgs / max(now - window_t, 1e-9)}
+                window_t, window_imgs = now, 0
+                logger.log(last)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}")
+            acc = {}
+            if bar is not None:
+                bar.update(1)
+            if t_cfg.eval_every and step % t_cfg.eval_every == 0 and step < t_cfg.steps:
+                run_eval(step, final=False)
+            if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps:
+                save(step)
+            if step >= t_cfg.steps:
+                break
+        epoch += 1
+        start_micro = 0
+    if bar is not None:
+        bar.close()
+    result = run_eval(step, final=True)
+    logger.close()
+    summary = {'run_dir': str(run_dir), 'task': cfg.task, 'steps': step, 'final_train': last, 'val': result,
+               'checkpoint': str(run_dir / 'checkpoints' / 'last.pt')}
+    if info.is_main:
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run_dir / 'model.safetensors'))
+        (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+@torch.no_grad()
+def evaluate_model(cfg: FinetuneConfig, model: torch.nn.Module, frames, info: DistInfo, *, out_dir=None,
+                   split: str = 'val', progress: bool = True, title: str = '') -> Dict[str, Any]:
+    """Score ``model`` on ``frames`` (each rank a share, metrics reduced across ranks); with ``out_dir``, rank 0
+    writes ``metrics_{split}.json`` and ``predictions_{split}.png``."""
+    e = cfg.eval
+    device = info.device
+    mean, std = _mean_std(model)
+    samples = TaskSamples(frames, cfg.task, task_transform(cfg, False, mean, std), seed=cfg.train.seed,
+                          keep_full_target=e.full_resolution)
+    n = len(samples) if not e.max_frames else min(e.max_frames, len(samples))
+    shard = Subset(samples, list(range(info.rank, n, info.world_size)))
+    loader = DataLoader(shard, batch_size=e.batch_size, num_workers=cfg.data.num_workers, collate_fn=collate)
+    metrics = build_metrics(cfg.task, cfg)
+    model.eval()
+    shown = {'images': [], 'gts': [], 'preds': []}
+    batches = loader
+    if progress and info.is_main:
+        from tqdm.auto import tqdm
+        batches = tqdm(loader, desc=f'evaluate {split}', unit='batch', dynamic_ncols=True)
+    with autocast_context(device, cfg.train.precision):
+        for batch in batches:
+            batch['rgb'] = batch['rgb'].to(device)
+            preds = predict(cfg.task, model, batch, e.full_resolution)
+            gts = ground_truth(cfg.task, batch, e.full_resolution)
+            update_metrics(cfg.task, metrics, preds, gts)
+            if out_dir is not None and info.is_main and len(shown['images']) < e.figure_samples:
+                k = e.figure_samples - len(shown['images'])
+                m_, s_ = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+                shown['images'] += [(r.float().cpu() * s_ + m_).clamp(0, 1).permute(1, 2, 0).numpy()
+                                    for r in batch['rgb'][:k]]
+                shown['gts'] += gts[:k]
+                shown['preds'] += preds[:k]
+    result = metrics.compute()
+    result['frames'] = n
+    if cfg.task == 'semseg':
+        names = getattr(frames, 'class_names', None) or [str(i) for i in range(cfg.model.num_classes)]
+        result['iou_per_class'] = {name: iou for name, iou in zip(names, result.pop('iou'))}
+    if out_dir is not None and info.is_main:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        metric, better = PRIMARY_METRIC[cfg.task]
+        record = {'task': cfg.task, 'split': split, 'primary_metric': metric, 'higher_is_better': better == 'max',
+                  **result}
+        (out_dir / f'metrics_{split}.json').write_text(json.dumps(record, indent=2))
+        if shown['images']:
+            save_prediction_figure(out_dir / f'predictions_{split}.png', cfg.task, shown['images'], shown['gts'],
+                                   shown['preds'], class_names=getattr(frames, 'class_names', ()),
+                                   title=f'{cfg.task} {split} {title}  {metric}={result.get(metric, float("nan")):.4f}')
+    return result
+
+
+def load_finetuned(checkpoint, cfg: Optional[FinetuneConfig] = None, task: Optional[str] = None):
+    """(model, config) from a fine-tuning checkpoint (``RUN_DIR`` or a ``.pt``); ``cfg`` replaces the stored data
+    and eval sections (e.g. another split or dataset copy), the model section always comes from the checkpoint."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / 'checkpoints' / 'last.pt'
+    state = load_training_checkpoint(path)
+    if 'task' not in state or 'backbone' not in state:
+        raise Mask3DError(f'{path}: not a mask3d fine-tuning checkpoint (no task/backbone entry); pre-training runs '
+                          f'are evaluated by fine-tuning them: mask3d finetune --backbone RUN_DIR ...')
+    stored = finetune_config_from_dict(state['config'])
+    if task is not None and task != state['task']:
+        raise ConfigError(f'--task {task} but {path} was fine-tuned for {state["task"]!r}')
+    if cfg is not None:
+        if cfg.task != stored.task:
+            raise ConfigError(f'the config is for {cfg.task!r} but {path} was fine-tuned for {stored.task!r}')
+        if cfg.model.num_classes != stored.model.num_classes and stored.task != 'depth':
+            raise ConfigError(f'the config has model.num_classes={cfg.model.num_classes} but {path} predicts '
+                              f'{stored.model.num_classes} classes')
+        cfg.model = stored.model
+    else:
+        cfg = stored
+    model, _ = build_task_model(cfg, backbone=state['backbone'])
+    model.load_state_dict(state['model'])
+    return model, cfg, int(state['step'])
+
+
+def evaluate(checkpoint, cfg: Optional[FinetuneConfig] = None, *, task: Optional[str] = None, split: str = 'val',
+             out_dir=None, progress: bool = True) -> Dict[str, Any]:
+    """``mask3d evaluate``: score a fine-tuned run on ``split`` ('val' or 'train', evaluation transform)."""
+    if split not in ('val', 'train'):
+        raise ConfigError(f"--split must be 'val' or 'train', got {split!r}")
+    info = init_distributed(cfg.train.device if cfg is not None else 'auto')
+    try:
+        model, cfg, step = load_finetuned(checkpoint, cfg, task)
+        cfg.validate()
+        frames = build_task_frames(cfg, split)
+        model = model.to(info.device)
+        if out_dir is None:
+            p = Path(checkpoint)
+            out_dir = (p if p.is_dir() else p.parent.parent) / 'eval'
+        result = evaluate_model(cfg, model, frames, info, out_dir=out_dir, split=split, progress=progress,
+                                title=f'(checkpoint step {step})')
+        return {'out_dir': str(out_dir), 'step': step, **result}
+    finally:
+        cleanup(info)

@@ -1,0 +1,118 @@
+"""What every training loop here shares (pre-training and fine-tuning): seeding, autocast, run directories that
+refuse to be overwritten and resume only with a compatible config, checkpoints carrying every rank's RNG, and
+metrics.jsonl + TensorBoard logging."""
+import contextlib
+import json
+import random
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, Mask3DError
+from .checkpoint import load_training_checkpoint, rng_state, save_atomic
+from .distributed import DistInfo
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def autocast_context(device: torch.device, precision: str):
+    """bf16/fp16 autocast on ``device``, or nothing for fp32."""
+    if precision == 'fp32':
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == 'bf16' else torch.float16
+    if precision == 'fp16' and device.type != 'cuda':
+        raise ConfigError('train.precision=fp16 needs CUDA; use bf16 on CPU')
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def flatten(d: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = v
+    return out
+
+
+def check_resume_config(saved: Dict[str, Any], current: Dict[str, Any], allowed: Sequence[str]) -> None:
+    """Refuse to resume with a config that changes the maths; only the keys in ``allowed`` may differ."""
+    a, b = flatten(saved), flatten(current)
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in allowed)
+    if changed:
+        raise ConfigError('--resume with a different config: ' + ', '.join(
+            f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in changed) + ' (only ' + ', '.join(allowed) + ' may change)')
+
+
+def open_run(run_dir: Path, resume: bool, current_config: Dict[str, Any],
+             allowed_changes: Sequence[str]) -> Optional[Dict[str, Any]]:
+    """The training state to resume from (``resume=True``), or None for a fresh run in an unused directory."""
+    last = run_dir / 'checkpoints' / 'last.pt'
+    if resume:
+        if not last.is_file():
+            raise Mask3DError(f'--resume: {last} not found (nothing to resume in {run_dir})')
+        state = load_training_checkpoint(last)
+        check_resume_config(state['config'], current_config, allowed_changes)
+        return state
+    if last.is_file():
+        raise Mask3DError(f'{run_dir} already holds a run ({last}); pass --resume to continue it or choose '
+                          f'another --output')
+    return None
+
+
+def save_training_state(info: DistInfo, run_dir: Path, step: int, keep_every: int,
+                        payload: Callable[[], Dict[str, Any]]) -> None:
+    """Every rank calls this (its RNG state is gathered); rank 0 writes ``last.pt`` atomically, and also
+    ``step_N.pt`` every ``keep_every`` steps. ``payload()`` builds the rest of the state on rank 0 only."""
+    rngs = [rng_state()]
+    if info.distributed:
+        gathered = [None] * info.world_size if info.is_main else None
+        torch.distributed.gather_object(rngs[0], gathered, dst=0)
+        rngs = gathered
+    if not info.is_main:
+        return
+    state = dict(payload(), step=step, rng=rngs)
+    save_atomic(state, run_dir / 'checkpoints' / 'last.pt')
+    if keep_every and step % keep_every == 0:
+        save_atomic(state, run_dir / 'checkpoints' / f'step_{step:07d}.pt')
+
+
+class MetricsLogger:
+    """metrics.jsonl always; TensorBoard (``prefix/key``) when it is installed. Main process only."""
+
+    def __init__(self, run_dir: Path, enabled: bool, prefix: str):
+        self.enabled, self.prefix, self.tb = enabled, prefix, None
+        if not enabled:
+            return
+        self.path = run_dir / 'metrics.jsonl'
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(run_dir / 'tensorboard'))
+        except Exception:  # tensorboard not installed
+            self.tb = None
+
+    def log(self, record: Dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, 'a') as f:
+            f.write(json.dumps(record) + '\n')
+        if self.tb is not None:
+            group = f"{self.prefix}/{record['split']}" if 'split' in record else self.prefix
+            for k, v in record.items():
+                if k != 'step' and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.tb.add_scalar(f'{group}/{k}', v, record['step'])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(run_dir: Path) -> list:
+    path = Path(run_dir) / 'metrics.jsonl'
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
