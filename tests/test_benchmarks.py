@@ -68,3 +68,24 @@ def test_precision_loss_curve_json(tmp_path):
              'data.image_size=[64,96]', '--set', 'data.batch_size=2', '--set', 'data.num_workers=0',
              '--out', str(tmp_path / 'c.png'), '--json')
     assert len(r['fp32']) == len(r['bf16']) == 3 and (tmp_path / 'c.png').is_file()
+
+
+def test_replicate_smoke_end_to_end_and_reuses_finished_runs(tmp_path):
+    def replicate():
+        out = subprocess.run([sys.executable, str(REPO_ROOT / 'benchmarks' / 'replicate.py'), '--preset', 'smoke',
+                              '--out', str(tmp_path), '--device', 'cpu', '--workers', '2'], capture_output=True,
+                             text=True, env=ENV, timeout=600, cwd=REPO_ROOT)
+        assert out.returncode == 0, out.stderr[-3000:]
+    replicate()
+    r = json.loads((tmp_path / 'results.json').read_text())
+    assert set(r['table']['semseg']) == {'mask3d', 'mae', 'scratch'} and set(r['table']) == {'semseg', 'depth'}
+    assert r['ablation']['no_depth_input']['depth'][0] > 0
+    for png in ('replication_bars.png', 'replication_curves.png'):
+        assert (tmp_path / png).stat().st_size > 10_000
+    assert '| mae |' in (tmp_path / 'results.md').read_text()
+    mae_cfg = (tmp_path / 'pretrain' / 'mae' / 'seed0' / 'config.yaml').read_text()
+    assert 'depth_input: false' in mae_cfg and 'rgb_loss_weight: 1.0' in mae_cfg
+    summary = tmp_path / 'finetune' / 'semseg' / 'mask3d' / 'seed0' / 'summary.json'
+    before = summary.stat().st_mtime
+    replicate()
+    assert summary.stat().st_mtime == before  # finished runs are kept, not re-run

@@ -5,9 +5,11 @@ from pathlib import Path
 import numpy as np
 
 
-def write_synthetic(out, frames: int, seed: int, image_size=(240, 320), progress: bool = True) -> Path:
-    """Synthetic frames in the RGB-D folder layout (depth: uint16 mm), plus semantic/instance PNGs and
-    per-frame intrinsics; readable with ``data.source: folder``."""
+def write_synthetic(out, frames: int, seed: int, image_size=(240, 320), progress: bool = True,
+                    start: int = 0) -> Path:
+    """Synthetic frames ``start .. frames-1`` in the RGB-D folder layout (depth: uint16 mm), plus semantic/instance
+    PNGs and per-frame intrinsics; readable with ``data.source: folder``. Disjoint ranges can be written by
+    parallel processes."""
     from PIL import Image
 
     from .synthetic import CLASS_NAMES, IGNORE_INDEX, render_scene
@@ -15,7 +17,7 @@ def write_synthetic(out, frames: int, seed: int, image_size=(240, 320), progress
     out = Path(out)
     for sub in ('rgb', 'depth', 'semantic', 'instance', 'intrinsics'):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    it = range(frames)
+    it = range(start, frames)
     if progress:
         from tqdm.auto import tqdm
         it = tqdm(it, desc='synth', unit='frame')

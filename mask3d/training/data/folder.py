@@ -139,6 +139,9 @@ class RGBDFolder(RGBDFrames):
         if intrinsics is None and (self.root / 'intrinsics.txt').is_file():
             intrinsics = np.loadtxt(self.root / 'intrinsics.txt', dtype=np.float32).reshape(3, 3)
         self.intrinsics = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float32)
+        if (self.root / 'classes.json').is_file():  # written by `mask3d data synth`; lets configs check class counts
+            import json
+            self.class_names = tuple(json.loads((self.root / 'classes.json').read_text())['names'])
 
     def frame_intrinsics(self, index: int) -> Optional[np.ndarray]:
         per_frame = self.root / 'intrinsics' / f'{self.frames[index][0].stem}.txt'

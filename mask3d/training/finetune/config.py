@@ -25,6 +25,7 @@ class BackboneConfig:
     arch: Optional[str] = None            # architecture for a bare weights file (default: the run's or backbone)
     model_args: Dict[str, Any] = field(default_factory=dict)  # extra create_model kwargs, e.g. {depth: 2}
     drop_path_rate: float = 0.1
+    freeze_backbone: bool = False         # linear probing: only the head trains
     out_indices: Optional[List[int]] = None  # blocks feeding the head (default: 4 evenly spaced, last included)
     head: str = 'upernet'                 # semseg: upernet | linear
     head_channels: int = 256

@@ -163,6 +163,8 @@ def build_task_model(cfg, backbone: Optional[Dict[str, Any]] = None) -> Tuple[nn
     recipe = {'name': name, 'model_args': args}
     net = build_backbone(name, out_indices=m.out_indices, pretrained=pretrained, checkpoint_path=weights,
                          drop_path_rate=m.drop_path_rate, dynamic_img_size=True, **args)
+    if m.freeze_backbone:  # timm's optimizer factory leaves parameters without gradients out
+        net.requires_grad_(False)
     if cfg.task == 'semseg':
         return build_segmentation_model(net, m.num_classes, head=m.head, channels=m.head_channels), recipe
     if cfg.task == 'depth':
