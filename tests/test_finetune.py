@@ -221,3 +221,31 @@ def test_real_nyu_frame_as_an_rgbd_folder(tmp_path, rgbd_data):
     values = list(ious.values())
     assert all(not np.isnan(values[c]) for c in present)  # every class in the ground truth has an IoU
     assert 0 <= summary['val']['pixel_acc'] <= 1
+
+
+def test_two_process_ddp_finetune_and_sharded_evaluation_match_one_process(tmp_path):
+    """torchrun (gloo, CPU): fine-tuning runs under DDP, and evaluation split across ranks reduces to exactly the
+    metrics of one process (confusion matrix and depth sums are all-reduced)."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'HF_HUB_OFFLINE': '1'}
+    # one image per forward pass: batch composition alone changes fp32 logits in the last bits
+    sets = [x for s in SMALL + ['train.steps=2', 'data.synthetic_val_length=6', 'eval.batch_size=1']
+            for x in ('--set', s)]
+    for task in ('semseg', 'depth'):
+        run = tmp_path / task
+        cmd = ['-m', 'mask3d', 'finetune', '--task', task, '--config', str(CONFIGS / f'synthetic_{task}.yaml'),
+               '--output', str(run), *sets]
+        ddp = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                              *cmd], capture_output=True, text=True, env=env, timeout=300)
+        assert ddp.returncode == 0, ddp.stderr[-3000:]
+        assert len(torch.load(run / 'checkpoints' / 'last.pt', weights_only=True)['rng']) == 2
+        sharded = json.loads((run / 'eval' / 'metrics_val.json').read_text())  # scored by 2 ranks, 3 frames each
+        one = subprocess.run([sys.executable, '-m', 'mask3d', 'evaluate', str(run), '--output', str(tmp_path / 'one')],
+                             capture_output=True, text=True, env=env, timeout=300)
+        assert one.returncode == 0, one.stderr[-3000:]
+        single = json.loads((tmp_path / 'one' / 'metrics_val.json').read_text())
+        key = 'miou' if task == 'semseg' else 'abs_rel'
+        assert sharded['frames'] == single['frames'] == 6
+        assert sharded[key] == pytest.approx(single[key], rel=1e-5, abs=1e-7)

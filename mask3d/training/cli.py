@@ -7,17 +7,12 @@ from pathlib import Path
 def run_pretrain(args) -> int:
     from .config import load_config
     from .engine import pretrain
+    from .runtime import clear_run_dir
 
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     cfg = load_config(args.config, args.set)
     cfg.validate()
-    run = Path(args.output)
-    if getattr(args, 'overwrite', False) and not args.resume and run.exists():
-        from ..errors import Mask3DError
-        if not ((run / 'config.yaml').is_file() or (run / 'checkpoints').is_dir()):
-            raise Mask3DError(f'--overwrite: {run} does not look like a mask3d run directory; not deleting it')
-        import shutil
-        shutil.rmtree(run)
+    clear_run_dir(Path(args.output), getattr(args, 'overwrite', False), args.resume)
     summary = pretrain(cfg, args.output, resume=args.resume)
     if 'export' not in summary and 'first' not in summary:
         return 0  # not the main process

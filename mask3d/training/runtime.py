@@ -66,6 +66,16 @@ def open_run(run_dir: Path, resume: bool, current_config: Dict[str, Any],
     return None
 
 
+def clear_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
+    """``--overwrite``: delete an earlier run in ``run_dir``, but only a folder that looks like a mask3d run."""
+    if not overwrite or resume or not run_dir.exists():
+        return
+    if not ((run_dir / 'config.yaml').is_file() or (run_dir / 'checkpoints').is_dir()):
+        raise Mask3DError(f'--overwrite: {run_dir} does not look like a mask3d run directory; not deleting it')
+    import shutil
+    shutil.rmtree(run_dir)
+
+
 def save_training_state(info: DistInfo, run_dir: Path, step: int, keep_every: int,
                         payload: Callable[[], Dict[str, Any]]) -> None:
     """Every rank calls this (its RNG state is gathered); rank 0 writes ``last.pt`` atomically, and also

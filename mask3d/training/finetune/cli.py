@@ -12,6 +12,7 @@ def _print_metrics(result) -> None:
 
 def run_finetune(args) -> int:
     from .config import load_finetune_config
+    from ..runtime import clear_run_dir
     from .engine import finetune
 
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
@@ -20,12 +21,7 @@ def run_finetune(args) -> int:
         overrides.append(f'model.backbone={json.dumps(args.backbone)}')
     cfg = load_finetune_config(args.config, overrides, task=args.task)
     run = Path(args.output)
-    if args.overwrite and not args.resume and run.exists():
-        from ...errors import Mask3DError
-        if not ((run / 'config.yaml').is_file() or (run / 'checkpoints').is_dir()):
-            raise Mask3DError(f'--overwrite: {run} does not look like a mask3d run directory; not deleting it')
-        import shutil
-        shutil.rmtree(run)
+    clear_run_dir(run, args.overwrite, args.resume)
     summary = finetune(cfg, run, resume=args.resume)
     if not (run / 'summary.json').is_file():
         return 0  # not the main process

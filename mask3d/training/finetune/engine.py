@@ -56,8 +56,9 @@ def build_scheduler(cfg: FinetuneConfig, optimizer):
 
 
 def _mean_std(model: torch.nn.Module):
-    backbone = model.backbone.backbone if hasattr(model.backbone, 'backbone') else model.backbone
-    cfg = getattr(backbone, 'pretrained_cfg', None) or getattr(getattr(backbone, 'model', None), 'pretrained_cfg', {})
+    """The normalisation the backbone was trained with (its timm pretrained_cfg)."""
+    vit, _ = model._vit()
+    cfg = getattr(vit, 'pretrained_cfg', None) or {}
     return tuple(cfg.get('mean', (0.485, 0.456, 0.406))), tuple(cfg.get('std', (0.229, 0.224, 0.225)))
 
 
@@ -131,6 +132,9 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
 
     def run_eval(tag_step: int, final: bool) -> Dict[str, Any]:
         out_dir = run_dir / 'eval' if final else None
+        if info.distributed:  # BatchNorm running stats drift apart per rank (no SyncBN on CPU): score rank 0's model,
+            for buffer in model.buffers():  # the one the checkpoint holds
+                torch.distributed.broadcast(buffer, src=0)
         result = evaluate_model(cfg, model, val_frames, info, out_dir=out_dir, split='val', progress=progress and final,
                                 title=f'step {tag_step}')
         logger.log({'step': tag_step, 'split': 'val', **{k: v for k, v in result.items() if not isinstance(v, list)}})
@@ -259,8 +263,8 @@ def evaluate_model(cfg: FinetuneConfig, model: torch.nn.Module, frames, info: Di
 
 
 def load_finetuned(checkpoint, cfg: Optional[FinetuneConfig] = None, task: Optional[str] = None):
-    """(model, config) from a fine-tuning checkpoint (``RUN_DIR`` or a ``.pt``); ``cfg`` replaces the stored data
-    and eval sections (e.g. another split or dataset copy), the model section always comes from the checkpoint."""
+    """(model, config, step) from a fine-tuning checkpoint (``RUN_DIR`` or a ``.pt``); ``cfg`` replaces the stored
+    data and eval sections (e.g. another split or dataset copy), the model section always comes from the checkpoint."""
     path = Path(checkpoint)
     if path.is_dir():
         path = path / 'checkpoints' / 'last.pt'

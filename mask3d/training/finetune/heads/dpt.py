@@ -20,9 +20,9 @@ class _ResidualConvUnit(nn.Module):
 
 
 class _Fusion(nn.Module):
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, with_skip: bool = True):
         super().__init__()
-        self.skip = _ResidualConvUnit(ch)
+        self.skip = _ResidualConvUnit(ch) if with_skip else None  # the coarsest level has no skip input
         self.out = _ResidualConvUnit(ch)
         self.proj = nn.Conv2d(ch, ch, 1)
 
@@ -36,7 +36,7 @@ class DPTDepthHead(nn.Module):
     def __init__(self, in_channels: Sequence[int], channels: int = 256, max_depth: float = 10.0):
         super().__init__()
         self.pyramid = ViTPyramid(in_channels, channels)
-        self.fusions = nn.ModuleList([_Fusion(channels) for _ in range(4)])
+        self.fusions = nn.ModuleList([_Fusion(channels, with_skip=i < 3) for i in range(4)])
         self.out = nn.Sequential(nn.Conv2d(channels, channels // 2, 3, padding=1), nn.ReLU(),
                                  nn.Conv2d(channels // 2, 1, 1))
         self.max_depth = max_depth
