@@ -43,13 +43,13 @@ ABLATIONS = {  # each a Mask3D pre-training with one knob changed (the main arm 
 }
 BUDGETS = {
     'smoke': dict(train_frames=32, val_frames=8, pretrain_steps=2, finetune_steps=2, seeds=[0],  # tests only
-                  ablation_seeds=[0], ablations=['no_depth_input'], probe_steps=2),
+                  ablation_seeds=[0], ablations=['no_depth_input'], probe_steps=2, long_factor=0),
     'quick': dict(train_frames=192, val_frames=32, pretrain_steps=40, finetune_steps=30, seeds=[0],
-                  ablation_seeds=[0], ablations=['rgb_mask_0.5', 'no_depth_input'], probe_steps=20),
+                  ablation_seeds=[0], ablations=['rgb_mask_0.5', 'no_depth_input'], probe_steps=20, long_factor=0),
     'medium': dict(train_frames=2000, val_frames=160, pretrain_steps=400, finetune_steps=120, seeds=[0, 1, 2],
-                   ablation_seeds=[0], ablations=list(ABLATIONS), probe_steps=100),
+                   ablation_seeds=[0], ablations=list(ABLATIONS), probe_steps=100, long_factor=3),
     'full': dict(train_frames=3000, val_frames=160, pretrain_steps=1500, finetune_steps=300, seeds=[0, 1, 2],
-                 ablation_seeds=[0], ablations=list(ABLATIONS), probe_steps=100),
+                 ablation_seeds=[0], ablations=list(ABLATIONS), probe_steps=100, long_factor=3),
 }
 TASKS = {'semseg': ('miou', 'max'), 'depth': ('abs_rel', 'min')}
 
@@ -301,6 +301,23 @@ def main(argv=None) -> int:
                 ablation.setdefault(name, {}).setdefault(task, []).append(s['val'][metric])
     results['ablation'] = ablation
 
+    # checks behind the reading: frozen-feature linear probes (feature quality without fine-tuning dynamics) and a
+    # longer fine-tuning (does the ranking hold with more steps?), first seed only
+    seed0 = budget['seeds'][0]
+    probe_args = ['model.head=linear', 'model.freeze_backbone=true', 'model.drop_path_rate=0', 'optim.lr=1e-2',
+                  'optim.layer_decay=1.0']
+    checks = {'synthetic_linear_probe_miou': {}, 'long_finetune_miou': {}}
+    for arm in ARMS:
+        s = run_finetune(out, 'semseg', arm, backbones[arm, seed0], seed0, budget['finetune_steps'], train, val,
+                         args.device, extra=probe_args, tag='semseg_linear_probe')
+        checks['synthetic_linear_probe_miou'][arm] = s['val']['miou']
+        if budget['long_factor']:
+            s = run_finetune(out, 'semseg', arm, backbones[arm, seed0], seed0,
+                             budget['finetune_steps'] * budget['long_factor'], train, val, args.device,
+                             tag='semseg_long')
+            checks['long_finetune_miou'][arm] = s['val']['miou']
+    results['checks'] = checks
+
     # real data: linear probe on the labelled NYUv2 frame; depth reconstruction on real frames
     nyu = nyu1407_folder(out)
     if nyu is not None:
@@ -370,6 +387,14 @@ def report(r: Dict) -> str:
                      f" | {main['depth']['mask3d']['runs'][0]:.3f} |")
         for name, tasks in r['ablation'].items():
             lines.append(f"| {name} | {statistics.fmean(tasks['semseg']):.3f} | {statistics.fmean(tasks['depth']):.3f} |")
+    c = r.get('checks', {})
+    if c:
+        lines += ['', f"| check (seed {b['seeds'][0]}) | " + ' | '.join(ARMS) + ' |', '|---|' + '---|' * len(ARMS)]
+        lines.append('| semseg mIoU, linear probe on frozen features | ' +
+                     ' | '.join(f"{c['synthetic_linear_probe_miou'][a]:.3f}" for a in ARMS) + ' |')
+        if c.get('long_finetune_miou'):
+            lines.append(f"| semseg mIoU, {b['long_factor']}x fine-tuning steps | " +
+                         ' | '.join(f"{c['long_finetune_miou'][a]:.3f}" for a in ARMS) + ' |')
     if r.get('nyu1407_probe'):
         lines += ['', '| linear probe, NYUv2 #1407 (1 frame, trained and scored on it) | mIoU | pixel acc |',
                   '|---|---|---|']

@@ -80,6 +80,7 @@ def test_replicate_smoke_end_to_end_and_reuses_finished_runs(tmp_path):
     r = json.loads((tmp_path / 'results.json').read_text())
     assert set(r['table']['semseg']) == {'mask3d', 'mae', 'scratch'} and set(r['table']) == {'semseg', 'depth'}
     assert r['ablation']['no_depth_input']['depth'][0] > 0
+    assert set(r['checks']['synthetic_linear_probe_miou']) == {'mask3d', 'mae', 'scratch'}
     for png in ('replication_bars.png', 'replication_curves.png'):
         assert (tmp_path / png).stat().st_size > 10_000
     assert '| mae |' in (tmp_path / 'results.md').read_text()
