@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import ConfigError, Mask3DError
 from ..factory import create_model, load_checkpoint, load_state_dict_into
-from .checkpoint import load_training_checkpoint, set_rng_state
+from .checkpoint import load_training_checkpoint
 from .config import PretrainConfig, config_from_dict, mixture_parts
 from .data.mixture import MixtureFrames
 from .data.nyu import NYUSyncFrames
@@ -30,9 +30,9 @@ from .data.scannet import ScanNetFrames
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
 from .data.synthetic import SyntheticRGBD
 from .data.transforms import JointTransform
-from .distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
+from .distributed import DistInfo, all_reduce_mean
 from .pretrainer import Mask3DPretrainer
-from .runtime import MetricsLogger, autocast_context, open_run, save_training_state, seed_everything
+from .runtime import MetricsLogger, autocast_context, launch, restore_training_state, save_training_state
 
 _log = logging.getLogger(__name__)
 
@@ -100,24 +100,13 @@ def _frames(d, seed: int):
 
 def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Run (or resume) pre-training into ``run_dir``; returns a summary dict (also written as summary.json)."""
-    cfg.validate()
-    run_dir = Path(run_dir)
-    state = open_run(run_dir, resume, cfg.to_dict(), RESUMABLE_CHANGES)
-
-    info = init_distributed(cfg.train.device)
-    try:
-        return _pretrain(cfg, run_dir, info, state, progress)
-    finally:
-        cleanup(info)
+    return launch(_pretrain, cfg, run_dir, resume, RESUMABLE_CHANGES, progress)
 
 
 def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
               progress: bool) -> Dict[str, Any]:
     t_cfg, d_cfg, o_cfg = cfg.train, cfg.data, cfg.optim
     device = info.device
-    seed_everything(t_cfg.seed + info.rank)
-    if t_cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -137,12 +126,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
 
     step, epoch = 0, 0
     if state is not None:
-        model.load_state_dict(state['model'])
-        optimizer.load_state_dict(state['optimizer'])
-        scheduler.load_state_dict(state['scheduler'])
-        scaler.load_state_dict(state['scaler'])
-        step = int(state['step'])
-        set_rng_state(state['rng'][min(info.rank, len(state['rng']) - 1)])
+        step = restore_training_state(state, info, model, optimizer, scheduler, scaler)
 
     train_model = model
     if info.distributed:

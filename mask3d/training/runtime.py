@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, Mask3DError
-from .checkpoint import load_training_checkpoint, rng_state, save_atomic
-from .distributed import DistInfo
+from .checkpoint import load_training_checkpoint, rng_state, save_atomic, set_rng_state
+from .distributed import DistInfo, cleanup, init_distributed
 
 
 def seed_everything(seed: int) -> None:
@@ -64,6 +64,32 @@ def open_run(run_dir: Path, resume: bool, current_config: Dict[str, Any],
         raise Mask3DError(f'{run_dir} already holds a run ({last}); pass --resume to continue it or choose '
                           f'another --output')
     return None
+
+
+def launch(loop: Callable, cfg, run_dir, resume: bool, allowed_changes: Sequence[str], progress: bool):
+    """Validate, open the run directory (fresh or resumed), join torchrun's process group, seed, then run
+    ``loop(cfg, run_dir, info, state, progress)``; the process group is left however the loop ends."""
+    cfg.validate()
+    run_dir = Path(run_dir)
+    state = open_run(run_dir, resume, cfg.to_dict(), allowed_changes)
+    info = init_distributed(cfg.train.device)
+    try:
+        seed_everything(cfg.train.seed + info.rank)
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        return loop(cfg, run_dir, info, state, progress)
+    finally:
+        cleanup(info)
+
+
+def restore_training_state(state: Dict[str, Any], info: DistInfo, model, optimizer, scheduler, scaler) -> int:
+    """Load a checkpoint's model, optimizer, scheduler, grad scaler and this rank's RNG; returns its step."""
+    model.load_state_dict(state['model'])
+    optimizer.load_state_dict(state['optimizer'])
+    scheduler.load_state_dict(state['scheduler'])
+    scaler.load_state_dict(state['scaler'])
+    set_rng_state(state['rng'][min(info.rank, len(state['rng']) - 1)])
+    return int(state['step'])
 
 
 def clear_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:

@@ -20,10 +20,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from ...errors import ConfigError, Mask3DError
-from ..checkpoint import load_training_checkpoint, set_rng_state
+from ..checkpoint import load_training_checkpoint
 from ..data.pretrain_data import EpochIndexSampler
 from ..distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
-from ..runtime import MetricsLogger, autocast_context, open_run, save_training_state, seed_everything
+from ..runtime import MetricsLogger, autocast_context, launch, restore_training_state, save_training_state
 from .config import FINETUNE_RESUMABLE, FinetuneConfig, finetune_config_from_dict
 from .data import TaskSamples, build_task_frames, collate, task_transform
 from .models import build_task_model
@@ -64,23 +64,13 @@ def _mean_std(model: torch.nn.Module):
 
 def finetune(cfg: FinetuneConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Run (or resume) fine-tuning into ``run_dir``; returns a summary (also written as summary.json)."""
-    cfg.validate()
-    run_dir = Path(run_dir)
-    state = open_run(run_dir, resume, cfg.to_dict(), FINETUNE_RESUMABLE)
-    info = init_distributed(cfg.train.device)
-    try:
-        return _finetune(cfg, run_dir, info, state, progress)
-    finally:
-        cleanup(info)
+    return launch(_finetune, cfg, run_dir, resume, FINETUNE_RESUMABLE, progress)
 
 
 def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
               progress: bool) -> Dict[str, Any]:
     t_cfg, d_cfg, o_cfg = cfg.train, cfg.data, cfg.optim
     device = info.device
-    seed_everything(t_cfg.seed + info.rank)
-    if t_cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
     # data first: a wrong class count or a missing dataset fails before any model is built or trained
     train_frames = build_task_frames(cfg, 'train')
@@ -98,12 +88,7 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
     scaler = torch.amp.GradScaler('cuda', enabled=t_cfg.precision == 'fp16' and device.type == 'cuda')
     step = 0
     if state is not None:
-        model.load_state_dict(state['model'])
-        optimizer.load_state_dict(state['optimizer'])
-        scheduler.load_state_dict(state['scheduler'])
-        scaler.load_state_dict(state['scaler'])
-        step = int(state['step'])
-        set_rng_state(state['rng'][min(info.rank, len(state['rng']) - 1)])
+        step = restore_training_state(state, info, model, optimizer, scheduler, scaler)
     train_model = model
     if info.distributed:
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
