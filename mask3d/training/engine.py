@@ -32,7 +32,7 @@ from .data.synthetic import SyntheticRGBD
 from .data.transforms import JointTransform
 from .distributed import DistInfo, all_reduce_mean
 from .pretrainer import Mask3DPretrainer
-from .runtime import MetricsLogger, autocast_context, launch, restore_training_state, save_training_state
+from .runtime import MetricsLogger, autocast_context, launch, optimizer_step, restore_training_state, save_training_state
 
 _log = logging.getLogger(__name__)
 
@@ -198,12 +198,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
             window_imgs += rgb.shape[0] * info.world_size
             if not sync:
                 continue
-            if o_cfg.clip_grad:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o_cfg.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(model, optimizer, scaler, o_cfg.clip_grad)
             step += 1
             scheduler.step_update(num_updates=step)
 

@@ -20,6 +20,14 @@ def save_figure(fig, path: Union[str, os.PathLike], dpi: int = 80) -> Path:
     return path
 
 
+def label_axes(axes, row: int, col: int, title: str) -> None:
+    """No ticks; the column title on the first row (the grid layout of every figure here)."""
+    axes[row, col].set_xticks([])
+    axes[row, col].set_yticks([])
+    if row == 0:
+        axes[row, col].set_title(title, fontsize=10)
+
+
 def _to_image(rgb: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     img = rgb.float().cpu() * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
     return img.clamp(0, 1).permute(1, 2, 0).numpy()
@@ -67,10 +75,7 @@ def save_reconstruction_figure(path: Union[str, os.PathLike], rgb: torch.Tensor,
                                if valid.any() else 1)
         fig.colorbar(im, ax=axes[i, 5], fraction=0.046)
         for j in range(6):
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-            if i == 0:
-                axes[i, j].set_title(cols[j], fontsize=10)
+            label_axes(axes, i, j, cols[j])
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)

@@ -23,7 +23,7 @@ from ...errors import ConfigError, Mask3DError
 from ..checkpoint import load_training_checkpoint
 from ..data.pretrain_data import EpochIndexSampler
 from ..distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
-from ..runtime import MetricsLogger, autocast_context, launch, restore_training_state, save_training_state
+from ..runtime import MetricsLogger, autocast_context, launch, optimizer_step, restore_training_state, save_training_state
 from .config import FINETUNE_RESUMABLE, FinetuneConfig, finetune_config_from_dict
 from .data import TaskSamples, build_task_frames, collate, task_transform
 from .models import build_task_model
@@ -152,12 +152,7 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
             window_imgs += len(batch['rgb']) * info.world_size
             if not sync:
                 continue
-            if o_cfg.clip_grad:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o_cfg.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(model, optimizer, scaler, o_cfg.clip_grad)
             step += 1
             scheduler.step_update(num_updates=step)
             if step % t_cfg.log_every == 0 or step == t_cfg.steps or step == 1:

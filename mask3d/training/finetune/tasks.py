@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..visualize import save_figure
+from ..visualize import label_axes, save_figure
 from .metrics import DepthMetrics, InstanceMetrics, SegmentationMetrics
 
 IGNORE_INDEX = 255
@@ -153,10 +153,7 @@ def save_prediction_figure(path: Union[str, os.PathLike], task: str, images: Lis
             panels += [dict(X=_draw_instances(img, g, class_names)), dict(X=_draw_instances(img, p, class_names))]
         for j, kw in enumerate(panels):
             axes[i, j].imshow(**kw)
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-            if i == 0:
-                axes[i, j].set_title(cols[j], fontsize=10)
+            label_axes(axes, i, j, cols[j])
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
