@@ -1,24 +1,32 @@
-"""Small-scale replication of the paper's claim: does masked RGB-D pre-training (Mask3D) give a ViT better
-features than RGB-only masked pre-training (MAE) or no pre-training?
+"""Replication v2 of the paper's claim, built to detect the effect: does masked RGB-D pre-training (Mask3D) give a
+ViT better features than RGB-only masked pre-training (MAE) or no pre-training?
 
-On the built-in synthetic rooms, rendered once and shared by every arm: pre-train ViT-Tiny/16 per arm with the
-same data, budget and seed (training/configs/replicate/pretrain_*.yaml), fine-tune every backbone with one
-identical recipe on semantic segmentation and depth estimation (finetune_*.yaml), for several seeds; then the
-paper's knobs (RGB mask ratio, depth input, depth+RGB targets), a real-data indication on the labelled NYUv2
-frame, and the pre-trained models' depth-reconstruction error on real RGB-D frames (sim-to-real gap).
+Design (docs/results.md, with the verdict rules written down before the run):
+- four pools of synthetic rooms from disjoint seeds, rendered once: an unlabelled pre-training pool (thousands of
+  rooms), a label-scarce labelled pool (200 frames; its first 50 are the 50-label pool), a selection set (learning
+  rate choice only) and a test set (scored once per run, never used to choose anything);
+- arms: Mask3D with the measured best knobs (pretrain_mask3d.yaml), Mask3D with the paper's defaults
+  (pretrain_mask3d_paper.yaml), MAE (pretrain_mae.yaml), scratch (random init); same backbone, pool, budget, seeds;
+- evaluation: ``mask3d probe`` on frozen features (labelled 200-frame pool -> test set: depth, normals, semseg with
+  object mIoU), and full fine-tuning on the 50-label pool (semseg) with the learning rate picked per arm on the
+  selection set; layer decay for pre-trained arms only;
+- seeds: seed s pre-trains, probes and fine-tunes; paired differences over seeds with mean, std and paired t.
 
-    python benchmarks/replicate.py --quick            # smoke version, under 10 minutes on 2 CPU cores
-    python benchmarks/replicate.py --preset medium    # the run behind docs/results.md, about 1 hour on 2 cores
-    python benchmarks/replicate.py                    # the full budget, about 2.5 hours on 2 cores
+    python benchmarks/replicate.py                    # the default preset, about 45 min on 2 CPU cores
+    python benchmarks/replicate.py --quick            # every stage at toy size, minutes
+    python benchmarks/replicate.py --preset gpu       # ViT-S, larger pool and budget, one H100/H200, <= 10 min
+    python benchmarks/replicate.py --dry-run          # validate every config of the plan, run nothing
 
-Every run is a normal ``mask3d`` run directory under --out; an interrupted replication continues where it
-stopped (finished runs are kept, unfinished ones resume from their last checkpoint). Results: OUT/results.json,
-OUT/results.md (tables), OUT/*.png (bar plot, curves).
+Every run is a normal ``mask3d`` run directory under --out; an interrupted replication continues where it stopped
+(finished runs are kept, unfinished pre-training resumes from its last checkpoint). ``--arms`` runs a subset first
+(the rest later into the same --out). Results: OUT/results.json, OUT/results.md, OUT/*.png.
+v1 (the study docs/results.md corrects) is ``git show 3442173:benchmarks/replicate.py``.
 """
 import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from multiprocessing import Pool
@@ -30,40 +38,57 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / 'training' / 'configs' / 'replicate'
+PROBE_CONFIG = REPO / 'training' / 'configs' / 'probe' / 'synthetic.yaml'
 SHARED = REPO.parent / 'shared' / 'data' / 'rgbd'
 
-ARMS = {'mask3d': 'pretrain_mask3d.yaml', 'mae': 'pretrain_mae.yaml', 'scratch': None}
-ABLATIONS = {  # each a Mask3D pre-training with one knob changed (the main arm is rgb_mask_ratio 0.8, depth in)
-    'rgb_mask_0.5': ['method.rgb_mask_ratio=0.5'],
-    'rgb_mask_0.75': ['method.rgb_mask_ratio=0.75'],
-    'rgb_mask_0.9': ['method.rgb_mask_ratio=0.9'],
-    'no_depth_input': ['method.depth_input=false'],
-    'depth+rgb_targets': ['method.rgb_loss_weight=1.0'],
-    'depth_norm_metric': ['method.depth_norm=metric'],   # absolute depth (/10 m) instead of per-frame standardised
-}
-BUDGETS = {
-    'smoke': dict(train_frames=32, val_frames=8, pretrain_steps=2, finetune_steps=2, seeds=[0],  # tests only
-                  ablation_seeds=[0], ablations=['no_depth_input'], probe_steps=2, long_factor=0),
-    'quick': dict(train_frames=192, val_frames=32, pretrain_steps=40, finetune_steps=30, seeds=[0],
-                  ablation_seeds=[0], ablations=['rgb_mask_0.5', 'no_depth_input'], probe_steps=20, long_factor=0),
-    'medium': dict(train_frames=2000, val_frames=160, pretrain_steps=400, finetune_steps=120, seeds=[0, 1, 2],
-                   ablation_seeds=[0], ablations=list(ABLATIONS), probe_steps=100, long_factor=3),
-    'full': dict(train_frames=3000, val_frames=160, pretrain_steps=1500, finetune_steps=300, seeds=[0, 1, 2],
-                 ablation_seeds=[0], ablations=list(ABLATIONS), probe_steps=100, long_factor=3),
-}
-TASKS = {'semseg': ('miou', 'max'), 'depth': ('abs_rel', 'min')}
+ARMS = {'mask3d': 'pretrain_mask3d.yaml', 'mask3d_paper': 'pretrain_mask3d_paper.yaml', 'mae': 'pretrain_mae.yaml',
+        'scratch': None}
+# the paired comparisons: the claim (Mask3D best vs each other arm) and pre-trained vs random in the frozen probe
+COMPARISONS = [('mask3d', 'mae'), ('mask3d', 'scratch'), ('mask3d', 'mask3d_paper'), ('mask3d_paper', 'scratch'),
+               ('mae', 'scratch')]
+PROBE_METRICS = {  # probe.json key -> higher is better?
+    'semseg.object_miou': True, 'semseg.miou': True, 'depth.abs_rel': False, 'depth.delta1': True,
+    'depth.rmse': False, 'normals.mean_angle_deg': False, 'normals.within_11_25': True}
+FINETUNE_METRICS = {'object_miou': True, 'miou': True}
+STRUCTURE_CLASSES = ('wall', 'floor', 'ceiling')   # left out of object mIoU
+RULE_MARGIN = 0.02
+STAGES = ('pretrain', 'finetune', 'probe')                                  # pre-registered: mean paired object-mIoU difference >= 0.02
 
+SEEDS = dict(pool=0, labelled=1000, selection=2000, test=3000)   # disjoint synthetic seeds, one per pool
+BUDGETS = {
+    'smoke': dict(image_size=[128, 160], model='mask3d_vit_tiny_patch16', pool=24, labelled=12, few=8, selection=8,
+                  test=8, batch_size=4, pretrain_steps=2, finetune_steps=2, lrs=[1e-3], seeds=[0], probe_quick=True,
+                  workers_per_loader=0, real_frames=1),
+    'quick': dict(image_size=[128, 160], model='mask3d_vit_tiny_patch16', pool=256, labelled=64, few=32,
+                  selection=32, test=48, batch_size=16, pretrain_steps=40, finetune_steps=20, lrs=[3e-4, 1e-3],
+                  seeds=[0], probe_quick=True, workers_per_loader=2, real_frames=1),
+    'default': dict(image_size=[128, 160], model='mask3d_vit_tiny_patch16', pool=3000, labelled=200, few=50,
+                    selection=200, test=400, batch_size=16, pretrain_steps=300, finetune_steps=100,
+                    lrs=[5e-4, 2e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=2,
+                    real_frames=3),
+    'gpu': dict(image_size=[192, 256], model='mask3d_vit_small_patch16', pool=20000, labelled=200, few=50,
+                selection=200, test=1000, batch_size=64, pretrain_steps=1500, finetune_steps=300,
+                lrs=[1e-4, 3e-4, 1e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=8, real_frames=3),
+}
+
+
+# ---- data -----------------------------------------------------------------------------------------------------
 
 def _render_shard(args):
-    from mask3d.training.data.cli import write_synthetic
+    from mask3d.training.data.cli import write_synthetic  # imported by render() before the fork: costs nothing
     out, start, stop, seed, size = args
     write_synthetic(out, stop, seed, size, progress=False, start=start)
 
 
 def render(out: Path, frames: int, seed: int, size, workers: int) -> Path:
-    """Synthetic rooms written once as an RGB-D folder (PNG, depth in mm), shared by every arm and task."""
+    """Synthetic rooms ``(seed, 0..frames-1)`` written once as an RGB-D folder (PNG, depth in mm), in parallel shards.
+    A frame is a pure function of (seed, index), so the first 50 frames of a pool are the 50-frame pool."""
     done = out / 'classes.json'
     if done.is_file() and len(list((out / 'rgb').glob('*.png'))) == frames:
+        return out
+    from mask3d.training.data.cli import write_synthetic
+    if frames <= 64:  # a pool of processes costs more than it saves
+        write_synthetic(out, frames, seed, tuple(size), progress=False)
         return out
     bounds = np.linspace(0, frames, workers * 4 + 1).astype(int)
     shards = [(out, int(a), int(b), seed, tuple(size)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
@@ -74,339 +99,480 @@ def render(out: Path, frames: int, seed: int, size, workers: int) -> Path:
     return out
 
 
-def _finished(run: Path) -> bool:
-    return (run / 'summary.json').is_file()
+def render_pools(out: Path, budget: Dict, workers: int) -> Dict[str, Path]:
+    size = budget['image_size']
+    pools = {name: render(out / 'data' / name, budget[name], SEEDS[name], size, workers)
+             for name in ('pool', 'labelled', 'selection', 'test')}
+    pools['few'] = render(out / 'data' / 'few', budget['few'], SEEDS['labelled'], size, workers)
+    return pools
 
 
-def run_pretrain(out: Path, name: str, config: str, extra: List[str], seed: int, steps: int, data: Path,
-                 device: str) -> Path:
+# ---- runs -----------------------------------------------------------------------------------------------------
+
+def _finished(run: Path, cfg, sections=('method', 'model', 'optim')) -> bool:
+    """A finished run is reused only if it was made with the same settings in ``sections``; a stale one (e.g. an
+    arm's YAML changed since) is an error, so no result silently mixes two recipes. A key the saved config lacks
+    (a knob added later) must be at its default now."""
+    if not (run / 'summary.json').is_file():
+        return False
+    import yaml
+    saved, current, default = yaml.safe_load((run / 'config.yaml').read_text()), cfg.to_dict(), type(cfg)().to_dict()
+    for section in sections:
+        for key, value in current[section].items():
+            if saved.get(section, {}).get(key, default[section][key]) != value:
+                raise SystemExit(f'{run}: finished with {section}.{key}={saved[section].get(key)!r}, the current '
+                                 f'config says {value!r}; delete the run to redo it')
+    return True
+
+
+def _log(msg: str) -> None:
+    print(f'[{time.strftime("%H:%M:%S")}] {msg}', flush=True)
+
+
+def pretrain_sets(budget: Dict, pool: Path, seed: int, device: str) -> List[str]:
+    steps = budget['pretrain_steps']
+    return [f'model.name={budget["model"]}', f'data.root={pool}', f'data.image_size={budget["image_size"]}',
+            f'data.batch_size={budget["batch_size"]}', f'data.num_workers={budget["workers_per_loader"]}',
+            f'train.steps={steps}', f'train.seed={seed}', f'train.device={device}',
+            f'train.ckpt_every={max(steps // 4, 1)}', f'train.log_every={max(min(steps // 20, 25), 1)}']
+
+
+def run_pretrain(out: Path, arm: str, budget: Dict, pool: Path, seed: int, device: str) -> Path:
     from mask3d.training.config import load_config
     from mask3d.training.engine import pretrain
-    run = out / 'pretrain' / name / f'seed{seed}'
-    if not _finished(run):
-        cfg = load_config(CONFIGS / config, extra + [f'data.root={data}', f'train.steps={steps}',
-                                                     f'train.seed={seed}', f'train.device={device}',
-                                                     f'train.ckpt_every={max(steps // 4, 1)}'])
+    run = out / 'pretrain' / arm / f'seed{seed}'
+    cfg = load_config(CONFIGS / ARMS[arm], pretrain_sets(budget, pool, seed, device))
+    if not _finished(run, cfg):
         t0 = time.perf_counter()
         pretrain(cfg, run, resume=(run / 'checkpoints' / 'last.pt').is_file(), progress=False)
-        print(f'  pretrain {name} seed {seed}: {time.perf_counter() - t0:.0f}s', flush=True)
+        _log(f'pretrain {arm} seed {seed}: {time.perf_counter() - t0:.0f}s')
     return run
 
 
-def run_finetune(out: Path, task: str, arm: str, backbone: Optional[Path], seed: int, steps: int, data: Path,
-                 val: Path, device: str, extra: List[str] = (), tag: str = '') -> Dict:
-    from mask3d.training.finetune.config import load_finetune_config
-    from mask3d.training.finetune.engine import finetune
-    run = out / 'finetune' / (tag or task) / arm / f'seed{seed}'
-    if not _finished(run):
-        sets = [f'data.root={data}', f'data.val_root={val}', f'train.steps={steps}', f'train.seed={seed}',
-                f'train.device={device}', f'train.ckpt_every={max(steps // 2, 1)}']
-        sets += [f'model.backbone={backbone}'] if backbone else []
-        cfg = load_finetune_config(CONFIGS / f'finetune_{task}.yaml', sets + list(extra))
+def pretrain_record(run: Path) -> Dict:
+    """Loss and rgb_reliance (pretext loss with another sample's RGB / true loss; ~1.0 = encoder ignored) at the
+    first and last logged step."""
+    from mask3d.training.runtime import read_metrics
+    rec = [r for r in read_metrics(run) if 'loss' in r]
+    rel = [r for r in rec if 'rgb_reliance' in r]
+    return {'loss_first': rec[0]['loss'], 'loss_last': rec[-1]['loss'], 'steps': rec[-1]['step'],
+            'rgb_reliance_first': rel[0]['rgb_reliance'] if rel else None,
+            'rgb_reliance_last': rel[-1]['rgb_reliance'] if rel else None}
+
+
+def backbone_args(arm: str, runs: Dict, seed: int, budget: Dict) -> List[str]:
+    """``--backbone`` (and --set) for an arm: its pre-training run, or the architecture at random init (seeded)."""
+    if arm == 'scratch':
+        return ['--backbone', budget['model'], '--set', 'model.pretrained=false']
+    return ['--backbone', str(runs[arm, seed])]
+
+
+def run_probe(out: Path, arm: str, runs: Dict, seed: int, budget: Dict, pools: Dict[str, Path], device: str) -> Dict:
+    """``mask3d probe`` on frozen features: heads trained on the labelled pool, scored on the test set."""
+    run = out / 'probe' / arm / f'seed{seed}'
+    if not (run / 'probe.json').is_file():
+        sets = ['data.source=folder', f'data.train_root={pools["labelled"]}', f'data.test_root={pools["test"]}',
+                f'data.image_size={budget["image_size"]}', f'train.seed={seed}', f'train.device={device}',
+                f'quick={str(budget["probe_quick"]).lower()}']
+        cmd = [sys.executable, '-m', 'mask3d', 'probe', *backbone_args(arm, runs, seed, budget),
+               '--config', str(PROBE_CONFIG), '--output', str(run)]
+        for s in sets:
+            cmd += ['--set', s]
         t0 = time.perf_counter()
-        finetune(cfg, run, resume=(run / 'checkpoints' / 'last.pt').is_file(), progress=False)
-        print(f'  finetune {tag or task} {arm} seed {seed}: {time.perf_counter() - t0:.0f}s', flush=True)
-    return json.loads((run / 'summary.json').read_text())
+        done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE='1'))
+        if done.returncode != 0:
+            raise RuntimeError(f'mask3d probe failed for {arm} seed {seed} ({" ".join(cmd)}):\n{done.stderr[-3000:]}')
+        _log(f'probe {arm} seed {seed}: {time.perf_counter() - t0:.0f}s')
+    return json.loads((run / 'probe.json').read_text())
 
 
-def _mean_std(values: List[float]):
-    values = [v for v in values if v == v]
-    if not values:
-        return float('nan'), float('nan')
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def object_miou(iou_per_class: Dict[str, float]) -> float:
+    """mIoU over the object classes present (wall, floor and ceiling left out: they are layout, not objects)."""
+    values = [v for k, v in iou_per_class.items() if k not in STRUCTURE_CLASSES and v == v]
+    return statistics.fmean(values) if values else float('nan')
 
 
-# ---- real data ------------------------------------------------------------------------------------------------
+def finetune_sets(arm: str, runs: Dict, seed: int, lr: float, budget: Dict, pools: Dict[str, Path],
+                  device: str) -> List[str]:
+    steps = budget['finetune_steps']
+    sets = [f'data.root={pools["few"]}', f'data.val_root={pools["selection"]}',
+            f'data.image_size={budget["image_size"]}', f'data.batch_size={min(budget["batch_size"], budget["few"])}',
+            f'data.num_workers={budget["workers_per_loader"]}', f'train.steps={steps}', f'train.seed={seed}',
+            f'train.device={device}', f'train.ckpt_every={steps}', f'train.log_every={max(min(steps // 10, 10), 1)}',
+            f'optim.lr={lr}', f'optim.layer_decay={1.0 if arm == "scratch" else 0.75}']   # layer decay: pre-trained only
+    if arm == 'scratch':
+        sets += [f'model.backbone={budget["model"]}', 'model.pretrained=false']
+    else:
+        sets += [f'model.backbone={runs[arm, seed]}']
+    return sets
 
-def real_sources() -> Dict[str, List[Dict]]:
+
+def run_finetune(out: Path, arm: str, runs: Dict, seed: int, lr: float, budget: Dict, pools: Dict[str, Path],
+                 device: str) -> Dict:
+    """Full fine-tuning (UPerNet semseg) on the 50-label pool; scored on the selection set (final eval of the run)
+    and on the test set (stored apart in test.json; only read for the selected learning rate)."""
+    from mask3d.training.finetune.config import load_finetune_config
+    from mask3d.training.finetune.engine import evaluate, finetune
+    run = out / 'finetune' / arm / f'lr{lr:g}' / f'seed{seed}'
+    sets = finetune_sets(arm, runs, seed, lr, budget, pools, device)
+    cfg = load_finetune_config(CONFIGS / 'finetune_semseg.yaml', sets)
+    if not _finished(run, cfg, sections=('optim',)):
+        t0 = time.perf_counter()
+        finetune(cfg, run,
+                 resume=(run / 'checkpoints' / 'last.pt').is_file(), progress=False)
+        _log(f'finetune {arm} lr {lr:g} seed {seed}: {time.perf_counter() - t0:.0f}s')
+    selection = json.loads((run / 'summary.json').read_text())['val']
+    test_file = run / 'test.json'
+    if not test_file.is_file():
+        cfg = load_finetune_config(CONFIGS / 'finetune_semseg.yaml', sets + [f'data.val_root={pools["test"]}'])
+        result = evaluate(run, cfg, split='val', out_dir=run / 'eval_test', progress=False)
+        test_file.write_text(json.dumps(result, indent=1))
+    test = json.loads(test_file.read_text())
+    score = lambda r: {'miou': r['miou'], 'object_miou': object_miou(r['iou_per_class'])}  # noqa: E731
+    return {'selection': score(selection), 'test': score(test)}
+
+
+# ---- statistics and verdict -----------------------------------------------------------------------------------
+
+def _flat(d: Dict, prefix: str = '') -> Dict[str, float]:
+    flat = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flat.update(_flat(v, f'{prefix}{k}.'))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            flat[f'{prefix}{k}'] = float(v)
+    return flat
+
+
+def paired(a: List[float], b: List[float]) -> Dict:
+    """Paired differences a - b over seeds: mean, std, paired t and its two-sided p (scipy.stats.ttest_rel)."""
+    from scipy.stats import ttest_rel
+    diffs = [x - y for x, y in zip(a, b)]
+    out = {'diffs': diffs, 'mean': statistics.fmean(diffs),
+           'std': statistics.stdev(diffs) if len(diffs) > 1 else float('nan'), 't': float('nan'), 'p': float('nan')}
+    if len(diffs) > 1 and out['std'] > 0:
+        t = ttest_rel(a, b)
+        out['t'], out['p'] = float(t.statistic), float(t.pvalue)
+    return out
+
+
+def paired_table(scores: Dict[str, Dict[int, Dict[str, float]]], metrics, seeds: List[int]) -> Dict:
+    table = {}
+    for a, b in COMPARISONS:
+        if a in scores and b in scores:
+            table[f'{a} - {b}'] = {m: paired([scores[a][s][m] for s in seeds], [scores[b][s][m] for s in seeds])
+                                   for m in metrics if all(m in scores[x][s] for x in (a, b) for s in seeds)}
+    return table
+
+
+def verdict(pairs: Dict) -> Dict:
+    """The rules written into docs/results.md before the run, applied literally to object mIoU:
+    reproduced: Mask3D (best) minus MAE and minus scratch, in the frozen probe and in the 50-label fine-tune: every
+    paired difference > 0 and the mean >= 0.02. Else inconclusive: no pre-trained arm's frozen-probe object mIoU
+    is above random init (mean paired difference <= 0). Else not reproduced (the failed conditions are listed)."""
+    conditions = {}
+    for evaluation in ('probe', 'finetune'):
+        for other in ('mae', 'scratch'):
+            d = pairs[evaluation].get(f'mask3d - {other}', {}).get('object_miou' if evaluation == 'finetune'
+                                                                    else 'semseg.object_miou')
+            ok = d is not None and min(d['diffs']) > 0 and d['mean'] >= RULE_MARGIN
+            conditions[f'{evaluation}: mask3d - {other}'] = {
+                'met': bool(ok), 'mean': d['mean'] if d else None, 'diffs': d['diffs'] if d else None}
+    beats_random = {}
+    for arm in ('mask3d', 'mask3d_paper', 'mae'):
+        d = pairs['probe'].get(f'{arm} - scratch', {}).get('semseg.object_miou')
+        if d is not None:
+            beats_random[arm] = d['mean'] > 0
+    if all(c['met'] for c in conditions.values()):
+        outcome = 'reproduced'
+    elif not any(beats_random.values()):
+        outcome = 'inconclusive'
+    else:
+        outcome = 'not reproduced'
+    return {'outcome': outcome, 'conditions': conditions, 'pretrained_beats_random_in_probe': beats_random,
+            'margin': RULE_MARGIN}
+
+
+# ---- real data: depth reconstruction (sim-to-real gap) --------------------------------------------------------
+
+def real_sources(per_source: int) -> Dict[str, List[Dict]]:
     """A few real RGB-D frames per source from ../shared/data/rgbd (metres, 0 = invalid)."""
+    from PIL import Image
+
     from mask3d.training.data.folder import RGBDFolder, read_depth, read_rgb
     from mask3d.training.data.nyu import NYUSyncFrames
     from mask3d.training.data.sunrgbd import decode_sunrgbd_depth
-    from PIL import Image
     if not SHARED.is_dir():
         return {}
     o3d = SHARED / 'open3d' / 'examples' / 'test_data' / 'RGBD' / 'other_formats'
 
     def pair(rgb, depth):
         return {'rgb': read_rgb(rgb), 'depth': depth[None]}
+    seven = SHARED / 'tsdf-fusion-python-7scenes' / 'data'
+    holo = RGBDFolder(SHARED / 'deep-video-mvs-hololens' / 'sample-data' / 'hololens-dataset' / '000',
+                      depth_scale=1000, rgb_dir='images', depth_dir='depth')
     sources = {
         'TUM (Kinect v1)': [pair(o3d / 'TUM_color.png', read_depth(o3d / 'TUM_depth.png', 5000))],
         'SUN RGB-D': [pair(o3d / 'SUN_color.jpg', decode_sunrgbd_depth(np.array(Image.open(o3d / 'SUN_depth.png'))))],
         'NYUv2 labelled #1407': [pair(SHARED / 'rcnn-depth' / 'demo-data' / 'images.png',
                                       read_depth(SHARED / 'rcnn-depth' / 'demo-data' / 'rawdepth.png', 1000))],
-        'NYUv2 raw (sync)': [NYUSyncFrames(SHARED / 'metric3d' / 'data' / 'nyu_demo')[i] for i in range(3)],
+        'NYUv2 raw (sync)': [NYUSyncFrames(SHARED / 'metric3d' / 'data' / 'nyu_demo')[i] for i in range(per_source)],
         'ESANet (Kinect v2)': [pair(SHARED / 'esanet' / 'samples' / 'sample_rgb.png',
                                     read_depth(SHARED / 'esanet' / 'samples' / 'sample_depth.png', 10000))],
+        '7-Scenes': [pair(seven / f'frame-{i:06d}.color.jpg', read_depth(seven / f'frame-{i:06d}.depth.png', 1000))
+                     for i in range(per_source)],
+        'HoloLens': [holo[i] for i in range(0, min(len(holo), 4 * per_source), 4)],
     }
-    seven = SHARED / 'tsdf-fusion-python-7scenes' / 'data'
-    sources['7-Scenes'] = [pair(seven / f'frame-{i:06d}.color.jpg', read_depth(seven / f'frame-{i:06d}.depth.png', 1000))
-                           for i in range(3)]
-    holo = SHARED / 'deep-video-mvs-hololens' / 'sample-data' / 'hololens-dataset' / '000'
-    ds = RGBDFolder(holo, depth_scale=1000, rgb_dir='images', depth_dir='depth')
-    sources['HoloLens'] = [ds[i] for i in range(0, len(ds), 4)]
     return sources
 
 
-@torch.no_grad()
-def depth_reconstruction_error(run: Path, frames: List[Dict], seed: int = 0) -> Dict[str, float]:
-    """AbsRel of a pre-trained model's dense depth (masks as in pre-training, fixed seed) on valid pixels: over the
-    depth patches it did not see, and over all pixels. Each frame is resized whole to the pre-training size."""
-    from mask3d.factory import create_model
-    from mask3d.training.checkpoint import load_training_checkpoint
-    from mask3d.training.config import config_from_dict
-    from mask3d.training.data.transforms import JointTransform
-    from mask3d.training.patches import upsample_patch_mask
-    from mask3d.training.pretrainer import Mask3DPretrainer
-    state = load_training_checkpoint(run / 'checkpoints' / 'last.pt')
-    cfg = config_from_dict(state['config'])
-    model = Mask3DPretrainer(create_model(cfg.model.name, **cfg.model.model_args), cfg.method)
-    model.load_state_dict(state['model'])
-    model.eval()
-    enc = model.encoder.pretrained_cfg
-    tf = JointTransform(cfg.data.image_size, scale=(1.0, 1.0), hflip=0.0, mean=enc['mean'], std=enc['std'])
-    rng = np.random.default_rng(seed)
-    hidden_err, all_err = [], []
-    for frame in frames:
-        s = tf({'rgb': frame['rgb'], 'depth': frame['depth']}, rng)
-        rgb, depth = s['rgb'][None], s['depth'][None]
-        grid = (rgb.shape[-2] // model.patch_size, rgb.shape[-1] // model.patch_size)
-        noise = torch.from_numpy(rng.random((1, 2, grid[0] * grid[1]), dtype=np.float32))
-        out = model(rgb, depth, mask_noise=noise)
-        pred, valid = out['pred_depth'][0, 0], depth[0, 0] > 0
-        hidden = upsample_patch_mask(out['depth_mask'].float(), model.patch_size, grid)[0, 0] > 0
-        rel = (pred - depth[0, 0]).abs() / depth[0, 0].clamp_min(1e-3)
-        if (valid & hidden).any():
-            hidden_err.append(float(rel[valid & hidden].mean()))
-        all_err.append(float(rel[valid].mean()))
-    return {'abs_rel_hidden': statistics.fmean(hidden_err) if hidden_err else float('nan'),
-            'abs_rel_all': statistics.fmean(all_err), 'frames': len(frames)}
-
-
-def nyu1407_folder(out: Path) -> Optional[Path]:
-    """The one real labelled NYUv2 frame as an RGB-D folder with 40-class train ids (labels cropped onto the
-    560x425 demo image, see ../shared/data/rgbd/README.md)."""
-    from PIL import Image
-    demo = SHARED / 'rcnn-depth' / 'demo-data'
-    label = SHARED / 'h-0-0-nyuv2-meta-data' / 'test_labels_40' / 'new_nyu_class40_1407.png'
-    if not (demo.is_dir() and label.is_file()):
-        return None
-    root = out / 'data' / 'nyu1407'
-    for sub in ('rgb', 'depth', 'semantic'):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    Image.open(demo / 'images.png').convert('RGB').save(root / 'rgb' / '1407.png')
-    Image.open(demo / 'rawdepth.png').save(root / 'depth' / '1407.png')
-    l40 = np.array(Image.open(label))[45:470, 40:600].astype(np.int64)
-    Image.fromarray(np.where(l40 > 0, l40 - 1, 255).astype(np.uint8)).save(root / 'semantic' / '1407.png')
-    return root
-
-
-# ---- report ---------------------------------------------------------------------------------------------------
-
-def _fmt(m, s, digits=3):
-    return f'{m:.{digits}f} ± {s:.{digits}f}' if m == m else 'n/a'
-
-
-def plot_bars(path: Path, table: Dict, arms: List[str]) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    from mask3d.training.visualize import save_figure
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, (task, (metric, better)) in zip(axes, TASKS.items()):
-        means = [table[task][a]['mean'] for a in arms]
-        stds = [table[task][a]['std'] for a in arms]
-        ax.bar(arms, means, yerr=stds, capsize=4, color=['tab:green', 'tab:blue', 'tab:gray'][:len(arms)])
-        for i, (m, runs) in enumerate(zip(means, [table[task][a]['runs'] for a in arms])):
-            ax.scatter([i] * len(runs), runs, color='k', s=10, zorder=3)
-        ax.set_title(f"{task}: {metric} ({'higher' if better == 'max' else 'lower'} is better)")
-    save_figure(fig, path, dpi=100)
-
-
-def plot_curves(path: Path, out: Path, arms: List[str], seeds: List[int]) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    from mask3d.training.runtime import read_metrics
-    from mask3d.training.visualize import save_figure
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
-    colours = {'mask3d': 'tab:green', 'mae': 'tab:blue', 'scratch': 'tab:gray'}
-    for arm in arms:
-        for seed in seeds:
-            kw = dict(color=colours.get(arm), alpha=0.8, label=arm if seed == seeds[0] else None)
-            if arm != 'scratch':
-                rec = read_metrics(out / 'pretrain' / arm / f'seed{seed}')
-                axes[0].plot([r['step'] for r in rec], [r['loss'] for r in rec], **kw)
-            for ax, task in zip(axes[1:], TASKS):
-                rec = [r for r in read_metrics(out / 'finetune' / task / arm / f'seed{seed}') if r['split'] == 'train']
-                ax.plot([r['step'] for r in rec], [r['loss'] for r in rec], **kw)
-    axes[0].set_title('pre-training loss (own objective)')
-    axes[1].set_title('semseg fine-tuning loss (CE)')
-    axes[2].set_title('depth fine-tuning loss (SILog)')
-    for ax in axes:
-        ax.set_xlabel('step')
-        ax.legend()
-    save_figure(fig, path, dpi=100)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--quick', action='store_true', help='minutes-long smoke version (= --preset quick)')
-    p.add_argument('--preset', default='full', choices=tuple(BUDGETS), help='budget (default full)')
-    p.add_argument('--out', default=None, help='default runs/replicate_PRESET')
-    p.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
-    p.add_argument('--seeds', type=int, nargs='+', default=None, help='override the budget\'s seeds')
-    p.add_argument('--workers', type=int, default=max(1, min(os.cpu_count() or 1, 16)), help='rendering processes')
-    args = p.parse_args(argv)
-    preset = 'quick' if args.quick else args.preset
-    budget = dict(BUDGETS[preset], preset=preset)
-    if args.seeds:
-        budget['seeds'] = args.seeds
-    out = Path(args.out or f'runs/replicate_{preset}').resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    import yaml
-    size = yaml.safe_load((CONFIGS / 'pretrain_mask3d.yaml').read_text())['data']['image_size']
-    train = render(out / 'data' / 'train', budget['train_frames'], 0, size, args.workers)
-    val = render(out / 'data' / 'val', budget['val_frames'], 1000, size, args.workers)
-    results: Dict = {'budget': budget, 'machine': _machine(), 'runs': {}}
-
-    # main comparison
-    backbones: Dict = {}
-    for arm, config in ARMS.items():
-        for seed in budget['seeds']:
-            backbones[arm, seed] = run_pretrain(out, arm, config, [], seed, budget['pretrain_steps'], train,
-                                                args.device) if config else None
-            for task in TASKS:
-                s = run_finetune(out, task, arm, backbones[arm, seed], seed, budget['finetune_steps'], train, val,
-                                 args.device)
-                results['runs'][f'{task}/{arm}/seed{seed}'] = s['val']
-    table = {task: {} for task in TASKS}
-    for task, (metric, _) in TASKS.items():
-        for arm in ARMS:
-            runs = [results['runs'][f'{task}/{arm}/seed{s}'][metric] for s in budget['seeds']]
-            m, sd = _mean_std(runs)
-            table[task][arm] = {'mean': m, 'std': sd, 'runs': runs}
-    results['table'] = table
-
-    # ablations: one knob of Mask3D each, fine-tuned with the same recipe
-    ablation = {}
-    for name in budget['ablations']:
-        for seed in budget['ablation_seeds']:
-            run = run_pretrain(out, f'ablation_{name}', ARMS['mask3d'], ABLATIONS[name], seed,
-                               budget['pretrain_steps'], train, args.device)
-            for task, (metric, _) in TASKS.items():
-                s = run_finetune(out, task, f'ablation_{name}', run, seed, budget['finetune_steps'], train, val,
-                                 args.device)
-                ablation.setdefault(name, {}).setdefault(task, []).append(s['val'][metric])
-    results['ablation'] = ablation
-
-    # checks behind the reading: frozen-feature linear probes (feature quality without fine-tuning dynamics) and a
-    # longer fine-tuning (does the ranking hold with more steps?), first seed only
-    seed0 = budget['seeds'][0]
-    probe_args = ['model.head=linear', 'model.freeze_backbone=true', 'model.drop_path_rate=0', 'optim.lr=1e-2',
-                  'optim.layer_decay=1.0']
-    checks = {'synthetic_linear_probe_miou': {}, 'long_finetune_miou': {}}
-    for arm in ARMS:
-        s = run_finetune(out, 'semseg', arm, backbones[arm, seed0], seed0, budget['finetune_steps'], train, val,
-                         args.device, extra=probe_args, tag='semseg_linear_probe')
-        checks['synthetic_linear_probe_miou'][arm] = s['val']['miou']
-        if budget['long_factor']:
-            s = run_finetune(out, 'semseg', arm, backbones[arm, seed0], seed0,
-                             budget['finetune_steps'] * budget['long_factor'], train, val, args.device,
-                             tag='semseg_long')
-            checks['long_finetune_miou'][arm] = s['val']['miou']
-    results['checks'] = checks
-
-    # real data: linear probe on the labelled NYUv2 frame; depth reconstruction on real frames
-    nyu = nyu1407_folder(out)
-    if nyu is not None:
-        probe = {}
-        for arm in ARMS:
-            b = backbones[arm, budget['seeds'][0]]
-            s = run_finetune(out, 'semseg', arm, b, 0, budget['probe_steps'], nyu, nyu, args.device, tag='nyu1407_probe',
-                             extra=['model.head=linear', 'model.freeze_backbone=true', 'model.num_classes=40',
-                                    'model.drop_path_rate=0', 'data.batch_size=1', 'eval.batch_size=1',
-                                    'data.image_size=[208,272]', 'optim.lr=1e-2', 'data.color_jitter=0'])
-            probe[arm] = {k: v for k, v in s['val']['iou_per_class'].items() if v == v} | \
-                {'miou': s['val']['miou'], 'pixel_acc': s['val']['pixel_acc']}
-        results['nyu1407_probe'] = probe
-    sources = real_sources()
-    if sources:
-        recon = {}
-        synthetic_val = [f for f in _folder_frames(val, 16)]
-        depth_models = ['mask3d'] + [f'ablation_{n}' for n in budget['ablations']]
-        for name in depth_models:
-            run = out / 'pretrain' / name / f'seed{budget["seeds"][0] if name == "mask3d" else budget["ablation_seeds"][0]}'
-            recon[name] = {'synthetic val': depth_reconstruction_error(run, synthetic_val)}
-            for src, frames in sources.items():
-                recon[name][src] = depth_reconstruction_error(run, frames)
-        results['depth_reconstruction'] = recon
-    results['seconds'] = time.perf_counter() - t_start
-    (out / 'results.json').write_text(json.dumps(results, indent=2))
-    plot_bars(out / 'replication_bars.png', table, list(ARMS))
-    plot_curves(out / 'replication_curves.png', out, list(ARMS), budget['seeds'])
-    (out / 'results.md').write_text(report(results))
-    print(report(results))
-    print(f'results: {out / "results.json"}, {out / "results.md"}, {out / "replication_bars.png"}, '
-          f'{out / "replication_curves.png"}  ({results["seconds"] / 60:.1f} min)')
-    return 0
-
-
-def _folder_frames(root: Path, n: int):
+def _folder_frames(root: Path, n: int) -> List[Dict]:
     from mask3d.training.data.folder import RGBDFolder
     ds = RGBDFolder(root)
     return [ds[i] for i in range(min(n, len(ds)))]
 
+
+def sim_to_real(out: Path, runs: Dict, seed: int, budget: Dict, pools: Dict[str, Path]) -> Dict:
+    """Depth reconstruction error of each Mask3D arm on synthetic test rooms and real frames, unaligned and aligned."""
+    from mask3d.training.reconstruction import reconstruction_error
+    sources = {'synthetic test': _folder_frames(pools['test'], 16), **real_sources(budget['real_frames'])}
+    table = {}
+    for arm in ('mask3d', 'mask3d_paper'):
+        if (arm, seed) in runs:
+            table[arm] = {src: reconstruction_error(runs[arm, seed], frames, seed=0) for src, frames in sources.items()}
+    return table
+
+
+# ---- report ---------------------------------------------------------------------------------------------------
+
+def _fmt(values: List[float], digits: int = 3) -> str:
+    values = [v for v in values if v == v]
+    if not values:
+        return 'n/a'
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f'{statistics.fmean(values):.{digits}f} ± {sd:.{digits}f}'
+
+
+def plot_results(path: Path, r: Dict) -> None:
+    """Per-arm scores (bars = mean, dots = seeds) for the probe and the fine-tune, and the paired differences."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from mask3d.training.visualize import save_figure
+    arms, seeds = r['arms'], r['budget']['seeds']
+    panels = [('probe', 'semseg.object_miou', 'probe: object mIoU'), ('probe', 'semseg.miou', 'probe: mIoU'),
+              ('probe', 'depth.abs_rel', 'probe: depth AbsRel (lower better)'),
+              ('probe', 'normals.mean_angle_deg', 'probe: normals error ° (lower better)'),
+              ('finetune', 'object_miou', '50-label fine-tune: object mIoU'),
+              ('finetune', 'miou', '50-label fine-tune: mIoU')]
+    colours = {'mask3d': 'tab:green', 'mask3d_paper': 'tab:olive', 'mae': 'tab:blue', 'scratch': 'tab:gray'}
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.4))
+    for ax, (evaluation, metric, title) in zip(axes, panels):
+        for i, arm in enumerate(arms):
+            vals = [r[evaluation][arm][str(s)].get(metric, float('nan')) for s in seeds
+                    if str(s) in r[evaluation].get(arm, {})]
+            if vals:
+                ax.bar(i, statistics.fmean(vals), color=colours[arm])
+                ax.scatter([i] * len(vals), vals, color='k', s=10, zorder=3)
+        ax.set_xticks(range(len(arms)), arms, rotation=30, fontsize=8)
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(f"replication v2 ({r['budget']['preset']}): verdict {r['verdict']['outcome']}", fontsize=10)
+    save_figure(fig, path, dpi=100)
+
+
+def plot_pretraining(path: Path, out: Path, r: Dict) -> None:
+    """Pre-training loss and rgb_reliance per arm and seed."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from mask3d.training.runtime import read_metrics
+    from mask3d.training.visualize import save_figure
+    colours = {'mask3d': 'tab:green', 'mask3d_paper': 'tab:olive', 'mae': 'tab:blue'}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for arm in [a for a in r['arms'] if ARMS[a]]:
+        for seed in r['budget']['seeds']:
+            rec = [x for x in read_metrics(out / 'pretrain' / arm / f'seed{seed}') if 'loss' in x]
+            kw = dict(color=colours[arm], alpha=0.8, label=arm if seed == r['budget']['seeds'][0] else None)
+            axes[0].plot([x['step'] for x in rec], [x['loss'] for x in rec], **kw)
+            rel = [x for x in rec if 'rgb_reliance' in x]
+            axes[1].plot([x['step'] for x in rel], [x['rgb_reliance'] for x in rel], marker='.', **kw)
+    axes[0].set_title('pre-training loss (own objective; not comparable across arms)', fontsize=9)
+    axes[1].axhline(1.0, color='k', lw=0.8, ls='--')
+    axes[1].set_title('rgb_reliance (loss with another frame\'s RGB / true loss; 1 = encoder ignored)', fontsize=9)
+    for ax in axes:
+        ax.set_xlabel('step')
+        ax.legend(fontsize=8)
+    save_figure(fig, path, dpi=100)
+
+
+def report(r: Dict) -> str:
+    b, arms, seeds = r['budget'], r['arms'], r['budget']['seeds']
+    lines = [f"Preset {b['preset']}: {b['model']} at {b['image_size'][0]}x{b['image_size'][1]}; pools: pre-training "
+             f"{b['pool']} (seed {SEEDS['pool']}), labelled {b['labelled']} / {b['few']} (seed {SEEDS['labelled']}), "
+             f"selection {b['selection']} (seed {SEEDS['selection']}), test {b['test']} (seed {SEEDS['test']}); "
+             f"{b['pretrain_steps']} pre-training steps x batch {b['batch_size']}, {b['finetune_steps']} fine-tuning "
+             f"steps, lr grid {b['lrs']} picked on the selection set ({r['lr_selected_on']}), seeds {seeds}; "
+             f"{r['seconds'] / 60:.1f} min in all.", '',
+             f"**Verdict (pre-registered rules): {r['verdict']['outcome']}**", '']
+    for name, c in r['verdict']['conditions'].items():
+        diffs = ', '.join(f'{d:+.3f}' for d in c['diffs']) if c['diffs'] else 'n/a'
+        lines.append(f"- {name} object mIoU: diffs {diffs}, mean {c['mean']:+.3f} -> "
+                     f"{'met' if c['met'] else 'NOT met'} (every diff > 0 and mean >= {RULE_MARGIN})"
+                     if c['mean'] is not None else f'- {name}: n/a')
+    lines.append(f"- pre-trained arm above random init in the frozen probe (object mIoU, mean paired diff > 0): "
+                 f"{r['verdict']['pretrained_beats_random_in_probe']}")
+    lines += ['', '| pre-training arm | loss first -> last | rgb_reliance first -> last (per seed) |', '|---|---|---|']
+    for arm, per in r['pretrain'].items():
+        loss = '; '.join(f"{v['loss_first']:.3f} -> {v['loss_last']:.3f}" for v in per.values())
+        rel = '; '.join(f"{v['rgb_reliance_first']:.3f} -> {v['rgb_reliance_last']:.3f}"
+                        if v['rgb_reliance_last'] is not None else 'not logged' for v in per.values())
+        lines.append(f'| {arm} | {loss} | {rel} |')
+    for evaluation, metrics in (('probe', PROBE_METRICS), ('finetune', FINETUNE_METRICS)):
+        head = 'frozen probe (labelled 200 -> test)' if evaluation == 'probe' else '50-label fine-tune (test)'
+        shown = [m for m in metrics if any(m in r[evaluation][a][str(s)] for a in arms for s in seeds
+                                           if str(s) in r[evaluation].get(a, {}))]
+        lines += ['', f'| {head} | ' + ' | '.join(f"{m} {'↑' if metrics[m] else '↓'}" for m in shown) + ' |',
+                  '|---|' + '---|' * len(shown)]
+        for arm in arms:
+            per = r[evaluation].get(arm, {})
+            lines.append(f'| {arm} | ' + ' | '.join(_fmt([per[str(s)].get(m, float('nan')) for s in seeds])
+                                                    for m in shown) + ' |')
+        lines += ['', f'| paired difference ({evaluation}) | ' + ' | '.join(shown) + ' |', '|---|' + '---|' * len(shown)]
+        for comp, per in r['paired'][evaluation].items():
+            cells = []
+            for m in shown:
+                d = per.get(m)
+                cells.append('n/a' if d is None else f"{d['mean']:+.3f} ± {d['std']:.3f} (t={d['t']:.2f}, p={d['p']:.3f})")
+            lines.append(f'| {comp} | ' + ' | '.join(cells) + ' |')
+    if r.get('lr_selection'):
+        lines += ['', '| lr selection (selection-set object mIoU, seed ' + str(seeds[0]) + ') | ' +
+                  ' | '.join(f'{lr:g}' for lr in b['lrs']) + ' | chosen |', '|---|' + '---|' * (len(b['lrs']) + 1)]
+        for arm, per in r['lr_selection'].items():
+            lines.append(f'| {arm} | ' + ' | '.join(f"{per['scores'][f'{lr:g}']:.3f}" for lr in b['lrs']) +
+                         f" | {per['chosen']:g} |")
+    if r.get('sim_to_real'):
+        srcs = list(next(iter(r['sim_to_real'].values())))
+        for key in ('abs_rel_unaligned', 'abs_rel_aligned'):
+            lines += ['', f'| depth reconstruction, hidden patches, {key} | ' + ' | '.join(srcs) + ' |',
+                      '|---|' + '---|' * len(srcs)]
+            for arm, per in r['sim_to_real'].items():
+                lines.append(f'| {arm} | ' + ' | '.join(f"{per[s].get(key, float('nan')):.3f}" for s in srcs) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+# ---- main -----------------------------------------------------------------------------------------------------
 
 def _machine() -> Dict:
     import platform
 
     import timm
     return {'python': platform.python_version(), 'torch': torch.__version__, 'timm': timm.__version__,
-            'cpu': platform.processor() or platform.machine(), 'threads': torch.get_num_threads(),
+            'cpu': platform.processor() or platform.machine(), 'cores': os.cpu_count(),
+            'threads': torch.get_num_threads(),
             'cuda': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def report(r: Dict) -> str:
-    b = r['budget']
-    lines = [f"Preset {b['preset']}: {b['train_frames']} training frames, {b['val_frames']} validation frames (disjoint seed), "
-             f"{b['pretrain_steps']} pre-training steps, {b['finetune_steps']} fine-tuning steps, seeds "
-             f"{b['seeds']}; {r['seconds'] / 60:.1f} min in all.", '',
-             '| arm | semseg mIoU (mean ± std) | depth AbsRel (mean ± std) | per-seed mIoU | per-seed AbsRel |',
-             '|---|---|---|---|---|']
-    for arm in ARMS:
-        s, d = r['table']['semseg'][arm], r['table']['depth'][arm]
-        lines.append(f"| {arm} | {_fmt(s['mean'], s['std'])} | {_fmt(d['mean'], d['std'])} | "
-                     f"{', '.join(f'{v:.3f}' for v in s['runs'])} | {', '.join(f'{v:.3f}' for v in d['runs'])} |")
-    if r.get('ablation'):
-        lines += ['', '| Mask3D variant (seed ' + ', '.join(map(str, b['ablation_seeds'])) + ') | semseg mIoU | '
-                  'depth AbsRel |', '|---|---|---|']
-        main = r['table']
-        lines.append(f"| main arm (rgb mask 0.8, depth in, depth target) | {main['semseg']['mask3d']['runs'][0]:.3f}"
-                     f" | {main['depth']['mask3d']['runs'][0]:.3f} |")
-        for name, tasks in r['ablation'].items():
-            lines.append(f"| {name} | {statistics.fmean(tasks['semseg']):.3f} | {statistics.fmean(tasks['depth']):.3f} |")
-    c = r.get('checks', {})
-    if c:
-        lines += ['', f"| check (seed {b['seeds'][0]}) | " + ' | '.join(ARMS) + ' |', '|---|' + '---|' * len(ARMS)]
-        lines.append('| semseg mIoU, linear probe on frozen features | ' +
-                     ' | '.join(f"{c['synthetic_linear_probe_miou'][a]:.3f}" for a in ARMS) + ' |')
-        if c.get('long_finetune_miou'):
-            lines.append(f"| semseg mIoU, {b['long_factor']}x fine-tuning steps | " +
-                         ' | '.join(f"{c['long_finetune_miou'][a]:.3f}" for a in ARMS) + ' |')
-    if r.get('nyu1407_probe'):
-        lines += ['', '| linear probe, NYUv2 #1407 (1 frame, trained and scored on it) | mIoU | pixel acc |',
-                  '|---|---|---|']
-        for arm, v in r['nyu1407_probe'].items():
-            lines.append(f"| {arm} | {v['miou']:.3f} | {v['pixel_acc']:.3f} |")
-    if r.get('depth_reconstruction'):
-        srcs = list(next(iter(r['depth_reconstruction'].values())))
-        lines += ['', '| depth reconstruction AbsRel on hidden patches | ' + ' | '.join(srcs) + ' |',
-                  '|---|' + '---|' * len(srcs)]
-        for name, per in r['depth_reconstruction'].items():
-            lines.append(f'| {name} | ' + ' | '.join(f"{per[s]['abs_rel_hidden']:.3f}" for s in srcs) + ' |')
-    return '\n'.join(lines) + '\n'
+def dry_run(budget: Dict, out: Path, arms: List[str], device: str) -> int:
+    """Load and validate every configuration the plan would run, with the preset's overrides; run nothing."""
+    from mask3d.training.config import load_config
+    from mask3d.training.finetune.config import load_finetune_config
+    pools = {k: out / 'data' / k for k in ('pool', 'labelled', 'few', 'selection', 'test')}
+    runs = {(a, s): out / 'pretrain' / a / f'seed{s}' for a in arms for s in budget['seeds']}
+    n = 0
+    for arm in arms:
+        for seed in budget['seeds']:
+            if ARMS[arm]:
+                load_config(CONFIGS / ARMS[arm], pretrain_sets(budget, pools['pool'], seed, device)).validate()
+                n += 1
+            for lr in budget['lrs']:
+                load_finetune_config(CONFIGS / 'finetune_semseg.yaml',
+                                     finetune_sets(arm, runs, seed, lr, budget, pools, device)).validate()
+    if not PROBE_CONFIG.is_file():
+        raise SystemExit(f'{PROBE_CONFIG}: probe config missing')
+    n_ft = len(arms) * (len(budget['lrs']) + len(budget['seeds']) - 1)
+    print(f"dry run ({budget['preset']}): {n} pre-training runs x {budget['pretrain_steps']} steps, "
+          f"{len(arms) * len(budget['seeds'])} probes, {n_ft} fine-tuning runs x {budget['finetune_steps']} steps; "
+          f"every config validated")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--quick', action='store_true', help='minutes-long smoke version (= --preset quick)')
+    p.add_argument('--preset', default='default', choices=tuple(BUDGETS), help='budget (default: default)')
+    p.add_argument('--out', default=None, help='default runs/replicate_v2_PRESET')
+    p.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    p.add_argument('--arms', nargs='+', default=list(ARMS), choices=tuple(ARMS), help='run these arms only')
+    p.add_argument('--stages', nargs='+', default=list(STAGES), choices=STAGES,
+                   help='run these stages only (pre-training always runs or is reused)')
+    p.add_argument('--seeds', type=int, nargs='+', default=None, help="override the preset's seeds")
+    p.add_argument('--workers', type=int, default=max(1, min(os.cpu_count() or 1, 16)), help='rendering processes')
+    p.add_argument('--dry-run', action='store_true', help='validate every config of the plan, run nothing')
+    args = p.parse_args(argv)
+    preset = 'quick' if args.quick else args.preset
+    budget = dict(BUDGETS[preset], preset=preset)
+    if args.seeds:
+        budget['seeds'] = args.seeds
+    arms = [a for a in ARMS if a in args.arms]
+    out = Path(args.out or f'runs/replicate_v2_{preset}').resolve()
+    if args.dry_run:
+        return dry_run(budget, out, arms, args.device)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    seeds, first = budget['seeds'], budget['seeds'][0]
+    pools = render_pools(out, budget, args.workers)
+    r: Dict = {'budget': budget, 'arms': arms, 'seeds_of_pools': SEEDS, 'machine': _machine(), 'pretrain': {},
+               'probe': {}, 'finetune': {}, 'lr_selection': {}, 'lr_selected_on': f'seed {first} only'}
+
+    # 1. pre-training, every pre-trained arm and seed; rgb_reliance checked on the first seed before going on
+    runs = {}
+    for seed in seeds:
+        for arm in [a for a in arms if ARMS[a]]:
+            runs[arm, seed] = run_pretrain(out, arm, budget, pools['pool'], seed, args.device)
+            rec = r['pretrain'].setdefault(arm, {})[str(seed)] = pretrain_record(runs[arm, seed])
+            if arm.startswith('mask3d') and rec['rgb_reliance_last'] is not None and rec['rgb_reliance_last'] < 1.05:
+                _log(f'WARNING {arm} seed {seed}: rgb_reliance {rec["rgb_reliance_last"]:.3f} ~ 1: the pretext '
+                     f'barely uses the encoder')
+
+    # 2. 50-label fine-tuning: lr picked per arm on the selection set (first seed), then every seed at that lr
+    for arm in arms if 'finetune' in args.stages else []:
+        scores = {f'{lr:g}': run_finetune(out, arm, runs, first, lr, budget, pools, args.device)['selection']
+                  for lr in budget['lrs']}
+        chosen = max(budget['lrs'], key=lambda lr: scores[f'{lr:g}']['object_miou'])
+        r['lr_selection'][arm] = {'scores': {k: v['object_miou'] for k, v in scores.items()}, 'chosen': chosen}
+        for seed in seeds:
+            r['finetune'].setdefault(arm, {})[str(seed)] = {
+                **run_finetune(out, arm, runs, seed, chosen, budget, pools, args.device)['test'], 'lr': chosen}
+
+    # 3. frozen-feature probe
+    for seed in seeds if 'probe' in args.stages else []:
+        for arm in arms:
+            r['probe'].setdefault(arm, {})[str(seed)] = _flat(run_probe(out, arm, runs, seed, budget, pools,
+                                                                        args.device))
+    if set(args.stages) != set(STAGES) or arms != list(ARMS):
+        _log(f'stages {args.stages} of arms {arms} done; run without --arms/--stages for the results')
+        return 0
+
+    # 4. paired statistics and the verdict
+    probe_scores = {a: {s: r['probe'][a][str(s)] for s in seeds} for a in arms}
+    ft_scores = {a: {s: r['finetune'][a][str(s)] for s in seeds} for a in arms}
+    r['paired'] = {'probe': paired_table(probe_scores, PROBE_METRICS, seeds),
+                   'finetune': paired_table(ft_scores, FINETUNE_METRICS, seeds)}
+    r['verdict'] = verdict(r['paired'])
+
+    # 5. sim-to-real: depth reconstruction of the Mask3D arms on real frames, unaligned and aligned
+    r['sim_to_real'] = sim_to_real(out, runs, first, budget, pools)
+    r['seconds'] = time.perf_counter() - t_start
+    (out / 'results.json').write_text(json.dumps(r, indent=1))
+    plot_results(out / 'replication_v2.png', r)
+    plot_pretraining(out / 'replication_v2_pretraining.png', out, r)
+    (out / 'results.md').write_text(report(r))
+    print(report(r))
+    _log(f'results: {out / "results.json"}, {out / "results.md"}, {out / "replication_v2.png"}, '
+         f'{out / "replication_v2_pretraining.png"}  ({r["seconds"] / 60:.1f} min)')
+    return 0
 
 
 if __name__ == '__main__':
