@@ -12,7 +12,7 @@ Design (docs/results.md, with the verdict rules written down before the run):
   selection set; layer decay for pre-trained arms only;
 - seeds: seed s pre-trains, probes and fine-tunes; paired differences over seeds with mean, std and paired t.
 
-    python benchmarks/replicate.py                    # the default preset, about 45 min on 2 CPU cores
+    python benchmarks/replicate.py                    # the default preset, about 45 min on 2 idle CPU cores
     python benchmarks/replicate.py --quick            # every stage at toy size, minutes
     python benchmarks/replicate.py --preset gpu       # ViT-S, larger pool and budget, one H100/H200, <= 10 min
     python benchmarks/replicate.py --dry-run          # validate every config of the plan, run nothing
@@ -62,8 +62,8 @@ BUDGETS = {
     'quick': dict(image_size=[128, 160], model='mask3d_vit_tiny_patch16', pool=256, labelled=64, few=32,
                   selection=32, test=48, batch_size=16, pretrain_steps=40, finetune_steps=20, lrs=[3e-4, 1e-3],
                   seeds=[0], probe_quick=True, workers_per_loader=2, real_frames=1),
-    'default': dict(image_size=[128, 160], model='mask3d_vit_tiny_patch16', pool=3000, labelled=200, few=50,
-                    selection=200, test=400, batch_size=16, pretrain_steps=300, finetune_steps=100,
+    'default': dict(image_size=[96, 128], model='mask3d_vit_tiny_patch16', pool=3000, labelled=200, few=50,
+                    selection=100, test=200, batch_size=16, pretrain_steps=250, finetune_steps=60,
                     lrs=[5e-4, 2e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=2,
                     real_frames=3),
     'gpu': dict(image_size=[192, 256], model='mask3d_vit_small_patch16', pool=20000, labelled=200, few=50,
@@ -332,14 +332,61 @@ def _folder_frames(root: Path, n: int) -> List[Dict]:
     return [ds[i] for i in range(min(n, len(ds)))]
 
 
-def sim_to_real(out: Path, runs: Dict, seed: int, budget: Dict, pools: Dict[str, Path]) -> Dict:
-    """Depth reconstruction error of each Mask3D arm on synthetic test rooms and real frames, unaligned and aligned."""
-    from mask3d.training.reconstruction import reconstruction_error
+def load_pretrainer(run: Path):
+    """The whole pre-training model (encoder, depth branch, decoder) of a run's last checkpoint, in eval mode."""
+    from mask3d.factory import create_model
+    from mask3d.training.checkpoint import load_training_checkpoint
+    from mask3d.training.config import config_from_dict
+    from mask3d.training.pretrainer import Mask3DPretrainer
+    state = load_training_checkpoint(run / 'checkpoints' / 'last.pt')
+    cfg = config_from_dict(state['config'])
+    model = Mask3DPretrainer(create_model(cfg.model.name, **cfg.model.model_args), cfg.method)
+    model.load_state_dict(state['model'])
+    return model.eval(), cfg
+
+
+def _pretext_batch(model, cfg, frames: List[Dict], rng: np.random.Generator):
+    """Frames resized whole to the pre-training size, and fixed mask noise: the same masks for every model."""
+    from mask3d.training.data.transforms import JointTransform
+    enc = model.encoder.pretrained_cfg
+    tf = JointTransform(cfg.data.image_size, scale=(1.0, 1.0), hflip=0.0, mean=enc['mean'], std=enc['std'])
+    samples = [tf({'rgb': f['rgb'], 'depth': f['depth']}, rng) for f in frames]
+    rgb, depth = torch.stack([x['rgb'] for x in samples]), torch.stack([x['depth'] for x in samples])
+    n = (rgb.shape[-2] // model.patch_size) * (rgb.shape[-1] // model.patch_size)
+    return rgb, depth, torch.from_numpy(rng.random((len(frames), 2, n), dtype=np.float32))
+
+
+@torch.no_grad()
+def pretext_check(run: Path, frames: List[Dict], batch_size: int = 16) -> Dict[str, float]:
+    """rgb_reliance and the depth reconstruction errors of a Mask3D run on held-out frames (fixed masks)."""
+    from mask3d.training.depth_eval import depth_reconstruction_errors
+    from mask3d.training.reliance import rgb_reliance
+    model, cfg = load_pretrainer(run)
+    rng = np.random.default_rng(0)
+    rel, errs = [], []
+    for i in range(0, len(frames) - 1, batch_size):
+        rgb, depth, noise = _pretext_batch(model, cfg, frames[i:i + batch_size], rng)
+        rel.append(rgb_reliance(model, rgb, depth, mask_noise=noise))
+        errs.append(depth_reconstruction_errors(model, rgb, depth, mask_noise=noise))
+    return {'rgb_reliance': statistics.fmean(rel), **{k: statistics.fmean(e[k] for e in errs) for k in errs[0]}}
+
+
+@torch.no_grad()
+def sim_to_real(runs: Dict, seed: int, budget: Dict, pools: Dict[str, Path]) -> Dict:
+    """Depth reconstruction error over the hidden patches of each Mask3D arm on synthetic test rooms and real
+    frames: unaligned (de-normalised with the visible depth only) and aligned (least-squares scale and shift)."""
+    from mask3d.training.depth_eval import depth_reconstruction_errors
     sources = {'synthetic test': _folder_frames(pools['test'], 16), **real_sources(budget['real_frames'])}
     table = {}
     for arm in ('mask3d', 'mask3d_paper'):
-        if (arm, seed) in runs:
-            table[arm] = {src: reconstruction_error(runs[arm, seed], frames, seed=0) for src, frames in sources.items()}
+        if (arm, seed) not in runs:
+            continue
+        model, cfg = load_pretrainer(runs[arm, seed])
+        table[arm] = {}
+        for src, frames in sources.items():
+            rgb, depth, noise = _pretext_batch(model, cfg, frames, np.random.default_rng(0))
+            table[arm][src] = {**depth_reconstruction_errors(model, rgb, depth, mask_noise=noise),
+                               'frames': len(frames)}
     return table
 
 
@@ -423,12 +470,18 @@ def report(r: Dict) -> str:
                      if c['mean'] is not None else f'- {name}: n/a')
     lines.append(f"- pre-trained arm above random init in the frozen probe (object mIoU, mean paired diff > 0): "
                  f"{r['verdict']['pretrained_beats_random_in_probe']}")
-    lines += ['', '| pre-training arm | loss first -> last | rgb_reliance first -> last (per seed) |', '|---|---|---|']
+    lines += ['', '| pre-training arm (per seed) | loss first -> last | rgb_reliance in training, first -> last | '
+              'held-out rgb_reliance | held-out depth AbsRel, hidden patches, unaligned / aligned |',
+              '|---|---|---|---|---|']
     for arm, per in r['pretrain'].items():
         loss = '; '.join(f"{v['loss_first']:.3f} -> {v['loss_last']:.3f}" for v in per.values())
-        rel = '; '.join(f"{v['rgb_reliance_first']:.3f} -> {v['rgb_reliance_last']:.3f}"
+        rel = '; '.join(f"{v['rgb_reliance_first']:.2f} -> {v['rgb_reliance_last']:.2f}"
                         if v['rgb_reliance_last'] is not None else 'not logged' for v in per.values())
-        lines.append(f'| {arm} | {loss} | {rel} |')
+        held = [v['held_out'] for v in per.values() if 'held_out' in v]
+        held_rel = '; '.join(f"{h['rgb_reliance']:.2f}" for h in held) or 'n/a'
+        held_err = '; '.join(f"{h['abs_rel_hidden_unaligned']:.3f} / {h['abs_rel_hidden_aligned']:.3f}"
+                             for h in held) or 'n/a'
+        lines.append(f'| {arm} | {loss} | {rel} | {held_rel} | {held_err} |')
     for evaluation, metrics in (('probe', PROBE_METRICS), ('finetune', FINETUNE_METRICS)):
         head = 'frozen probe (labelled 200 -> test)' if evaluation == 'probe' else '50-label fine-tune (test)'
         shown = [m for m in metrics if any(m in r[evaluation][a][str(s)] for a in arms for s in seeds
@@ -454,8 +507,8 @@ def report(r: Dict) -> str:
                          f" | {per['chosen']:g} |")
     if r.get('sim_to_real'):
         srcs = list(next(iter(r['sim_to_real'].values())))
-        for key in ('abs_rel_unaligned', 'abs_rel_aligned'):
-            lines += ['', f'| depth reconstruction, hidden patches, {key} | ' + ' | '.join(srcs) + ' |',
+        for key in ('abs_rel_hidden_unaligned', 'abs_rel_hidden_aligned'):
+            lines += ['', f'| depth reconstruction AbsRel, hidden patches, {key.rsplit("_", 1)[1]} | ' + ' | '.join(srcs) + ' |',
                       '|---|' + '---|' * len(srcs)]
             for arm, per in r['sim_to_real'].items():
                 lines.append(f'| {arm} | ' + ' | '.join(f"{per[s].get(key, float('nan')):.3f}" for s in srcs) + ' |')
@@ -532,9 +585,11 @@ def main(argv=None) -> int:
         for arm in [a for a in arms if ARMS[a]]:
             runs[arm, seed] = run_pretrain(out, arm, budget, pools['pool'], seed, args.device)
             rec = r['pretrain'].setdefault(arm, {})[str(seed)] = pretrain_record(runs[arm, seed])
-            if arm.startswith('mask3d') and rec['rgb_reliance_last'] is not None and rec['rgb_reliance_last'] < 1.05:
-                _log(f'WARNING {arm} seed {seed}: rgb_reliance {rec["rgb_reliance_last"]:.3f} ~ 1: the pretext '
-                     f'barely uses the encoder')
+            if arm.startswith('mask3d'):   # on held-out rooms with fixed masks, comparable across arms and seeds
+                rec['held_out'] = pretext_check(runs[arm, seed], _folder_frames(pools['test'], 64))
+                if rec['held_out']['rgb_reliance'] < 1.05:
+                    _log(f'WARNING {arm} seed {seed}: held-out rgb_reliance {rec["held_out"]["rgb_reliance"]:.3f}'
+                         f' ~ 1: the pretext barely uses the encoder')
 
     # 2. 50-label fine-tuning: lr picked per arm on the selection set (first seed), then every seed at that lr
     for arm in arms if 'finetune' in args.stages else []:
@@ -563,7 +618,7 @@ def main(argv=None) -> int:
     r['verdict'] = verdict(r['paired'])
 
     # 5. sim-to-real: depth reconstruction of the Mask3D arms on real frames, unaligned and aligned
-    r['sim_to_real'] = sim_to_real(out, runs, first, budget, pools)
+    r['sim_to_real'] = sim_to_real(runs, first, budget, pools)
     r['seconds'] = time.perf_counter() - t_start
     (out / 'results.json').write_text(json.dumps(r, indent=1))
     plot_results(out / 'replication_v2.png', r)

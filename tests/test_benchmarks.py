@@ -78,15 +78,63 @@ def test_replicate_smoke_end_to_end_and_reuses_finished_runs(tmp_path):
         assert out.returncode == 0, out.stderr[-3000:]
     replicate()
     r = json.loads((tmp_path / 'results.json').read_text())
-    assert set(r['table']['semseg']) == {'mask3d', 'mae', 'scratch'} and set(r['table']) == {'semseg', 'depth'}
-    assert r['ablation']['no_depth_input']['depth'][0] > 0
-    assert set(r['checks']['synthetic_linear_probe_miou']) == {'mask3d', 'mae', 'scratch'}
-    for png in ('replication_bars.png', 'replication_curves.png'):
+    arms = {'mask3d', 'mask3d_paper', 'mae', 'scratch'}
+    assert set(r['probe']) == arms and set(r['finetune']) == arms
+    for arm in arms:
+        assert 0 <= r['probe'][arm]['0']['semseg.object_miou'] <= 1 and r['probe'][arm]['0']['depth.abs_rel'] > 0
+        assert 0 <= r['finetune'][arm]['0']['object_miou'] <= 1
+    assert {'mask3d - mae', 'mask3d - scratch', 'mask3d - mask3d_paper'} <= set(r['paired']['probe'])
+    assert r['verdict']['outcome'] in ('reproduced', 'not reproduced', 'inconclusive')
+    assert r['pretrain']['mask3d']['0']['rgb_reliance_last'] > 0
+    for png in ('replication_v2.png', 'replication_v2_pretraining.png'):
         assert (tmp_path / png).stat().st_size > 10_000
     assert '| mae |' in (tmp_path / 'results.md').read_text()
     mae_cfg = (tmp_path / 'pretrain' / 'mae' / 'seed0' / 'config.yaml').read_text()
     assert 'depth_input: false' in mae_cfg and 'rgb_loss_weight: 1.0' in mae_cfg
-    summary = tmp_path / 'finetune' / 'semseg' / 'mask3d' / 'seed0' / 'summary.json'
+    scratch = (tmp_path / 'finetune' / 'scratch' / 'lr0.001' / 'seed0' / 'config.yaml').read_text()
+    assert 'layer_decay: 1.0' in scratch  # layer decay for pre-trained arms only
+    summary = tmp_path / 'finetune' / 'mask3d' / 'lr0.001' / 'seed0' / 'summary.json'
     before = summary.stat().st_mtime
     replicate()
     assert summary.stat().st_mtime == before  # finished runs are kept, not re-run
+
+
+def _replicate_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('replicate', REPO_ROOT / 'benchmarks' / 'replicate.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_replicate_paired_statistics_match_scipy_by_hand():
+    R = _replicate_module()
+    d = R.paired([0.30, 0.35, 0.32], [0.29, 0.32, 0.30])   # diffs 0.01, 0.03, 0.02
+    assert [round(x, 6) for x in d['diffs']] == [0.01, 0.03, 0.02]
+    assert abs(d['mean'] - 0.02) < 1e-9 and abs(d['std'] - 0.01) < 1e-9
+    assert abs(d['t'] - 0.02 / (0.01 / 3 ** 0.5)) < 1e-6    # t = mean / (std / sqrt(n)) = 3.464
+    assert 0.05 < d['p'] < 0.1                              # df = 2: not significant at 0.05
+
+
+def test_replicate_verdict_rules_applied_literally():
+    R = _replicate_module()
+
+    def pairs(probe_vs_mae, probe_vs_scratch, ft_vs_mae, ft_vs_scratch, mae_vs_random, paper_vs_random):
+        def p(diffs):
+            return {'diffs': diffs, 'mean': sum(diffs) / len(diffs)}
+        return {'probe': {'mask3d - mae': {'semseg.object_miou': p(probe_vs_mae)},
+                          'mask3d - scratch': {'semseg.object_miou': p(probe_vs_scratch)},
+                          'mae - scratch': {'semseg.object_miou': p(mae_vs_random)},
+                          'mask3d_paper - scratch': {'semseg.object_miou': p(paper_vs_random)}},
+                'finetune': {'mask3d - mae': {'object_miou': p(ft_vs_mae)},
+                             'mask3d - scratch': {'object_miou': p(ft_vs_scratch)}}}
+    good, random_ok = [0.03, 0.02, 0.025], [0.01, 0.01, 0.01]
+    assert R.verdict(pairs(good, good, good, good, random_ok, random_ok))['outcome'] == 'reproduced'
+    # one seed negative: not every paired difference positive
+    v = R.verdict(pairs(good, good, [0.05, -0.001, 0.05], good, random_ok, random_ok))
+    assert v['outcome'] == 'not reproduced' and not v['conditions']['finetune: mask3d - mae']['met']
+    # all positive but the mean under 0.02
+    assert R.verdict(pairs(good, good, good, [0.01, 0.02, 0.01], random_ok, random_ok))['outcome'] == 'not reproduced'
+    # no pre-trained arm above random init in the frozen probe: inconclusive
+    below = [-0.01, 0.0, 0.005]
+    assert R.verdict(pairs(below, below, good, good, [0.0, 0.0, 0.0], below))['outcome'] == 'inconclusive'
