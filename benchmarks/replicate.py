@@ -56,19 +56,19 @@ STAGES = ('pretrain', 'finetune', 'probe')                                  # pr
 
 SEEDS = dict(pool=0, labelled=1000, selection=2000, test=3000)   # disjoint synthetic seeds, one per pool
 BUDGETS = {
-    'smoke': dict(image_size=[128, 160], model='mask3d_vit_tiny_patch16', pool=24, labelled=12, few=8, selection=8,
+    'smoke': dict(image_size=[96, 128], model='mask3d_vit_tiny_patch16', pool=24, labelled=12, few=8, selection=8,
                   test=8, batch_size=4, pretrain_steps=2, finetune_steps=2, lrs=[1e-3], seeds=[0], probe_quick=True,
                   workers_per_loader=0, real_frames=1),
-    'quick': dict(image_size=[128, 160], model='mask3d_vit_tiny_patch16', pool=256, labelled=64, few=32,
+    'quick': dict(image_size=[96, 128], model='mask3d_vit_tiny_patch16', pool=256, labelled=64, few=32,
                   selection=32, test=48, batch_size=16, pretrain_steps=40, finetune_steps=20, lrs=[3e-4, 1e-3],
                   seeds=[0], probe_quick=True, workers_per_loader=2, real_frames=1),
     'default': dict(image_size=[96, 128], model='mask3d_vit_tiny_patch16', pool=3000, labelled=200, few=50,
                     selection=100, test=200, batch_size=16, pretrain_steps=250, finetune_steps=60,
                     lrs=[5e-4, 2e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=2,
                     real_frames=3),
-    'gpu': dict(image_size=[192, 256], model='mask3d_vit_small_patch16', pool=20000, labelled=200, few=50,
-                selection=200, test=1000, batch_size=64, pretrain_steps=1500, finetune_steps=300,
-                lrs=[1e-4, 3e-4, 1e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=8, real_frames=3),
+    'gpu': dict(image_size=[128, 160], model='mask3d_vit_small_patch16', pool=10000, labelled=200, few=50,
+                selection=200, test=400, batch_size=64, pretrain_steps=800, finetune_steps=150,
+                lrs=[3e-4, 1e-3, 3e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=6, real_frames=3),
 }
 
 
@@ -208,9 +208,9 @@ def finetune_sets(arm: str, runs: Dict, seed: int, lr: float, budget: Dict, pool
 
 
 def run_finetune(out: Path, arm: str, runs: Dict, seed: int, lr: float, budget: Dict, pools: Dict[str, Path],
-                 device: str) -> Dict:
+                 device: str, test: bool = False) -> Dict:
     """Full fine-tuning (UPerNet semseg) on the 50-label pool; scored on the selection set (final eval of the run)
-    and on the test set (stored apart in test.json; only read for the selected learning rate)."""
+    and, with ``test`` (the selected learning rate only), on the test set (stored apart in test.json)."""
     from mask3d.training.finetune.config import load_finetune_config
     from mask3d.training.finetune.engine import evaluate, finetune
     run = out / 'finetune' / arm / f'lr{lr:g}' / f'seed{seed}'
@@ -221,15 +221,16 @@ def run_finetune(out: Path, arm: str, runs: Dict, seed: int, lr: float, budget: 
         finetune(cfg, run,
                  resume=(run / 'checkpoints' / 'last.pt').is_file(), progress=False)
         _log(f'finetune {arm} lr {lr:g} seed {seed}: {time.perf_counter() - t0:.0f}s')
-    selection = json.loads((run / 'summary.json').read_text())['val']
-    test_file = run / 'test.json'
-    if not test_file.is_file():
-        cfg = load_finetune_config(CONFIGS / 'finetune_semseg.yaml', sets + [f'data.val_root={pools["test"]}'])
-        result = evaluate(run, cfg, split='val', out_dir=run / 'eval_test', progress=False)
-        test_file.write_text(json.dumps(result, indent=1))
-    test = json.loads(test_file.read_text())
     score = lambda r: {'miou': r['miou'], 'object_miou': object_miou(r['iou_per_class'])}  # noqa: E731
-    return {'selection': score(selection), 'test': score(test)}
+    result = {'selection': score(json.loads((run / 'summary.json').read_text())['val'])}
+    test_file = run / 'test.json'
+    if test and not test_file.is_file():
+        cfg = load_finetune_config(CONFIGS / 'finetune_semseg.yaml', sets + [f'data.val_root={pools["test"]}'])
+        test_file.write_text(json.dumps(evaluate(run, cfg, split='val', out_dir=run / 'eval_test', progress=False),
+                                        indent=1))
+    if test:
+        result['test'] = score(json.loads(test_file.read_text()))
+    return result
 
 
 # ---- statistics and verdict -----------------------------------------------------------------------------------
@@ -600,7 +601,8 @@ def main(argv=None) -> int:
         r['lr_selection'][arm] = {'scores': {k: v['object_miou'] for k, v in scores.items()}, 'chosen': chosen}
         for seed in seeds:
             r['finetune'].setdefault(arm, {})[str(seed)] = {
-                **run_finetune(out, arm, runs, seed, chosen, budget, pools, args.device)['test'], 'lr': chosen}
+                **run_finetune(out, arm, runs, seed, chosen, budget, pools, args.device, test=True)['test'],
+                'lr': chosen}
 
     # 3. frozen-feature probe
     for seed in seeds if 'probe' in args.stages else []:
