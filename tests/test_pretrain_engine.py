@@ -127,7 +127,7 @@ def test_export_command_round_trip(tmp_path):
 
 @pytest.mark.parametrize('override,message', [
     ('method.rgb_mask_ratio=1.0', 'rgb_mask_ratio must be in [0, 1)'),
-    ('method.depth_mask_ratio=-0.2', 'depth_mask_ratio must be in [0, 1)'),
+    ('method.depth_mask_ratio=-0.2', 'depth_mask_ratio must be in [0, 1]'),
     ('data.image_size=[100,96]', 'divisible by the patch size'),
     ('train.bogus=1', "unknown key 'train.bogus'"),
     ('method.loss=huber', 'loss must be one of'),
