@@ -38,9 +38,12 @@ def test_rgb_reliance_is_one_when_the_encoder_is_ignored():
 
 def test_rgb_reliance_is_high_when_depth_can_only_come_from_rgb():
     # depth is a per-pixel function of the RGB and no depth is visible: the model must read it from the encoder
-    model = _model(rgb_mask_ratio=0.0, depth_mask_ratio=1.0, depth_norm='metric', metric_depth_scale=1.0)
+    torch.manual_seed(0)
+    encoder = mask3d.create_model('mask3d_vit_tiny_patch16', depth=1, embed_dim=64, num_heads=2)  # small: fast
+    model = Mask3DPretrainer(encoder, PretrainMethodConfig(**SMALL, rgb_mask_ratio=0.0, depth_mask_ratio=1.0,
+                                                           depth_norm='metric', metric_depth_scale=1.0))
     assert not model.has_depth_tokens
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
 
     def sample(b=8):
@@ -48,7 +51,7 @@ def test_rgb_reliance_is_high_when_depth_can_only_come_from_rgb():
         return rgb, 2.0 + rgb[:, :1]
 
     untrained = rgb_reliance(model, *sample())
-    for _ in range(80):
+    for _ in range(50):  # measured: reliance 1.00 untrained, 3.5 after 50 steps, 4.5 after 60
         loss = model(*sample())['loss']
         opt.zero_grad()
         loss.backward()

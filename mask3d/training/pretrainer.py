@@ -47,7 +47,7 @@ class PretrainMethodConfig:
     loss: str = 'l1'                   # l1 | l2
     loss_on: str = 'all'               # all: dense depth over every patch | masked: only depth-hidden patches
     depth_norm: str = 'standardize'    # standardize | metric | log | patch
-    depth_norm_stats: str = 'all'      # standardize statistics from: visible depth pixels | all pixels (leaks)
+    depth_norm_stats: str = 'visible'  # standardize statistics from: visible depth pixels | all pixels (leaks)
     metric_depth_scale: float = 10.0   # metres per unit for depth_norm=metric
     depth_loss_weight: float = 1.0     # 0 with rgb_loss_weight>0 gives plain MAE (ablation)
     rgb_loss_weight: float = 0.0       # optional RGB reconstruction (norm-pix MSE on masked patches)
