@@ -58,13 +58,17 @@ def test_cli_run_loss_falls_and_outputs(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
     assert [r['step'] for r in records] == list(range(1, 61))
-    assert all({'step', 'loss', 'lr', 'img_s'} <= set(r) for r in records)
+    assert all({'step', 'loss', 'lr', 'img_s', 'rgb_reliance'} <= set(r) for r in records)
+    assert all(0.5 < r['rgb_reliance'] < 5 for r in records)  # a ratio of two finite, positive losses
     first = sum(r['loss'] for r in records[:3]) / 3
     last = sum(r['loss'] for r in records[-3:]) / 3
     assert last < 0.85 * first, (first, last)
     assert (run / 'figures' / 'step_0000060.png').stat().st_size > 10_000
     assert (run / 'config.yaml').is_file() and (run / 'summary.json').is_file()
     assert 'backbone' in result.stdout and 'lower' in result.stdout
+    assert 'rgb_reliance' in result.stdout
+    summary = json.loads((run / 'summary.json').read_text())
+    assert summary['rgb_reliance']['last'] == records[-1]['rgb_reliance']
     # the exported backbone is an ordinary timm model with the trained weights
     import timm
     model = timm.create_model(f'local-dir:{run / "export"}', pretrained=True)
@@ -127,7 +131,7 @@ def test_export_command_round_trip(tmp_path):
 
 @pytest.mark.parametrize('override,message', [
     ('method.rgb_mask_ratio=1.0', 'rgb_mask_ratio must be in [0, 1)'),
-    ('method.depth_mask_ratio=-0.2', 'depth_mask_ratio must be in [0, 1)'),
+    ('method.depth_mask_ratio=-0.2', 'depth_mask_ratio must be in [0, 1]'),
     ('data.image_size=[100,96]', 'divisible by the patch size'),
     ('train.bogus=1', "unknown key 'train.bogus'"),
     ('method.loss=huber', 'loss must be one of'),

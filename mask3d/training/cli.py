@@ -23,6 +23,9 @@ def run_pretrain(args) -> int:
         drop = 100 * (1 - final['loss'] / first['loss']) if first['loss'] else 0.0
         print(f"loss: {first['loss']:.4f} (step {first['step']}) -> {final['loss']:.4f} (step {final['step']}), "
               f"{drop:.1f}% lower")
+        if first.get('rgb_reliance') is not None and final.get('rgb_reliance') is not None:
+            print(f"rgb_reliance: {first['rgb_reliance']:.3f} -> {final['rgb_reliance']:.3f}  (loss with another "
+                  f"frame's RGB / true loss; about 1.0 = the encoder is being ignored, docs/pretraining.md)")
     print(f"run directory   {run}")
     print(f"config          {run / 'config.yaml'}")
     print(f"metrics         {run / 'metrics.jsonl'}")

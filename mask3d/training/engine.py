@@ -32,6 +32,7 @@ from .data.synthetic import SyntheticRGBD
 from .data.transforms import JointTransform
 from .distributed import DistInfo, all_reduce_mean
 from .pretrainer import Mask3DPretrainer
+from .reliance import rgb_reliance
 from .runtime import MetricsLogger, autocast_context, launch, optimizer_step, restore_training_state, save_training_state
 
 _log = logging.getLogger(__name__)
@@ -203,15 +204,19 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
             scheduler.step_update(num_updates=step)
 
             if step % t_cfg.log_every == 0 or step == t_cfg.steps or step == 1:
-                stats = all_reduce_mean(torch.tensor([loss_acc, depth_acc], device=device), info).tolist()
+                # one extra no-grad forward pair on this micro-batch: does the loss need the encoder?
+                reliance = rgb_reliance(model, rgb, depth, mask_noise=noise, autocast=autocast) \
+                    if rgb.shape[0] > 1 else float('nan')
+                stats = all_reduce_mean(torch.tensor([loss_acc, depth_acc, reliance], device=device), info).tolist()
                 now = time.perf_counter()
                 img_s = window_imgs / max(now - window_t, 1e-9)
                 window_t, window_imgs = now, 0
                 last_record = {'step': step, 'epoch': epoch, 'loss': stats[0], 'loss_depth': stats[1],
+                               'rgb_reliance': stats[2],
                                'lr': optimizer.param_groups[0]['lr'], 'img_s': img_s, 'skipped_frames': skipped_total}
                 logger.log(last_record)
                 if bar is not None:
-                    bar.set_postfix(loss=f'{stats[0]:.4f}', lr=f"{last_record['lr']:.2e}", img_s=f'{img_s:.1f}')
+                    bar.set_postfix(loss=f'{stats[0]:.4f}', rgb_rel=f'{stats[2]:.3f}', lr=f"{last_record['lr']:.2e}", img_s=f'{img_s:.1f}')
             if bar is not None:
                 bar.update(1)
             if info.is_main and (step % t_cfg.figure_every == 0 or step == t_cfg.steps):
@@ -219,7 +224,8 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
                 save_reconstruction_figure(
                     run_dir / 'figures' / f'step_{step:07d}.png', rgb, depth, out['pred_depth'], out['rgb_mask'],
                     out['depth_mask'], patch_size=model.patch_size, mean=mean, std=std,
-                    max_samples=t_cfg.figure_samples, title=f'step {step}  loss {loss_acc:.4f}')
+                    max_samples=t_cfg.figure_samples, pred_depth_normalized=out['pred_depth_normalized'].detach(),
+                    title=f"step {step}  loss {loss_acc:.4f}  rgb_reliance {last_record.get('rgb_reliance', float('nan')):.3f}")
             if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps:
                 save(step)
             loss_acc = depth_acc = 0.0
@@ -238,6 +244,8 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
             if (run_dir / 'metrics.jsonl').is_file() else []
         if records:
             summary['first'] = records[0]
+            summary['rgb_reliance'] = {'first': records[0].get('rgb_reliance'),
+                                       'last': records[-1].get('rgb_reliance')}
         if t_cfg.export_at_end:
             summary['export'] = str(export_encoder(model.encoder, cfg, run_dir / 'export', metrics=last_record))
         (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))

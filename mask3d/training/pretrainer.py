@@ -5,6 +5,12 @@ own light embedding/encoder. Both meet at the bottleneck: the decoder sees the v
 tokens at the hidden positions and the visible depth tokens, each with position and modality embeddings,
 and predicts a 16x16 depth patch at every position, i.e. the dense depth map (paper Fig. 1 and 2).
 
+With much depth visible the decoder can complete depth from visible depth and positions alone and the encoder
+is barely needed (measure it with :func:`mask3d.training.reliance.rgb_reliance`). The knobs that make the
+pretext need the encoder: a higher ``depth_mask_ratio`` (1.0: no depth tokens at all), ``depth_drop_prob``
+(all depth tokens of a fixed share of each batch replaced by one learned token, static shapes),
+``loss_on: masked`` and ``depth_norm_stats: visible`` (input and target standardised with the visible depth only).
+
 ``self.encoder`` is an ordinary timm ``VisionTransformer`` built by ``mask3d.create_model``; its
 ``state_dict()`` is exactly the published backbone. Everything else here exists only for pre-training.
 """
@@ -17,36 +23,44 @@ from timm.models import checkpoint
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from .depth_targets import DEPTH_NORMS, denormalize_depth, normalize_depth
+from .depth_eval import depth_from_visible
+from .depth_targets import DEPTH_NORMS, normalize_depth
 from .losses import LOSSES, masked_reconstruction_loss
 from .masking import gather_tokens, random_patch_mask
 from .patches import patchify, unpatchify, upsample_patch_mask
 
 LOSS_ON = ('all', 'masked')
+DEPTH_NORM_STATS = ('visible', 'all')
 
 
 @dataclass
 class PretrainMethodConfig:
     """The method's knobs. Defaults and their sources are listed in docs/pretraining.md."""
     rgb_mask_ratio: float = 0.8        # paper figure: 240 of 300 patches masked
-    depth_mask_ratio: float = 0.8      # not stated in the paper; same as RGB by default
+    depth_mask_ratio: float = 0.8      # not stated in the paper; 1.0 = no depth tokens (depth is only the target)
+    depth_drop_prob: float = 0.0       # share of each batch whose depth tokens are all dropped (floor(B * p) samples)
     depth_input: bool = True           # False: monocular depth from masked RGB only (ablation)
     depth_encoder_depth: int = 2       # transformer blocks on visible depth tokens; 0 = embedding only
     decoder_dim: int = 512             # MAE decoder width
     decoder_depth: int = 8             # MAE decoder depth
     decoder_num_heads: int = 8         # head_dim 64 (MAE uses 16 heads = head_dim 32; 8 is ~9% faster, same FLOPs)
     loss: str = 'l1'                   # l1 | l2
-    loss_on: str = 'all'               # all: dense depth over every patch | masked: only depth-masked patches
+    loss_on: str = 'all'               # all: dense depth over every patch | masked: only depth-hidden patches
     depth_norm: str = 'standardize'    # standardize | metric | log | patch
+    depth_norm_stats: str = 'visible'  # standardize statistics from: visible depth pixels | all pixels (leaks)
     metric_depth_scale: float = 10.0   # metres per unit for depth_norm=metric
     depth_loss_weight: float = 1.0     # 0 with rgb_loss_weight>0 gives plain MAE (ablation)
     rgb_loss_weight: float = 0.0       # optional RGB reconstruction (norm-pix MSE on masked patches)
 
     def validate(self) -> None:
-        for name in ('rgb_mask_ratio', 'depth_mask_ratio'):
+        if not 0.0 <= self.rgb_mask_ratio < 1.0:
+            raise ValueError(f'rgb_mask_ratio must be in [0, 1), got {self.rgb_mask_ratio}')
+        for name in ('depth_mask_ratio', 'depth_drop_prob'):
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f'{name} must be in [0, 1), got {value}')
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f'{name} must be in [0, 1], got {value}')
+        if self.depth_norm_stats not in DEPTH_NORM_STATS:
+            raise ValueError(f'depth_norm_stats must be one of {DEPTH_NORM_STATS}, got {self.depth_norm_stats!r}')
         if self.loss not in LOSSES:
             raise ValueError(f'loss must be one of {LOSSES}, got {self.loss!r}')
         if self.loss_on not in LOSS_ON:
@@ -85,11 +99,16 @@ class Mask3DPretrainer(nn.Module):
         self.grad_checkpointing = False
 
         # depth branch: a 2-channel patch embedding (normalised depth, validity) and optional blocks
-        # (not built at all without depth input, so DDP never sees unused parameters)
-        if cfg.depth_input:
+        # (not built at all without depth tokens, so DDP never sees unused parameters)
+        self.has_depth_tokens = cfg.depth_input and cfg.depth_mask_ratio < 1.0
+        self.depth_drop_token = None
+        if self.has_depth_tokens:
             self.depth_embed = nn.Conv2d(2, ddim, kernel_size=self.patch_size, stride=self.patch_size)
             self.depth_blocks = _blocks(cfg.depth_encoder_depth, ddim, cfg.decoder_num_heads)
             self.depth_norm = nn.LayerNorm(ddim, eps=1e-6)
+            if cfg.depth_drop_prob > 0:
+                # replaces every depth token of a dropped sample: no depth, no positions of visible depth
+                self.depth_drop_token = nn.Parameter(torch.zeros(1, 1, ddim))
 
         # fusion + decoder
         self.decoder_embed = nn.Linear(dim, ddim)
@@ -111,17 +130,19 @@ class Mask3DPretrainer(nn.Module):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        if self.cfg.depth_input:
+        if self.has_depth_tokens:
             w = self.depth_embed.weight.data
             nn.init.xavier_uniform_(w.view(w.shape[0], -1))
             nn.init.zeros_(self.depth_embed.bias)
         nn.init.normal_(self.mask_token, std=0.02)
         nn.init.normal_(self.modality_embed, std=0.02)
+        if self.depth_drop_token is not None:
+            nn.init.normal_(self.depth_drop_token, std=0.02)
 
     # ---- optimiser / timm-style contract -------------------------------------------------------------
     def no_weight_decay(self) -> set:
         """Parameters excluded from weight decay besides norms and biases (timm's optimizer factory reads this)."""
-        return {'mask_token', 'modality_embed'} | {f'encoder.{n}' for n in self.encoder.no_weight_decay()}
+        return {'mask_token', 'modality_embed', 'depth_drop_token'} | {f'encoder.{n}' for n in self.encoder.no_weight_decay()}
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
@@ -180,6 +201,14 @@ class Mask3DPretrainer(nn.Module):
         x = self.decoder_norm(x)
         return x[:, self.num_prefix_tokens:self.num_prefix_tokens + n]
 
+    def depth_dropped(self, batch_size: int, device) -> torch.Tensor:
+        """[B] bool: samples whose depth tokens are all dropped. A fixed, evenly spread floor(B * p) of the batch
+        (sample i when floor((i + 1) p) > floor(i p)): static, no RNG, so runs and torch.compile stay deterministic;
+        the sampler's shuffling decides which frames land there."""
+        i = torch.arange(batch_size, device=device, dtype=torch.float64)
+        p = self.cfg.depth_drop_prob
+        return torch.floor((i + 1) * p) > torch.floor(i * p)
+
     # ---- forward ------------------------------------------------------------------------------------------
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor, *,
                 mask_noise: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
@@ -192,24 +221,41 @@ class Mask3DPretrainer(nn.Module):
         n = grid[0] * grid[1]
         noise = mask_noise if mask_noise is not None else torch.rand(b, 2, n, device=rgb.device)
         rgb_mask = random_patch_mask(b, n, cfg.rgb_mask_ratio, noise=noise[:, 0])
-        depth_mask = random_patch_mask(b, n, cfg.depth_mask_ratio, noise=noise[:, 1])
+        dropped = self.depth_dropped(b, rgb.device)
+        if cfg.depth_mask_ratio < 1.0:
+            depth_mask = random_patch_mask(b, n, cfg.depth_mask_ratio, noise=noise[:, 1])
+            hidden = depth_mask.mask | dropped[:, None]  # True = the model gets no depth there
+        else:
+            depth_mask, hidden = None, torch.ones(b, n, dtype=torch.bool, device=rgb.device)
+        hidden_px = upsample_patch_mask(hidden, p, grid)
 
-        norm = normalize_depth(depth, cfg.depth_norm, patch_size=p, metric_scale=cfg.metric_depth_scale)
+        # 'visible': statistics of the visible depth only (a frame without any falls back to all its pixels,
+        # which then reach only the target); input and target share them, so prediction * std + mean is metres
+        stats = ~hidden_px | dropped[:, None, None, None] if cfg.depth_norm_stats == 'visible' else None
+        norm = normalize_depth(depth, cfg.depth_norm, patch_size=p, metric_scale=cfg.metric_depth_scale,
+                               stats_pixels=stats)
         latents = self.encode_rgb(rgb, rgb_mask.ids_keep)
-        depth_tokens = self.encode_depth(norm.value, norm.valid, depth_mask.ids_keep) if cfg.depth_input else None
+        depth_tokens = None
+        if self.has_depth_tokens:
+            depth_tokens = self.encode_depth(norm.value, norm.valid, depth_mask.ids_keep)
+            if self.depth_drop_token is not None:
+                drop_token = self.depth_drop_token.to(depth_tokens.dtype).expand_as(depth_tokens)
+                depth_tokens = torch.where(dropped[:, None, None], drop_token, depth_tokens)
         feats = self.decode(latents, rgb_mask.ids_keep, depth_tokens, grid)
 
         pred = unpatchify(self.decoder_depth_pred(feats).float(), p, grid, 1)
         weight = norm.valid
         if cfg.loss_on == 'masked':
-            weight = weight & upsample_patch_mask(depth_mask.mask, p, grid)
+            weight = weight & hidden_px
         loss_depth = masked_reconstruction_loss(pred, norm.value, weight, cfg.loss)
         out = {
             'loss_depth': loss_depth,
-            'pred_depth': denormalize_depth(pred.detach(), norm, cfg.depth_norm),
+            # metres from what the model is given (visible depth statistics), NaN where it is given none
+            'pred_depth': depth_from_visible(pred.detach(), depth, ~hidden_px, cfg.depth_norm,
+                                             metric_scale=cfg.metric_depth_scale),
             'pred_depth_normalized': pred,
             'rgb_mask': rgb_mask.mask,
-            'depth_mask': depth_mask.mask,
+            'depth_mask': hidden,
         }
         loss = cfg.depth_loss_weight * loss_depth if cfg.depth_loss_weight > 0 else pred.sum() * 0.0
         if self.decoder_rgb_pred is not None:

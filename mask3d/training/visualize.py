@@ -1,7 +1,7 @@
 """PNG figures of what pre-training sees and predicts."""
 import os
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -33,13 +33,21 @@ def _to_image(rgb: torch.Tensor, mean: Sequence[float], std: Sequence[float]) ->
     return img.clamp(0, 1).permute(1, 2, 0).numpy()
 
 
+def _aligned(pred: np.ndarray, true: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    a, b = np.polyfit(pred[valid], true[valid], 1)
+    return a * pred + b
+
+
 def save_reconstruction_figure(path: Union[str, os.PathLike], rgb: torch.Tensor, depth: torch.Tensor,
                                pred_depth: torch.Tensor, rgb_mask: torch.Tensor, depth_mask: torch.Tensor, *,
                                patch_size: int, mean: Sequence[float], std: Sequence[float],
-                               max_samples: int = 4, title: str = '') -> Path:
+                               max_samples: int = 4, title: str = '',
+                               pred_depth_normalized: Optional[torch.Tensor] = None) -> Path:
     """One row per sample: RGB | masked RGB | masked depth input | predicted depth | true depth | |error|.
 
     Depth panels share one colour scale per row; invalid (0) depth is drawn black; masked patches grey.
+    ``pred_depth`` is in metres from the visible depth only; a sample with no visible depth (NaN) is drawn from
+    ``pred_depth_normalized`` fitted to the true depth, and labelled so.
     """
     import matplotlib
     matplotlib.use('Agg')
@@ -60,6 +68,10 @@ def save_reconstruction_figure(path: Union[str, os.PathLike], rgb: torch.Tensor,
         true = depth[i, 0].float().cpu().numpy()
         valid = true > 0
         pred = pred_depth[i, 0].float().cpu().numpy()
+        if pred_depth_normalized is not None and not np.isfinite(pred).any() and valid.any():
+            # no depth visible, so no scale to de-normalise with: show it fitted (scale and shift) to the truth
+            pred = _aligned(pred_depth_normalized[i, 0].float().cpu().numpy(), true, valid)
+            axes[i, 3].set_ylabel('aligned: no depth visible', fontsize=8)
         vmin, vmax = (np.percentile(true[valid], [2, 98]) if valid.any() else (0.0, 1.0))
         d_in = np.where(valid, true, np.nan)
         d_in_rgb = cmap((np.clip(d_in, vmin, vmax) - vmin) / max(vmax - vmin, 1e-6))
