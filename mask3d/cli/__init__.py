@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('--frames', type=int, default=100)
     q.add_argument('--seed', type=int, default=0)
     q.add_argument('--image-size', type=int, nargs=2, default=[240, 320], metavar=('H', 'W'))
+    q.add_argument('--views', type=int, default=1, help='camera poses per room; > 1 also writes pose/*.txt')
     q = data.add_parser('inspect', help='what a dataset holds: format, frames, size, depth range, labels')
     q.add_argument('path', help="a dataset file or folder, or 'synthetic'")
     q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',
