@@ -46,7 +46,8 @@ def run_data(args) -> int:
     if args.data_command == 'synth':
         views = getattr(args, 'views', 1)
         out = write_synthetic(args.out, args.frames, args.seed, tuple(args.image_size), views=views)
-        print(f'wrote {args.frames} synthetic rooms x {views} view(s) to {out}; train on them with --set data.source=folder '
+        print(f'wrote {args.frames} synthetic rooms x {views} view(s) to {out}; train on them with '
+              f'--set data.source=folder '
               f'--set data.root={out} --set data.depth_scale=1000')
         return 0
     if args.data_command == 'inspect':

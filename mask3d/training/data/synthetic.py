@@ -416,7 +416,8 @@ def _frame(b: _SceneBuilder, t_best, inst, rgb, K, cam, R, rng, height, width, s
 
 
 def render_views(seed: int, index: int, views: int = 1, height: int = 240, width: int = 320, *,
-                 sensor_noise: bool = True, max_shift: float = 0.35, max_turn: float = 0.35) -> List[Dict[str, np.ndarray]]:
+                 sensor_noise: bool = True, max_shift: float = 0.35,
+                 max_turn: float = 0.35) -> List[Dict[str, np.ndarray]]:
     """Room ``(seed, index)`` seen from ``views`` camera poses, each frame as ``render_scene`` plus ``pose``
     (4x4 camera-to-world, x right / y down / z forward: ScanNet's convention; world y is up).
 
@@ -452,7 +453,8 @@ def render_views(seed: int, index: int, views: int = 1, height: int = 240, width
     for k in range(1, views):
         vr = np.random.default_rng([seed, index, k])
         step = vr.uniform(-max_shift, max_shift, size=2)
-        cam_k = np.array([np.clip(cam[0] + step[0], 0.1, room[0] - 0.1), np.clip(cam[1] + vr.uniform(-0.1, 0.1), 0.5, room[1] - 0.3),
+        cam_k = np.array([np.clip(cam[0] + step[0], 0.1, room[0] - 0.1),
+                          np.clip(cam[1] + vr.uniform(-0.1, 0.1), 0.5, room[1] - 0.3),
                           np.clip(cam[2] + step[1], 0.1, room[2] - 0.1)])
         R_k = _camera_axes(yaw + vr.uniform(-max_turn, max_turn),
                            float(np.clip(pitch + vr.uniform(-max_turn, max_turn) / 2, -0.7, 0.2)), roll)
