@@ -214,3 +214,17 @@ def test_real_seven_scenes_pairs(rgbd_data, tmp_path):
     Kr = torch.as_tensor(np.loadtxt(src / 'camera-intrinsics.txt'))
     uv_a, _ = ground_truth_matches(d[0], Kr, P[0], d[1], Kr, P[1])
     assert len(uv_a) > 0.6 * int((d[0] > 0).sum())
+
+
+def test_heads_learn_from_informative_features():
+    """A linear probe on features that encode the class reaches ~100 % pixel accuracy in 40 steps (the schedule
+    really trains: a scheduler stuck at its warm-up lr would not)."""
+    from mask3d.training.probe.config import load_probe_config
+    from mask3d.training.probe.engine import _predict, _train_head
+    from mask3d.training.probe.heads import LinearProbe
+    cfg = load_probe_config(None, ['data.image_size=[8, 8]', 'train.steps=40', 'train.batch_size=4', 'train.lr=0.1'])
+    labels = torch.randint(0, 3, (12, 8, 8), generator=torch.Generator().manual_seed(0))
+    feats = torch.nn.functional.one_hot(labels, 3).permute(0, 3, 1, 2).float()[:, None]  # [N, 1 block, 3, 8, 8]
+    head, last = _train_head(LinearProbe(3, 3), feats.half(), [labels], torch.nn.CrossEntropyLoss(), cfg,
+                             torch.device('cpu'), 'test')
+    assert last < 0.5 and (_predict(head, feats, cfg, torch.device('cpu')).argmax(1) == labels).float().mean() > 0.99

@@ -117,6 +117,7 @@ class ProbeConfig:
             d = self.data
             d.train_frames, d.test_frames = min(d.train_frames, 24), min(d.test_frames, 6)
             self.train.steps = min(self.train.steps, 60)
+            self.train.hidden = min(self.train.hidden, 64)
             self.correspondence.max_pairs = min(self.correspondence.max_pairs, 4)
 
 

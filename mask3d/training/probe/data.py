@@ -8,6 +8,7 @@ Every source reuses the datasets module's readers; this adds only poses (for cor
   frames named ROOM_VIEW pair up within a room.
 - ``nyu``: the labelled .mat with the official train/test splits (no poses).
 - ``scannet``: exported scenes (color/, depth/, intrinsic/, pose/); consecutive kept frames of a scene pair up.
+``nyu`` and ``scannet`` read the first ``data.train_frames`` / ``data.test_frames`` frames of each split.
 - ``7scenes``: one sequence folder (frame-*.color.jpg, .depth.png, .pose.txt, camera-intrinsics.txt); the first
   two thirds of the frames train, the last third tests (consecutive frames are near-duplicates).
 """
@@ -121,15 +122,15 @@ def _folder(root, d, mean, std, desc):
     return split
 
 
-def _scannet(d, split_file, mean, std, desc):
+def _scannet(d, split_file, limit, mean, std, desc):
     from ..data.scannet import ScanNetFrames
     ds = ScanNetFrames(d.root, split=split_file, every=d.every)
-    samples = _read(ds, range(len(ds)), desc)
+    samples = _read(ds, range(min(limit, len(ds))), desc)
     for s, (color, _) in zip(samples, ds.frames):
         s['pose'] = _read_pose(color.parent.parent / 'pose' / f'{color.stem}.txt')
     split = _stack(samples, d.image_size, mean, std)
     if split.pose is not None:
-        split.pairs = _sequence_pairs(ds._scene_of, d.pair_gap)
+        split.pairs = _sequence_pairs(ds._scene_of[:len(split)], d.pair_gap)
     return split
 
 
@@ -173,8 +174,8 @@ def load_probe_data(cfg, mean, std) -> Tuple[ProbeSplit, ProbeSplit, Optional[Pr
         train, test = [_stack(_read(ds, range(min(n, len(ds))), f'read {name}'), d.image_size, mean, std,
                               ds.class_names) for ds, n, name in zip(sets, limits, ('train', 'test'))]
     elif d.source == 'scannet':
-        train, test = _scannet(d, d.train_split, mean, std, 'read train'), _scannet(d, d.test_split, mean, std,
-                                                                                    'read test')
+        train = _scannet(d, d.train_split, d.train_frames, mean, std, 'read train')
+        test = _scannet(d, d.test_split, d.test_frames, mean, std, 'read test')
     else:
         train, test = _seven_scenes(d, mean, std)
     return train, test, (test if test.pairs else None)

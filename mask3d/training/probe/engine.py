@@ -46,7 +46,8 @@ def _train_head(head, feats: torch.Tensor, targets, loss_fn, cfg: ProbeConfig, d
     t = cfg.train
     head.to(device).train()
     opt = torch.optim.AdamW(head.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    sched = CosineLRScheduler(opt, t_initial=t.steps, warmup_t=max(1, t.steps // 20), warmup_lr_init=t.lr * 0.01)
+    sched = CosineLRScheduler(opt, t_initial=t.steps, warmup_t=max(1, t.steps // 20), warmup_lr_init=t.lr * 0.01,
+                              t_in_epochs=False)  # stepped per update
     gen = torch.Generator().manual_seed(t.seed)
     size = tuple(cfg.data.image_size)
     bar = tqdm(range(t.steps), desc=desc, unit='step')
