@@ -228,3 +228,31 @@ def test_heads_learn_from_informative_features():
     head, last = _train_head(LinearProbe(3, 3), feats.half(), [labels], torch.nn.CrossEntropyLoss(), cfg,
                              torch.device('cpu'), 'test')
     assert last < 0.5 and (_predict(head, feats, cfg, torch.device('cpu')).argmax(1) == labels).float().mean() > 0.99
+
+
+def test_real_nyu_frame_through_the_nyu_source(rgbd_data, tmp_path):
+    """The real labelled NYU frame 1407 in the .mat layout (test split; two flipped copies as the train split):
+    depth, normals and the 40-class linear probe run on it, correspondence is skipped (no poses)."""
+    from PIL import Image
+    from scipy.io import savemat
+
+    from mask3d.training.data.nyu import load_class_mapping_40
+    from mask3d.training.data.writers import write_nyu_mat
+    demo, meta = rgbd_data / 'rcnn-depth' / 'demo-data', rgbd_data / 'ankurhanda-nyuv2-meta-data'
+    rgb = np.array(Image.open(demo / 'images.png').convert('RGB')).transpose(2, 0, 1)
+    depth = np.array(Image.open(demo / 'depth.png')).astype(np.float32) / 1000
+    label40 = np.array(Image.open(rgbd_data / 'h-0-0-nyuv2-meta-data' / 'test_labels_40' /
+                                  'new_nyu_class40_1407.png'))[45:470, 40:600]
+    lut = load_class_mapping_40(meta / 'classMapping40.mat')
+    raw_of = {int(c): int(np.flatnonzero(lut == c)[0]) for c in np.unique(label40) if c > 0}
+    raw = np.vectorize(lambda c: raw_of.get(int(c), 0))(label40).astype(np.uint16)
+    flip = lambda a: np.ascontiguousarray(a[..., ::-1])  # noqa: E731
+    rgbs, depths, labels = [flip(rgb), flip(rgb), rgb], [flip(depth), flip(depth), depth], [flip(raw), flip(raw), raw]
+    mat = write_nyu_mat(tmp_path / 'nyu.mat', rgbs, depths, depths, labels, [np.zeros_like(raw)] * 3)
+    savemat(tmp_path / 'splits.mat', {'trainNdxs': np.array([[1], [2]]), 'testNdxs': np.array([[3]])})
+    _, result = _run(tmp_path, 'data.source=nyu', f'data.root={mat}',
+                     f'data.class_mapping={meta / "classMapping40.mat"}', f'data.splits_mat={tmp_path / "splits.mat"}',
+                     'data.image_size=[48, 64]')
+    assert result['frames'] == {'train': 2, 'test': 1} and 'correspondence' in result['skipped']
+    assert 0 < result['depth']['abs_rel'] < 5 and 0 < result['normals']['mean_angle_deg'] < 180
+    assert len(result['semseg']['iou']) == 40 and result['semseg']['class_names'][0] == 'wall'
