@@ -256,3 +256,24 @@ def test_real_nyu_frame_through_the_nyu_source(rgbd_data, tmp_path):
     assert result['frames'] == {'train': 2, 'test': 1} and 'correspondence' in result['skipped']
     assert 0 < result['depth']['abs_rel'] < 5 and 0 < result['normals']['mean_angle_deg'] < 180
     assert len(result['semseg']['iou']) == 40 and result['semseg']['class_names'][0] == 'wall'
+
+
+def test_frozen_backbone_from_a_weights_file_and_a_timm_name(tmp_path):
+    """Fine-tuning's backbone resolution: a weights file (+ arch) loads its weights; any timm ViT works; all frozen."""
+    from safetensors.torch import save_file
+
+    import mask3d
+    from mask3d.training.probe.config import ProbeModelConfig
+    from mask3d.training.probe.features import build_frozen_backbone
+    vit = mask3d.create_model('mask3d_vit_tiny_patch16', depth=2)
+    save_file(vit.state_dict(), str(tmp_path / 'w.safetensors'))
+    net, recipe = build_frozen_backbone(ProbeModelConfig(backbone=str(tmp_path / 'w.safetensors'),
+                                                         arch='mask3d_vit_tiny_patch16', model_args={'depth': 2}),
+                                        [-1])
+    assert recipe['pretrained_weights'] and recipe['blocks'] == [1] and not net.training
+    assert torch.equal(net.model.state_dict()['blocks.1.mlp.fc2.weight'], vit.state_dict()['blocks.1.mlp.fc2.weight'])
+    assert not any(p.requires_grad for p in net.parameters())
+    net, recipe = build_frozen_backbone(ProbeModelConfig(backbone='vit_tiny_patch16_224', pretrained=False), [-4, -1])
+    assert recipe['blocks'] == [8, 11] and not recipe['pretrained_weights']
+    maps = net(torch.zeros(1, 3, 32, 48))
+    assert [tuple(m.shape) for m in maps] == [(1, 192, 2, 3)] * 2
