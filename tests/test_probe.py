@@ -277,3 +277,19 @@ def test_frozen_backbone_from_a_weights_file_and_a_timm_name(tmp_path):
     assert recipe['blocks'] == [8, 11] and not recipe['pretrained_weights']
     maps = net(torch.zeros(1, 3, 32, 48))
     assert [tuple(m.shape) for m in maps] == [(1, 192, 2, 3)] * 2
+
+
+def test_render_views_keeps_view_zero_and_synth_writes_poses(tmp_path):
+    from mask3d.training.data.synthetic import render_scene
+    views = render_views(2, 4, views=3, height=24, width=48)
+    single = render_scene(2, 4, 24, 48)
+    assert all(np.array_equal(views[0][k], single[k]) for k in single)
+    assert np.allclose(views[1]['intrinsics'], single['intrinsics']) and not np.allclose(views[1]['pose'],
+                                                                                         views[2]['pose'])
+    R = views[1]['pose'][:3, :3]
+    assert np.allclose(R.T @ R, np.eye(3), atol=1e-5) and np.isclose(np.linalg.det(R), 1, atol=1e-5)
+    assert main(['data', 'synth', '--out', str(tmp_path / 's'), '--frames', '1', '--views', '2',
+                 '--image-size', '16', '48']) == 0
+    assert sorted(p.name for p in (tmp_path / 's' / 'pose').iterdir()) == ['000000_00.txt', '000000_01.txt']
+    assert np.allclose(np.loadtxt(tmp_path / 's' / 'pose' / '000000_01.txt'),
+                       render_views(0, 0, 2, 16, 48)[1]['pose'], atol=1e-5)
