@@ -293,3 +293,24 @@ def test_render_views_keeps_view_zero_and_synth_writes_poses(tmp_path):
     assert sorted(p.name for p in (tmp_path / 's' / 'pose').iterdir()) == ['000000_00.txt', '000000_01.txt']
     assert np.allclose(np.loadtxt(tmp_path / 's' / 'pose' / '000000_01.txt'),
                        render_views(0, 0, 2, 16, 48)[1]['pose'], atol=1e-5)
+
+
+def test_scannet_exported_scenes_pair_posed_frames(tmp_path):
+    """ScanNet layout (color/, depth/ mm, pose/, intrinsics): consecutive frames of a scene pair up; a frame whose
+    pose is -inf (lost tracking) is left out of the pairs."""
+    from mask3d.training.data.writers import write_scannet25k_frame
+    for scene, seed in (('scene0000_00', 0), ('scene0001_00', 7)):
+        frames = render_views(seed, 0, views=3, height=48, width=64, sensor_noise=False)
+        for i, f in enumerate(frames):
+            d = tmp_path / 'scans' / scene
+            write_scannet25k_frame(d, i, f['rgb'], np.round(f['depth'][0] * 1000), f['semantic'], f['instance'],
+                                   f['intrinsics'])
+            pose = f['pose'] if not (scene == 'scene0001_00' and i == 2) else np.full((4, 4), -np.inf)
+            np.savetxt(d / 'pose' / f'{i:06d}.txt', pose)
+    (tmp_path / 'train.txt').write_text('scene0000_00\n')
+    (tmp_path / 'test.txt').write_text('scene0001_00\n')
+    _, result = _run(tmp_path, 'data.source=scannet', f'data.root={tmp_path / "scans"}',
+                     f'data.train_split={tmp_path / "train.txt"}', f'data.test_split={tmp_path / "test.txt"}',
+                     'tasks=[depth, correspondence]', 'correspondence.max_pairs=8')
+    assert result['frames'] == {'train': 3, 'test': 3} and result['correspondence']['pairs'] == 1
+    assert result['correspondence']['matches'] > 100

@@ -53,12 +53,13 @@ def _stack(samples: Sequence[Dict[str, object]], image_size, mean, std, class_na
     rng = np.random.default_rng(0)  # scale (1, 1): the crop is the whole image, nothing is random
     out = [transform(s, rng) for s in samples]
     labelled = all('semantic' in s for s in samples)
-    posed = all(s.get('pose') is not None for s in samples)
+    posed = any(s.get('pose') is not None for s in samples)  # a frame without a pose: NaN, left out of pairs
     return ProbeSplit(
         rgb=torch.stack([o['rgb'] for o in out]), depth=torch.stack([o['depth'] for o in out]),
         intrinsics=torch.stack([o['intrinsics'] for o in out]) if has_intrinsics else None,
         semantic=torch.stack([o['semantic'] for o in out]) if labelled else None,
-        pose=torch.stack([torch.as_tensor(np.asarray(s['pose'], np.float64)) for s in samples]) if posed else None,
+        pose=torch.stack([torch.as_tensor(np.asarray(s['pose'], np.float64)) if s.get('pose') is not None else
+                          torch.full((4, 4), float('nan'), dtype=torch.float64) for s in samples]) if posed else None,
         class_names=tuple(class_names) if class_names is not None and labelled else None,
         sources=[str(s.get('source', i)) for i, s in enumerate(samples)])
 
@@ -68,9 +69,12 @@ def _read(dataset, indices, desc: str):
     return [dataset[i] for i in tqdm(indices, desc=desc, unit='frame')]
 
 
-def _sequence_pairs(groups: Sequence[str], gap: int) -> List[Tuple[int, int]]:
-    """Frame k with frame k + gap of the same group (room, scene), in reading order."""
-    return [(i, i + gap) for i in range(len(groups) - gap) if groups[i] == groups[i + gap]]
+def _sequence_pairs(groups: Sequence[str], gap: int, pose: Optional[torch.Tensor]) -> List[Tuple[int, int]]:
+    """Frame k with frame k + gap of the same group (room, scene), in reading order, both with a pose."""
+    if pose is None:
+        return []
+    ok = torch.isfinite(pose).flatten(1).all(1).tolist()
+    return [(i, i + gap) for i in range(len(groups) - gap) if groups[i] == groups[i + gap] and ok[i] and ok[i + gap]]
 
 
 def _read_pose(path: Path) -> Optional[np.ndarray]:
@@ -117,8 +121,8 @@ def _folder(root, d, mean, std, desc):
         s['pose'] = _read_pose(Path(root) / 'pose' / f'{stem}.txt')
     has_k = ds.intrinsics is not None or all((Path(root) / 'intrinsics' / f'{stem}.txt').is_file() for stem in stems)
     split = _stack(samples, d.image_size, mean, std, getattr(ds, 'class_names', None), has_k)
-    if split.pose is not None:
-        split.pairs = _sequence_pairs([stem.rsplit('_', 1)[0] if '_' in stem else '' for stem in stems], d.pair_gap)
+    split.pairs = _sequence_pairs([stem.rsplit('_', 1)[0] if '_' in stem else '' for stem in stems], d.pair_gap,
+                                  split.pose)
     return split
 
 
@@ -129,8 +133,7 @@ def _scannet(d, split_file, limit, mean, std, desc):
     for s, (color, _) in zip(samples, ds.frames):
         s['pose'] = _read_pose(color.parent.parent / 'pose' / f'{color.stem}.txt')
     split = _stack(samples, d.image_size, mean, std)
-    if split.pose is not None:
-        split.pairs = _sequence_pairs(ds._scene_of[:len(split)], d.pair_gap)
+    split.pairs = _sequence_pairs(ds._scene_of[:len(split)], d.pair_gap, split.pose)
     return split
 
 
@@ -150,8 +153,7 @@ def _seven_scenes(d, mean, std):
                         'intrinsics': K.copy(), 'pose': _read_pose(root / f'{stem}.pose.txt'), 'source': str(c)})
     cut = 2 * len(samples) // 3
     train, test = _stack(samples[:cut], d.image_size, mean, std), _stack(samples[cut:], d.image_size, mean, std)
-    if test.pose is not None:
-        test.pairs = _sequence_pairs([''] * len(test), d.pair_gap)
+    test.pairs = _sequence_pairs([''] * len(test), d.pair_gap, test.pose)
     return train, test
 
 
