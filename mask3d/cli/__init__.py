@@ -45,6 +45,11 @@ def _cmd_evaluate(args) -> int:
     return run_evaluate(args)
 
 
+def _cmd_probe(args) -> int:
+    from ..training.probe.cli import run_probe_cli
+    return run_probe_cli(args)
+
+
 def _cmd_data(args) -> int:
     from ..training.data.cli import run_data
     return run_data(args)
@@ -101,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--output', default=None, help='folder for the metrics and figure (default RUN_DIR/eval)')
     p.set_defaults(func=_cmd_evaluate)
 
+    p = sub.add_parser('probe', help='3D awareness of a frozen backbone: depth, normals, semseg, correspondence probes')
+    p.add_argument('--backbone', default=None, metavar='NAME_OR_PATH',
+                   help='run dir, export folder, local-dir:DIR, hf-hub:ORG/NAME, weights file or any timm ViT name')
+    p.add_argument('--config', required=True, help='YAML file, e.g. training/configs/probe/synthetic.yaml')
+    p.add_argument('--output', required=True, help='folder for probe.json and the figures')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override, e.g. quick=true')
+    p.set_defaults(func=_cmd_probe)
+
     p = sub.add_parser('data', help='dataset tools (needs mask3d[train])')
     data = p.add_subparsers(dest='data_command', required=True)
     q = data.add_parser('extract-sens', help='export a ScanNet .sens file to color/ depth/ pose/ intrinsic/')
@@ -112,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('--frames', type=int, default=100)
     q.add_argument('--seed', type=int, default=0)
     q.add_argument('--image-size', type=int, nargs=2, default=[240, 320], metavar=('H', 'W'))
+    q.add_argument('--views', type=int, default=1, help='camera poses per room; > 1 also writes pose/*.txt')
     q = data.add_parser('inspect', help='what a dataset holds: format, frames, size, depth range, labels')
     q.add_argument('path', help="a dataset file or folder, or 'synthetic'")
     q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',

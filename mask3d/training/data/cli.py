@@ -6,31 +6,34 @@ import numpy as np
 
 
 def write_synthetic(out, frames: int, seed: int, image_size=(240, 320), progress: bool = True,
-                    start: int = 0) -> Path:
+                    start: int = 0, views: int = 1) -> Path:
     """Synthetic frames ``start .. frames-1`` in the RGB-D folder layout (depth: uint16 mm), plus semantic/instance
     PNGs and per-frame intrinsics; readable with ``data.source: folder``. Disjoint ranges can be written by
-    parallel processes."""
+    parallel processes. ``views > 1``: each room from that many camera poses, named ``ROOM_VIEW`` (``000003_01``),
+    with ``pose/NAME.txt`` (4x4 camera-to-world, ScanNet's convention) for correspondence probes."""
     from PIL import Image
 
-    from .synthetic import CLASS_NAMES, IGNORE_INDEX, render_scene
+    from .synthetic import CLASS_NAMES, IGNORE_INDEX, render_views
 
     out = Path(out)
-    for sub in ('rgb', 'depth', 'semantic', 'instance', 'intrinsics'):
+    for sub in ('rgb', 'depth', 'semantic', 'instance', 'intrinsics') + (('pose',) if views > 1 else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
     it = range(start, frames)
     if progress:
         from tqdm.auto import tqdm
         it = tqdm(it, desc='synth', unit='frame')
     for i in it:
-        f = render_scene(seed, i, *image_size)
-        name = f'{i:06d}'
-        Image.fromarray(f['rgb'].transpose(1, 2, 0)).save(out / 'rgb' / f'{name}.png')
-        Image.fromarray(np.round(f['depth'][0] * 1000).astype(np.uint16)).save(out / 'depth' / f'{name}.png')
-        Image.fromarray(f['semantic'].astype(np.uint8)).save(out / 'semantic' / f'{name}.png')
-        Image.fromarray(f['instance'].astype(np.uint16)).save(out / 'instance' / f'{name}.png')
-        np.savetxt(out / 'intrinsics' / f'{name}.txt', f['intrinsics'], fmt='%.6f')
+        for v, f in enumerate(render_views(seed, i, views, *image_size)):
+            name = f'{i:06d}_{v:02d}' if views > 1 else f'{i:06d}'
+            if views > 1:
+                np.savetxt(out / 'pose' / f'{name}.txt', f['pose'], fmt='%.6f')
+            Image.fromarray(f['rgb'].transpose(1, 2, 0)).save(out / 'rgb' / f'{name}.png')
+            Image.fromarray(np.round(f['depth'][0] * 1000).astype(np.uint16)).save(out / 'depth' / f'{name}.png')
+            Image.fromarray(f['semantic'].astype(np.uint8)).save(out / 'semantic' / f'{name}.png')
+            Image.fromarray(f['instance'].astype(np.uint16)).save(out / 'instance' / f'{name}.png')
+            np.savetxt(out / 'intrinsics' / f'{name}.txt', f['intrinsics'], fmt='%.6f')
     (out / 'classes.json').write_text(json.dumps({'names': list(CLASS_NAMES), 'ignore_index': IGNORE_INDEX,
-                                                  'depth_scale': 1000, 'seed': seed}, indent=1))
+                                                  'depth_scale': 1000, 'seed': seed, 'views': views}, indent=1))
     return out
 
 
@@ -41,8 +44,10 @@ def run_data(args) -> int:
         print(f'wrote {n} frames to {args.out} (color/, depth/ uint16 mm, pose/, intrinsic/)')
         return 0
     if args.data_command == 'synth':
-        out = write_synthetic(args.out, args.frames, args.seed, tuple(args.image_size))
-        print(f'wrote {args.frames} synthetic frames to {out}; train on them with --set data.source=folder '
+        views = getattr(args, 'views', 1)
+        out = write_synthetic(args.out, args.frames, args.seed, tuple(args.image_size), views=views)
+        print(f'wrote {args.frames} synthetic rooms x {views} view(s) to {out}; train on them with '
+              f'--set data.source=folder '
               f'--set data.root={out} --set data.depth_scale=1000')
         return 0
     if args.data_command == 'inspect':

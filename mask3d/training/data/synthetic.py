@@ -333,28 +333,8 @@ def _texture(kind: int, scale, p: np.ndarray, rng_seed) -> np.ndarray:
     return 0.85 + 0.1 * np.sin(q[:, 0] * 7.3 + rng_seed) * np.sin(q[:, 1] * 5.1) * np.sin(q[:, 2] * 6.7 + 1.3)
 
 
-def render_scene(seed: int, index: int, height: int = 240, width: int = 320, *,
-                 sensor_noise: bool = True) -> Dict[str, np.ndarray]:
-    """One synthetic frame: ``rgb`` uint8 [3,H,W], ``depth`` float32 metres [1,H,W] (0 = invalid),
-    ``semantic`` int64 [H,W] (class ids of CLASS_NAMES), ``instance`` int32 [H,W] (0 = walls/floor/ceiling
-    stuff, 1.. objects), ``intrinsics`` float32 [3,3]."""
-    rng = np.random.default_rng([seed, index])
-    room = np.array([rng.uniform(3.0, 7.0), rng.uniform(2.5, 3.2), rng.uniform(3.0, 7.0)])
-    b = _SceneBuilder(rng)
-    stuff = {name: b.new_instance(name) for name in ('wall', 'floor', 'ceiling')}
-    cam_xz = (rng.uniform(0.4, 0.9) * room[0] if rng.random() < 0.5 else rng.uniform(0.1, 0.6) * room[0],
-              rng.uniform(0.1, 0.35) * room[2] if rng.random() < 0.5 else rng.uniform(0.65, 0.9) * room[2])
-    _furnish(b, room, cam_xz)
-    cam = np.array([cam_xz[0], rng.uniform(1.1, 1.7), cam_xz[1]])
-
-    # camera: looking towards the room centre (+-0.6 rad), pitched slightly down, small roll;
-    # x right, y down, z forward in the camera frame
-    to_centre = math.atan2(room[0] / 2 - cam[0], room[2] / 2 - cam[2])
-    yaw = to_centre + rng.uniform(-0.6, 0.6)
-    pitch, roll = rng.uniform(-0.5, 0.0), rng.uniform(-0.05, 0.05)
-    fx = fy = width * rng.uniform(0.75, 0.95)
-    cx, cy = width / 2 + rng.uniform(-4, 4), height / 2 + rng.uniform(-4, 4)
-    K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float32)
+def _camera_axes(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """World-from-camera rotation (columns: camera x right, y down, z forward in world coordinates)."""
     cyw, syw, cp, sp, cr, sr = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll), math.sin(roll)
     forward = np.array([syw * cp, sp, cyw * cp])
     right0 = np.cross(forward, [0.0, 1.0, 0.0])
@@ -362,8 +342,14 @@ def render_scene(seed: int, index: int, height: int = 240, width: int = 320, *,
     up0 = np.cross(right0, forward)  # right-handed: right x down = forward
     right = cr * right0 + sr * up0
     down = -(cr * up0 - sr * right0)
-    R = np.stack([right, down, forward], axis=1)  # columns: camera axes in world
+    return np.stack([right, down, forward], axis=1)
 
+
+def _ray_cast(b: _SceneBuilder, room: np.ndarray, stuff: Dict[str, int], cam: np.ndarray, R: np.ndarray,
+              K: np.ndarray, pinhole: Tuple[float, float, float, float], height: int, width: int):
+    """Per pixel: z-depth t, world hit point, surface normal and instance index (rays d have camera z = 1).
+    ``pinhole``: (fx, fy, cx, cy) in float64 (``K`` is their float32 copy, used for culling)."""
+    fx, fy, cx, cy = pinhole
     v, u = np.mgrid[0:height, 0:width].astype(np.float64)
     dirs_cam = np.stack([(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, np.ones_like(u)], -1).reshape(-1, 3)
     d = np.einsum('ij,kj->ik', dirs_cam, R)  # z-depth = t (camera-frame z of each ray is 1); einsum: BLAS is slow here
@@ -391,9 +377,12 @@ def render_scene(seed: int, index: int, height: int = 240, width: int = 320, *,
         t_best[sel] = t[closer]
         normal[sel] = n[closer]
         inst[sel] = prim.instance
+    return t_best, cam + d * t_best[:, None], normal, inst
 
-    points = cam + d * t_best[:, None]
-    light = np.array([room[0] * rng.uniform(0.3, 0.7), room[1] - 0.1, room[2] * rng.uniform(0.3, 0.7)])
+
+def _shade(b: _SceneBuilder, points: np.ndarray, normal: np.ndarray, inst: np.ndarray, light: np.ndarray,
+           gain: np.ndarray, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    m = points.shape[0]
     to_light = light - points
     dist = np.linalg.norm(to_light, axis=1, keepdims=True)
     lambert = np.clip((normal * to_light / dist).sum(1), 0, 1)
@@ -407,10 +396,12 @@ def render_scene(seed: int, index: int, height: int = 240, width: int = 320, *,
         sel = kinds == kind
         if sel.any():
             tex[sel] = _texture(kind, scales[sel, None], points[sel], inst[sel])
-    rgb = colors * (shade * tex)[:, None] * rng.uniform(0.8, 1.2, size=3)
+    rgb = colors * (shade * tex)[:, None] * gain
     rgb = rgb + rng.normal(0, 0.01, size=rgb.shape)
-    rgb = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(height, width, 3).transpose(2, 0, 1)
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(height, width, 3).transpose(2, 0, 1)
 
+
+def _frame(b: _SceneBuilder, t_best, inst, rgb, K, cam, R, rng, height, width, sensor_noise) -> Dict[str, np.ndarray]:
     depth = t_best.reshape(height, width).astype(np.float32)
     if sensor_noise:
         depth = _sensor_effects(depth, rng)
@@ -418,8 +409,67 @@ def render_scene(seed: int, index: int, height: int = 240, width: int = 320, *,
     semantic = classes[inst].reshape(height, width)
     instance = inst.reshape(height, width).astype(np.int32) - 2  # stuff (wall/floor/ceiling) -> <= 0
     instance[instance < 0] = 0
+    pose = np.eye(4, dtype=np.float32)
+    pose[:3, :3], pose[:3, 3] = R, cam
     return {'rgb': np.ascontiguousarray(rgb), 'depth': depth[None], 'semantic': semantic,
-            'instance': instance, 'intrinsics': K}
+            'instance': instance, 'intrinsics': K, 'pose': pose}
+
+
+def render_views(seed: int, index: int, views: int = 1, height: int = 240, width: int = 320, *,
+                 sensor_noise: bool = True, max_shift: float = 0.35,
+                 max_turn: float = 0.35) -> List[Dict[str, np.ndarray]]:
+    """Room ``(seed, index)`` seen from ``views`` camera poses, each frame as ``render_scene`` plus ``pose``
+    (4x4 camera-to-world, x right / y down / z forward: ScanNet's convention; world y is up).
+
+    View 0 is exactly ``render_scene(seed, index)``; view k >= 1 moves that camera by up to ``max_shift`` metres
+    (horizontally, inside the furniture-free zone around it) and turns it by up to ``max_turn`` rad in yaw and half
+    that in pitch, drawn from ``(seed, index, k)``. Room, furniture, light and intrinsics are shared, so
+    pixels of different views that see the same surface point correspond (ground truth from depth + poses)."""
+    if views < 1:
+        raise ValueError(f'views must be >= 1, got {views}')
+    rng = np.random.default_rng([seed, index])
+    room = np.array([rng.uniform(3.0, 7.0), rng.uniform(2.5, 3.2), rng.uniform(3.0, 7.0)])
+    b = _SceneBuilder(rng)
+    stuff = {name: b.new_instance(name) for name in ('wall', 'floor', 'ceiling')}
+    cam_xz = (rng.uniform(0.4, 0.9) * room[0] if rng.random() < 0.5 else rng.uniform(0.1, 0.6) * room[0],
+              rng.uniform(0.1, 0.35) * room[2] if rng.random() < 0.5 else rng.uniform(0.65, 0.9) * room[2])
+    _furnish(b, room, cam_xz)
+    cam = np.array([cam_xz[0], rng.uniform(1.1, 1.7), cam_xz[1]])
+
+    # camera: looking towards the room centre (+-0.6 rad), pitched slightly down, small roll;
+    # x right, y down, z forward in the camera frame
+    to_centre = math.atan2(room[0] / 2 - cam[0], room[2] / 2 - cam[2])
+    yaw = to_centre + rng.uniform(-0.6, 0.6)
+    pitch, roll = rng.uniform(-0.5, 0.0), rng.uniform(-0.05, 0.05)
+    fx = fy = width * rng.uniform(0.75, 0.95)
+    cx, cy = width / 2 + rng.uniform(-4, 4), height / 2 + rng.uniform(-4, 4)
+    K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float32)
+    R = _camera_axes(yaw, pitch, roll)
+    t_best, points, normal, inst = _ray_cast(b, room, stuff, cam, R, K, (fx, fy, cx, cy), height, width)
+    light = np.array([room[0] * rng.uniform(0.3, 0.7), room[1] - 0.1, room[2] * rng.uniform(0.3, 0.7)])
+    gain = rng.uniform(0.8, 1.2, size=3)
+    rgb = _shade(b, points, normal, inst, light, gain, rng, height, width)
+    frames = [_frame(b, t_best, inst, rgb, K, cam, R, rng, height, width, sensor_noise)]
+    for k in range(1, views):
+        vr = np.random.default_rng([seed, index, k])
+        step = vr.uniform(-max_shift, max_shift, size=2)
+        cam_k = np.array([np.clip(cam[0] + step[0], 0.1, room[0] - 0.1),
+                          np.clip(cam[1] + vr.uniform(-0.1, 0.1), 0.5, room[1] - 0.3),
+                          np.clip(cam[2] + step[1], 0.1, room[2] - 0.1)])
+        R_k = _camera_axes(yaw + vr.uniform(-max_turn, max_turn),
+                           float(np.clip(pitch + vr.uniform(-max_turn, max_turn) / 2, -0.7, 0.2)), roll)
+        t_k, points_k, normal_k, inst_k = _ray_cast(b, room, stuff, cam_k, R_k, K, (fx, fy, cx, cy), height, width)
+        rgb_k = _shade(b, points_k, normal_k, inst_k, light, gain, vr, height, width)
+        frames.append(_frame(b, t_k, inst_k, rgb_k, K, cam_k, R_k, vr, height, width, sensor_noise))
+    return frames
+
+
+def render_scene(seed: int, index: int, height: int = 240, width: int = 320, *,
+                 sensor_noise: bool = True) -> Dict[str, np.ndarray]:
+    """One synthetic frame: ``rgb`` uint8 [3,H,W], ``depth`` float32 metres [1,H,W] (0 = invalid),
+    ``semantic`` int64 [H,W] (class ids of CLASS_NAMES), ``instance`` int32 [H,W] (0 = walls/floor/ceiling
+    stuff, 1.. objects), ``intrinsics`` float32 [3,3], ``pose`` float32 [4,4] (camera-to-world)."""
+    return render_views(seed, index, 1, height, width, sensor_noise=sensor_noise)[0]
 
 
 def _sensor_effects(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,181 @@
+"""``run_probe``: frozen features once, then one light head per task, scored on the test split.
+
+Follows Probe3D (El Banani et al., CVPR 2024) where it applies: frozen multi-block features, dense probes for
+depth and normals trained with AdamW on a cosine schedule, zero-shot nearest-neighbour correspondence. The
+differences are listed in docs/probing.md.
+"""
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from timm.scheduler import CosineLRScheduler
+
+from ...errors import ConfigError
+from .config import ProbeConfig
+from .correspondence import correspondence_recall, pair_errors
+from .data import ProbeSplit, load_probe_data
+from .features import build_frozen_backbone, extract_features
+from .figures import save_pca_figure, save_probe_figure
+from .heads import DepthProbe, DenseProbe, LinearProbe, angular_loss, silog_loss
+from .metrics import NormalMetrics, ProbeDepthMetrics, ProbeSegmentationMetrics
+from .normals import normals_from_depth
+
+log = logging.getLogger(__name__)
+
+
+def _device(name: str) -> torch.device:
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise ConfigError('train.device=cuda but no CUDA device is available')
+    return torch.device(name)
+
+
+def _normals(split: ProbeSplit):
+    pairs = [normals_from_depth(d[0], K) for d, K in zip(split.depth, split.intrinsics)]
+    return torch.stack([n for n, _ in pairs]), torch.stack([v for _, v in pairs])
+
+
+def _train_head(head, feats: torch.Tensor, targets, loss_fn, cfg: ProbeConfig, device, desc: str):
+    """AdamW + cosine schedule for ``train.steps`` steps on batches of cached features."""
+    from tqdm.auto import tqdm
+    t = cfg.train
+    head.to(device).train()
+    opt = torch.optim.AdamW(head.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    sched = CosineLRScheduler(opt, t_initial=t.steps, warmup_t=max(1, t.steps // 20), warmup_lr_init=t.lr * 0.01,
+                              t_in_epochs=False)  # stepped per update
+    gen = torch.Generator().manual_seed(t.seed)
+    size = tuple(cfg.data.image_size)
+    bar = tqdm(range(t.steps), desc=desc, unit='step')
+    loss = torch.zeros(())
+    for step in bar:
+        idx = torch.randint(len(feats), (min(t.batch_size, len(feats)),), generator=gen)
+        x = feats[idx].float().flatten(1, 2).to(device)
+        loss = loss_fn(head(x, size), *[y[idx].to(device) for y in targets])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step_update(step + 1)
+        if step % 10 == 0:
+            bar.set_postfix(loss=f'{loss.item():.4f}')
+    return head.eval(), loss.item()
+
+
+@torch.no_grad()
+def _predict(head, feats: torch.Tensor, cfg: ProbeConfig, device) -> torch.Tensor:
+    size = tuple(cfg.data.image_size)
+    return torch.cat([head(feats[i:i + 16].float().flatten(1, 2).to(device), size).cpu()
+                      for i in range(0, len(feats), 16)])
+
+
+def _skip(result: Dict[str, Any], task: str, reason: str) -> None:
+    log.warning('probe %s skipped: %s', task, reason)
+    result.setdefault('skipped', {})[task] = reason
+
+
+def run_probe(cfg: ProbeConfig, out_dir, backbone_label: Optional[str] = None) -> Dict[str, Any]:
+    """Runs every task of ``cfg.tasks`` that the data supports; writes OUT/probe.json and the figures."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    torch.manual_seed(cfg.train.seed)
+    device = _device(cfg.train.device)
+    net, recipe = build_frozen_backbone(cfg.model, cfg.features.blocks)
+    p = recipe['patch_size']
+    if any(s % p for s in cfg.data.image_size):
+        raise ConfigError(f'data.image_size {cfg.data.image_size} must be multiples of the patch size {p}')
+    net.to(device)
+    train, test, posed = load_probe_data(cfg, recipe['mean'], recipe['std'])
+    f_train = extract_features(net, train.rgb, cfg.features.batch_size, device, 'features train')
+    f_test = extract_features(net, test.rgb, cfg.features.batch_size, device, 'features test')
+    n_blocks, channels = f_train.shape[1], f_train.shape[2]
+    result: Dict[str, Any] = {'backbone': dict(recipe, label=backbone_label or cfg.model.backbone),
+                              'config': cfg.to_dict(), 'frames': {'train': len(train), 'test': len(test)}}
+    shown = list(range(min(cfg.figure_samples, len(test))))
+    panels: Dict[str, Any] = {}
+    h = cfg.train.hidden
+    max_depth = cfg.data.max_depth
+
+    if 'depth' in cfg.tasks:
+        init = float(train.depth[train.depth > 0].median()) if (train.depth > 0).any() else 3.0
+        head, last = _train_head(DepthProbe(n_blocks, channels, h, max_depth, init), f_train, [train.depth], silog_loss,
+                                 cfg, device, 'probe depth')
+        pred = _predict(head, f_test, cfg, device)
+        metrics = ProbeDepthMetrics(max_depth=max_depth)
+        metrics.update(pred, test.depth)
+        result['depth'] = dict(metrics.compute(), train_loss=last)
+        panels['depth'] = (test.depth[shown, 0], pred[shown, 0])
+
+    if 'normals' in cfg.tasks:
+        if train.intrinsics is None or test.intrinsics is None:
+            _skip(result, 'normals', 'the source has no intrinsics (normals are computed from depth + intrinsics)')
+        else:
+            n_train, v_train = _normals(train)
+            n_test, v_test = _normals(test)
+            head, last = _train_head(DenseProbe(n_blocks, channels, 3, h), f_train, [n_train, v_train],
+                                     angular_loss, cfg, device, 'probe normals')
+            pred = _predict(head, f_test, cfg, device)
+            metrics = NormalMetrics()
+            metrics.update(pred, n_test, v_test)
+            result['normals'] = dict(metrics.compute(), train_loss=last)
+            panels['normals'] = (n_test[shown], torch.nn.functional.normalize(pred[shown], dim=1), v_test[shown])
+
+    if 'semseg' in cfg.tasks:
+        if train.semantic is None or test.semantic is None or not train.class_names:
+            _skip(result, 'semseg', 'the source has no semantic labels (or no class list: classes.json)')
+        else:
+            names = train.class_names
+            ce = torch.nn.CrossEntropyLoss(ignore_index=255)
+            head, last = _train_head(LinearProbe(n_blocks * channels, len(names)), f_train, [train.semantic],
+                                     ce, cfg, device, 'probe semseg')
+            pred = _predict(head, f_test, cfg, device).argmax(1)
+            metrics = ProbeSegmentationMetrics(names)
+            metrics.update(pred, test.semantic)
+            result['semseg'] = dict(metrics.compute(), train_loss=last)
+            panels['semseg'] = (test.semantic[shown], pred[shown], names)
+
+    if 'correspondence' in cfg.tasks:
+        if posed is None or posed.pose is None or posed.intrinsics is None or not posed.pairs:
+            _skip(result, 'correspondence', 'no posed frame pairs (needs depth + intrinsics + pose/ per frame)')
+        else:
+            c = cfg.correspondence
+            step = max(1, len(posed.pairs) / c.max_pairs)
+            pairs = [posed.pairs[int(i * step)] for i in range(min(c.max_pairs, len(posed.pairs)))]
+            f_posed = f_test if posed is test else extract_features(net, posed.rgb, cfg.features.batch_size, device,
+                                                                    'features views')
+            gen = torch.Generator().manual_seed(cfg.train.seed)
+            errors = [pair_errors(f_posed[i], f_posed[j], posed.frame(i), posed.frame(j), max_queries=c.max_queries,
+                                  stride=max(1, p // 4), tolerance=c.occlusion_tolerance, generator=gen)
+                      for i, j in pairs]
+            every = torch.cat(errors)
+            result['correspondence'] = dict(correspondence_recall(every, c.thresholds_px), pairs=len(pairs),
+                                            matches=int(every.numel()),
+                                            pair_recall=[correspondence_recall(e, c.thresholds_px) for e in errors])
+
+    figures = {}
+    if panels:
+        figures['predictions'] = str(save_probe_figure(out / 'probe_predictions.png', test.rgb[shown], panels,
+                                                       recipe['mean'], recipe['std'],
+                                                       title=f"{result['backbone']['label']}: frozen-feature probes"))
+    figures['pca'] = str(save_pca_figure(out / 'probe_pca.png', test.rgb[shown], f_test[shown, -1], recipe['mean'],
+                                         recipe['std'], title=f"{result['backbone']['label']}: first 3 PCs of "
+                                                              f"block {recipe['blocks'][-1]}"))
+    result['figures'] = figures
+    result['seconds'] = round(time.time() - started, 1)
+    (out / 'probe.json').write_text(json.dumps(_finite(result), indent=1))
+    return result
+
+
+def _finite(x):
+    """NaN -> null, so probe.json is strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
