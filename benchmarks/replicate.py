@@ -59,7 +59,7 @@ SEEDS = dict(pool=0, labelled=1000, selection=2000, test=3000)   # disjoint synt
 BUDGETS = {
     'smoke': dict(image_size=[96, 128], model='mask3d_vit_tiny_patch16', pool=24, labelled=12, few=8, selection=8,
                   test=8, batch_size=4, pretrain_steps=2, finetune_steps=2, lrs=[1e-3], seeds=[0], probe_quick=True,
-                  workers_per_loader=0, real_frames=1),
+                  probe_sets=['train.steps=3'], workers_per_loader=0, real_frames=1),
     'quick': dict(image_size=[96, 128], model='mask3d_vit_tiny_patch16', pool=256, labelled=64, few=32,
                   selection=32, test=48, batch_size=16, pretrain_steps=40, finetune_steps=20, lrs=[3e-4, 1e-3],
                   seeds=[0], probe_quick=True, workers_per_loader=2, real_frames=1),
@@ -174,7 +174,8 @@ def run_probe(out: Path, arm: str, runs: Dict, seed: int, budget: Dict, pools: D
     if not (run / 'probe.json').is_file():
         sets = ['data.source=folder', f'data.train_root={pools["labelled"]}', f'data.test_root={pools["test"]}',
                 f'data.image_size={budget["image_size"]}', f'train.seed={seed}', f'train.device={device}',
-                f'quick={str(budget["probe_quick"]).lower()}']
+                f'quick={str(budget["probe_quick"]).lower()}', 'tasks=[depth,normals,semseg]',  # no poses here
+                *budget.get('probe_sets', [])]
         cmd = [sys.executable, '-m', 'mask3d', 'probe', *backbone_args(arm, runs, seed, budget),
                '--config', str(PROBE_CONFIG), '--output', str(run)]
         for s in sets:
@@ -553,6 +554,38 @@ def dry_run(budget: Dict, out: Path, arms: List[str], device: str) -> int:
     return 0
 
 
+def run_arms(arms: List[str], runs: Dict, r: Dict, out: Path, budget: Dict, pools: Dict[str, Path], stages,
+             device: str, held_out_checks: bool) -> None:
+    """Pre-training, held-out pretext checks, 50-label fine-tuning and the probe for ``arms``, into ``r``."""
+    seeds, first = budget['seeds'], budget['seeds'][0]
+    # 1. pre-training, every pre-trained arm and seed; then rgb_reliance on held-out rooms (fixed masks)
+    for seed in seeds:
+        for arm in [a for a in arms if ARMS[a]]:
+            runs[arm, seed] = run_pretrain(out, arm, budget, pools['pool'], seed, device)
+            r['pretrain'].setdefault(arm, {})[str(seed)] = pretrain_record(runs[arm, seed])
+    for seed in seeds if held_out_checks else []:
+        for arm in [a for a in arms if a.startswith('mask3d')]:
+            held = r['pretrain'][arm][str(seed)]['held_out'] = pretext_check(runs[arm, seed],
+                                                                              _folder_frames(pools['test'], 64))
+            _log(f'{arm} seed {seed}: held-out rgb_reliance {held["rgb_reliance"]:.3f}' +
+                 (' ~ 1: the pretext barely uses the encoder' if held['rgb_reliance'] < 1.05 else ''))
+
+    # 2. 50-label fine-tuning: lr picked per arm on the selection set (first seed), then every seed at that lr
+    for arm in arms if 'finetune' in stages else []:
+        scores = {f'{lr:g}': run_finetune(out, arm, runs, first, lr, budget, pools, device)['selection']
+                  for lr in budget['lrs']}
+        chosen = max(budget['lrs'], key=lambda lr: scores[f'{lr:g}']['object_miou'])
+        r['lr_selection'][arm] = {'scores': {k: v['object_miou'] for k, v in scores.items()}, 'chosen': chosen}
+        for seed in seeds:
+            r['finetune'].setdefault(arm, {})[str(seed)] = {
+                **run_finetune(out, arm, runs, seed, chosen, budget, pools, device, test=True)['test'], 'lr': chosen}
+
+    # 3. frozen-feature probe
+    for seed in seeds if 'probe' in stages else []:
+        for arm in arms:
+            r['probe'].setdefault(arm, {})[str(seed)] = _flat(run_probe(out, arm, runs, seed, budget, pools, device))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true', help='minutes-long smoke version (= --preset quick)')
@@ -581,35 +614,11 @@ def main(argv=None) -> int:
     r: Dict = {'budget': budget, 'arms': arms, 'seeds_of_pools': SEEDS, 'machine': _machine(), 'pretrain': {},
                'probe': {}, 'finetune': {}, 'lr_selection': {}, 'lr_selected_on': f'seed {first} only'}
 
-    # 1. pre-training, every pre-trained arm and seed; rgb_reliance checked on the first seed before going on
-    runs = {}
-    for seed in seeds:
-        for arm in [a for a in arms if ARMS[a]]:
-            runs[arm, seed] = run_pretrain(out, arm, budget, pools['pool'], seed, args.device)
-            r['pretrain'].setdefault(arm, {})[str(seed)] = pretrain_record(runs[arm, seed])
+    # the verdict's arms first, end to end, then the paper-default arm: a study cut short still has its verdict
+    runs: Dict = {}
     full = set(args.stages) == set(STAGES) and set(VERDICT_ARMS) <= set(arms)
-    for (arm, seed), run in runs.items() if full else []:
-        if arm.startswith('mask3d'):   # on held-out rooms with fixed masks: comparable across arms and seeds
-            held = r['pretrain'][arm][str(seed)]['held_out'] = pretext_check(run, _folder_frames(pools['test'], 64))
-            _log(f'{arm} seed {seed}: held-out rgb_reliance {held["rgb_reliance"]:.3f}' +
-                 (' ~ 1: the pretext barely uses the encoder' if held['rgb_reliance'] < 1.05 else ''))
-
-    # 2. 50-label fine-tuning: lr picked per arm on the selection set (first seed), then every seed at that lr
-    for arm in arms if 'finetune' in args.stages else []:
-        scores = {f'{lr:g}': run_finetune(out, arm, runs, first, lr, budget, pools, args.device)['selection']
-                  for lr in budget['lrs']}
-        chosen = max(budget['lrs'], key=lambda lr: scores[f'{lr:g}']['object_miou'])
-        r['lr_selection'][arm] = {'scores': {k: v['object_miou'] for k, v in scores.items()}, 'chosen': chosen}
-        for seed in seeds:
-            r['finetune'].setdefault(arm, {})[str(seed)] = {
-                **run_finetune(out, arm, runs, seed, chosen, budget, pools, args.device, test=True)['test'],
-                'lr': chosen}
-
-    # 3. frozen-feature probe
-    for seed in seeds if 'probe' in args.stages else []:
-        for arm in arms:
-            r['probe'].setdefault(arm, {})[str(seed)] = _flat(run_probe(out, arm, runs, seed, budget, pools,
-                                                                        args.device))
+    for group in ([a for a in arms if a in VERDICT_ARMS], [a for a in arms if a not in VERDICT_ARMS]):
+        run_arms(group, runs, r, out, budget, pools, args.stages, args.device, held_out_checks=full)
     if not full:
         _log(f'stages {args.stages} of arms {arms} done; run without --arms/--stages for the results')
         return 0
