@@ -138,3 +138,15 @@ def test_replicate_verdict_rules_applied_literally():
     # no pre-trained arm above random init in the frozen probe: inconclusive
     below = [-0.01, 0.0, 0.005]
     assert R.verdict(pairs(below, below, good, good, [0.0, 0.0, 0.0], below))['outcome'] == 'inconclusive'
+
+
+def test_visible_stats_scale_counts_visible_patches(tmp_path):
+    from mask3d.training.data.cli import write_synthetic
+    write_synthetic(tmp_path / 'rooms', 4, 0, (64, 80), progress=False)
+    out = subprocess.run([sys.executable, str(REPO_ROOT / 'benchmarks' / 'visible_stats_scale.py'), '--root',
+                          str(tmp_path / 'rooms'), '--sizes', '64x80', '--ratios', '0.8', '0.95'],
+                         capture_output=True, text=True, env=ENV, timeout=300, cwd=REPO_ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    assert [(r['patches'], r['visible_patches']) for r in rows] == [(20, 4), (20, 1)]
+    assert all(r['mean_abs_target_visible_stats'] > 0 and r['mean_abs_target_all_pixel_stats'] > 0 for r in rows)
