@@ -168,14 +168,18 @@ def backbone_args(arm: str, runs: Dict, seed: int, budget: Dict) -> List[str]:
     return ['--backbone', str(runs[arm, seed])]
 
 
+def probe_sets(budget: Dict, pools: Dict[str, Path], seed: int, device: str) -> List[str]:
+    return ['data.source=folder', f'data.train_root={pools["labelled"]}', f'data.test_root={pools["test"]}',
+            f'data.image_size={budget["image_size"]}', f'train.seed={seed}', f'train.device={device}',
+            f'quick={str(budget["probe_quick"]).lower()}', 'tasks=[depth,normals,semseg]',  # no poses in these pools
+            *budget.get('probe_sets', [])]
+
+
 def run_probe(out: Path, arm: str, runs: Dict, seed: int, budget: Dict, pools: Dict[str, Path], device: str) -> Dict:
     """``mask3d probe`` on frozen features: heads trained on the labelled pool, scored on the test set."""
     run = out / 'probe' / arm / f'seed{seed}'
     if not (run / 'probe.json').is_file():
-        sets = ['data.source=folder', f'data.train_root={pools["labelled"]}', f'data.test_root={pools["test"]}',
-                f'data.image_size={budget["image_size"]}', f'train.seed={seed}', f'train.device={device}',
-                f'quick={str(budget["probe_quick"]).lower()}', 'tasks=[depth,normals,semseg]',  # no poses here
-                *budget.get('probe_sets', [])]
+        sets = probe_sets(budget, pools, seed, device)
         cmd = [sys.executable, '-m', 'mask3d', 'probe', *backbone_args(arm, runs, seed, budget),
                '--config', str(PROBE_CONFIG), '--output', str(run)]
         for s in sets:
@@ -534,6 +538,7 @@ def dry_run(budget: Dict, out: Path, arms: List[str], device: str) -> int:
     """Load and validate every configuration the plan would run, with the preset's overrides; run nothing."""
     from mask3d.training.config import load_config
     from mask3d.training.finetune.config import load_finetune_config
+    from mask3d.training.probe.config import load_probe_config
     pools = {k: out / 'data' / k for k in ('pool', 'labelled', 'few', 'selection', 'test')}
     runs = {(a, s): out / 'pretrain' / a / f'seed{s}' for a in arms for s in budget['seeds']}
     n = 0
@@ -545,8 +550,7 @@ def dry_run(budget: Dict, out: Path, arms: List[str], device: str) -> int:
             for lr in budget['lrs']:
                 load_finetune_config(CONFIGS / 'finetune_semseg.yaml',
                                      finetune_sets(arm, runs, seed, lr, budget, pools, device)).validate()
-    if not PROBE_CONFIG.is_file():
-        raise SystemExit(f'{PROBE_CONFIG}: probe config missing')
+            load_probe_config(PROBE_CONFIG, probe_sets(budget, pools, seed, device)).validate()
     n_ft = len(arms) * (len(budget['lrs']) + len(budget['seeds']) - 1)
     print(f"dry run ({budget['preset']}): {n} pre-training runs x {budget['pretrain_steps']} steps, "
           f"{len(arms) * len(budget['seeds'])} probes, {n_ft} fine-tuning runs x {budget['finetune_steps']} steps; "

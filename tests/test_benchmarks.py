@@ -150,3 +150,12 @@ def test_visible_stats_scale_counts_visible_patches(tmp_path):
     rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
     assert [(r['patches'], r['visible_patches']) for r in rows] == [(20, 4), (20, 1)]
     assert all(r['mean_abs_target_visible_stats'] > 0 and r['mean_abs_target_all_pixel_stats'] > 0 for r in rows)
+
+
+def test_replicate_gpu_preset_dry_run_validates_every_config(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO_ROOT / 'benchmarks' / 'replicate.py'), '--preset', 'gpu',
+                          '--dry-run', '--device', 'cuda', '--out', str(tmp_path)], capture_output=True, text=True,
+                         env=ENV, timeout=300, cwd=REPO_ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'dry run (gpu): 9 pre-training runs x 800 steps, 12 probes, 20 fine-tuning runs' in out.stdout
+    assert not any(tmp_path.iterdir())   # nothing ran, nothing written
