@@ -451,10 +451,11 @@ def plot_pretraining(path: Path, out: Path, r: Dict) -> None:
             kw = dict(color=colours[arm], alpha=0.8, label=arm if seed == r['budget']['seeds'][0] else None)
             axes[0].plot([x['step'] for x in rec], [x['loss'] for x in rec], **kw)
             rel = [x for x in rec if 'rgb_reliance' in x]
-            axes[1].plot([x['step'] for x in rel], [x['rgb_reliance'] for x in rel], marker='.', **kw)
+            if arm.startswith('mask3d'):  # MAE has no depth loss to compare
+                axes[1].plot([x['step'] for x in rel], [x['rgb_reliance'] for x in rel], marker='.', **kw)
     axes[0].set_title('pre-training loss (own objective; not comparable across arms)', fontsize=9)
     axes[1].axhline(1.0, color='k', lw=0.8, ls='--')
-    axes[1].set_title('rgb_reliance (loss with another frame\'s RGB / true loss; 1 = encoder ignored)', fontsize=9)
+    axes[1].set_title('rgb_reliance of the Mask3D arms (1 = encoder ignored)', fontsize=9)
     for ax in axes:
         ax.set_xlabel('step')
         ax.legend(fontsize=8)
