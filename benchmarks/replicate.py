@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from multiprocessing import Pool
@@ -161,13 +160,6 @@ def pretrain_record(run: Path) -> Dict:
             'rgb_reliance_last': rel[-1]['rgb_reliance'] if rel else None}
 
 
-def backbone_args(arm: str, runs: Dict, seed: int, budget: Dict) -> List[str]:
-    """``--backbone`` (and --set) for an arm: its pre-training run, or the architecture at random init (seeded)."""
-    if arm == 'scratch':
-        return ['--backbone', budget['model'], '--set', 'model.pretrained=false']
-    return ['--backbone', str(runs[arm, seed])]
-
-
 def probe_sets(budget: Dict, pools: Dict[str, Path], seed: int, device: str) -> List[str]:
     return ['data.source=folder', f'data.train_root={pools["labelled"]}', f'data.test_root={pools["test"]}',
             f'data.image_size={budget["image_size"]}', f'train.seed={seed}', f'train.device={device}',
@@ -177,17 +169,14 @@ def probe_sets(budget: Dict, pools: Dict[str, Path], seed: int, device: str) -> 
 
 def run_probe(out: Path, arm: str, runs: Dict, seed: int, budget: Dict, pools: Dict[str, Path], device: str) -> Dict:
     """``mask3d probe`` on frozen features: heads trained on the labelled pool, scored on the test set."""
+    from mask3d.training.probe.config import load_probe_config
+    from mask3d.training.probe.engine import run_probe as probe
     run = out / 'probe' / arm / f'seed{seed}'
     if not (run / 'probe.json').is_file():
-        sets = probe_sets(budget, pools, seed, device)
-        cmd = [sys.executable, '-m', 'mask3d', 'probe', *backbone_args(arm, runs, seed, budget),
-               '--config', str(PROBE_CONFIG), '--output', str(run)]
-        for s in sets:
-            cmd += ['--set', s]
+        backbone = [f'model.backbone={budget["model"]}', 'model.pretrained=false'] if arm == 'scratch' else \
+            [f'model.backbone={runs[arm, seed]}']   # scratch: the architecture at random init, seeded by train.seed
         t0 = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE='1'))
-        if done.returncode != 0:
-            raise RuntimeError(f'mask3d probe failed for {arm} seed {seed} ({" ".join(cmd)}):\n{done.stderr[-3000:]}')
+        probe(load_probe_config(PROBE_CONFIG, probe_sets(budget, pools, seed, device) + backbone), run)
         _log(f'probe {arm} seed {seed}: {time.perf_counter() - t0:.0f}s')
     return json.loads((run / 'probe.json').read_text())
 
