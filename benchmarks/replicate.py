@@ -5,16 +5,16 @@ Design (docs/results.md, with the verdict rules written down before the run):
 - four pools of synthetic rooms from disjoint seeds, rendered once: an unlabelled pre-training pool (thousands of
   rooms), a label-scarce labelled pool (200 frames; its first 50 are the 50-label pool), a selection set (learning
   rate choice only) and a test set (scored once per run, never used to choose anything);
-- arms: Mask3D with the measured best knobs (pretrain_mask3d.yaml), Mask3D with the paper's defaults
+- arms: Mask3D with the best knobs (pretrain_mask3d.yaml), Mask3D with the paper's defaults
   (pretrain_mask3d_paper.yaml), MAE (pretrain_mae.yaml), scratch (random init); same backbone, pool, budget, seeds;
 - evaluation: ``mask3d probe`` on frozen features (labelled 200-frame pool -> test set: depth, normals, semseg with
   object mIoU), and full fine-tuning on the 50-label pool (semseg) with the learning rate picked per arm on the
   selection set; layer decay for pre-trained arms only;
 - seeds: seed s pre-trains, probes and fine-tunes; paired differences over seeds with mean, std and paired t.
 
-    python benchmarks/replicate.py                    # the default preset, about 45 min on 2 idle CPU cores
-    python benchmarks/replicate.py --quick            # every stage at toy size, minutes
-    python benchmarks/replicate.py --preset gpu       # ViT-S, larger pool and budget, one H100/H200, <= 10 min
+    python benchmarks/replicate.py                    # the default preset: 44.5 min measured on 2 shared CPU cores
+    python benchmarks/replicate.py --quick            # every stage at toy size
+    python benchmarks/replicate.py --preset gpu       # ViT-S, larger pool and budget, for one H100/H200 (not run yet)
     python benchmarks/replicate.py --dry-run          # validate every config of the plan, run nothing
 
 Every run is a normal ``mask3d`` run directory under --out; an interrupted replication continues where it stopped
@@ -51,8 +51,8 @@ PROBE_METRICS = {  # probe.json key -> higher is better?
     'depth.rmse': False, 'normals.mean_angle_deg': False, 'normals.within_11_25': True}
 FINETUNE_METRICS = {'object_miou': True, 'miou': True}
 STRUCTURE_CLASSES = ('wall', 'floor', 'ceiling')   # left out of object mIoU
-RULE_MARGIN = 0.02
-STAGES = ('pretrain', 'finetune', 'probe')                                  # pre-registered: mean paired object-mIoU difference >= 0.02
+RULE_MARGIN = 0.02                                  # pre-registered: mean paired object-mIoU difference >= 0.02
+STAGES = ('pretrain', 'finetune', 'probe')
 
 SEEDS = dict(pool=0, labelled=1000, selection=2000, test=3000)   # disjoint synthetic seeds, one per pool
 BUDGETS = {
@@ -194,7 +194,7 @@ def finetune_sets(arm: str, runs: Dict, seed: int, lr: float, budget: Dict, pool
             f'data.image_size={budget["image_size"]}', f'data.batch_size={min(budget["batch_size"], budget["few"])}',
             f'data.num_workers={budget["workers_per_loader"]}', f'train.steps={steps}', f'train.seed={seed}',
             f'train.device={device}', f'train.ckpt_every={steps}', f'train.log_every={max(min(steps // 10, 10), 1)}',
-            f'optim.lr={lr}', f'optim.layer_decay={1.0 if arm == "scratch" else 0.75}']   # layer decay: pre-trained only
+            f'optim.lr={lr}', f'optim.layer_decay={1.0 if arm == "scratch" else 0.75}']  # decay: pre-trained only
     if arm == 'scratch':
         sets += [f'model.backbone={budget["model"]}', 'model.pretrained=false']
     else:
@@ -489,12 +489,14 @@ def report(r: Dict) -> str:
             per = r[evaluation].get(arm, {})
             lines.append(f'| {arm} | ' + ' | '.join(_fmt([per[str(s)].get(m, float('nan')) for s in seeds])
                                                     for m in shown) + ' |')
-        lines += ['', f'| paired difference ({evaluation}) | ' + ' | '.join(shown) + ' |', '|---|' + '---|' * len(shown)]
+        lines += ['', f'| paired difference ({evaluation}) | ' + ' | '.join(shown) + ' |',
+                  '|---|' + '---|' * len(shown)]
         for comp, per in r['paired'][evaluation].items():
             cells = []
             for m in shown:
                 d = per.get(m)
-                cells.append('n/a' if d is None else f"{d['mean']:+.3f} ± {d['std']:.3f} (t={d['t']:.2f}, p={d['p']:.3f})")
+                cells.append('n/a' if d is None else
+                             f"{d['mean']:+.3f} ± {d['std']:.3f} (t={d['t']:.2f}, p={d['p']:.3f})")
             lines.append(f'| {comp} | ' + ' | '.join(cells) + ' |')
     if r.get('lr_selection'):
         lines += ['', '| lr selection (selection-set object mIoU, seed ' + str(seeds[0]) + ') | ' +
@@ -505,7 +507,8 @@ def report(r: Dict) -> str:
     if r.get('sim_to_real'):
         srcs = list(next(iter(r['sim_to_real'].values())))
         for key in ('abs_rel_hidden_unaligned', 'abs_rel_hidden_aligned'):
-            lines += ['', f'| depth reconstruction AbsRel, hidden patches, {key.rsplit("_", 1)[1]} | ' + ' | '.join(srcs) + ' |',
+            lines += ['', f'| depth reconstruction AbsRel, hidden patches, {key.rsplit("_", 1)[1]} | ' +
+                      ' | '.join(srcs) + ' |',
                       '|---|' + '---|' * len(srcs)]
             for arm, per in r['sim_to_real'].items():
                 lines.append(f'| {arm} | ' + ' | '.join(f"{per[s].get(key, float('nan')):.3f}" for s in srcs) + ' |')

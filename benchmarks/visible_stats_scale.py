@@ -38,8 +38,9 @@ def main(argv=None) -> int:
             mask = random_patch_mask(len(depth), n, ratio)
             visible = ~upsample_patch_mask(mask.mask, 16, grid).bool()
             per_frame = normalize_depth(depth, 'standardize', stats_pixels=visible).value.abs().flatten(1).mean(1)
-            print(json.dumps({'image_size': size, 'depth_mask_ratio': ratio, 'visible_patches': n - int(mask.mask[0].sum()),
-                              'patches': n, 'mean_abs_target_visible_stats': round(float(per_frame.mean()), 3),
+            print(json.dumps({'image_size': size, 'depth_mask_ratio': ratio,
+                              'visible_patches': n - int(mask.mask[0].sum()), 'patches': n,
+                              'mean_abs_target_visible_stats': round(float(per_frame.mean()), 3),
                               'median_frame': round(float(per_frame.median()), 3),
                               'p90_frame': round(float(per_frame.quantile(0.9)), 3),
                               'max_frame': round(float(per_frame.max()), 3),
