@@ -45,8 +45,12 @@ def _check_name(name: str) -> None:
             raise UnknownModelError(f"'{arch}' has no pretrained tag '{tag}'; known tags: {', '.join(tags) or 'none'}")
 
 
-def _verify_source(name: str) -> None:
+def _verify_source(name: str, overlay: Optional[Dict[str, Any]]) -> None:
     """Fetch ``hf-hub:`` weights and check every recorded sha256 (manifest, config.json) before timm loads them."""
+    filename = (overlay or {}).get('hf_hub_filename')
+    if filename and not filename.endswith('.safetensors'):
+        raise InvalidWeightsFileError(f"refusing to download '{filename}' for {name}: mask3d loads Hub weights only "
+                                      f"from safetensors; ask the repo owner for a {SAFE_WEIGHTS_NAME}")
     source, model_id = parse_model_name(name)
     if source == 'hf-hub':
         repo_id, _, revision = model_id.partition('@')
@@ -74,7 +78,7 @@ def create_model(
     """
     _check_name(model_name)
     if pretrained:
-        _verify_source(model_name)
+        _verify_source(model_name, kwargs.get('pretrained_cfg_overlay'))
     with translate_hub_errors(model_name):
         model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
     if checkpoint_path is not None:
