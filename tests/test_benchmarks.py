@@ -90,3 +90,8 @@ def test_replicate_smoke_end_to_end_and_reuses_finished_runs(tmp_path):
     before = summary.stat().st_mtime
     replicate()
     assert summary.stat().st_mtime == before  # finished runs are kept, not re-run
+
+
+def test_cli_startup_json():
+    r = _run('cli_startup.py', '--repeats', '1', '--json')
+    assert set(r) == {'mask3d --help', 'mask3d --version', 'mask3d configs', 'import mask3d', 'repeats'}
