@@ -114,7 +114,8 @@ def push(
                                revision=revision, create_pr=create_pr, commit_message=f'Add {entry.name} weights')
     print_fn(f"pushed: commit {commit.oid} ({commit.pr_url or commit.commit_url})")
     published = not create_pr and revision in (None, 'main')
-    if os.access(manifest, os.W_OK) and 'site-packages' not in manifest.parts:
+    from mask3d_cli.bundled import BUNDLED
+    if os.access(manifest, os.W_OK) and not manifest.resolve().is_relative_to(BUNDLED):
         record_revision(manifest, entry.name, commit.oid, published)
         print_fn(f"recorded revision {commit.oid}{' and status published' if published else ''} in {manifest}")
     else:

@@ -80,8 +80,8 @@ def fetch_verified(repo_id: str, *, revision: Optional[str] = None, official_nam
                 f"the Hub); {_HOW_TO_GET_WEIGHTS}") from e
         try:
             config = hf_hub_download(repo_id, 'config.json', revision=revision)
-        except hf_errors.EntryNotFoundError:
-            config = None
+        except (hf_errors.EntryNotFoundError, hf_errors.LocalEntryNotFoundError):
+            config = None  # timm needs only the weights for an official name; the manifest's sha256 still applies
     shown = f'{location} {SAFE_WEIGHTS_NAME}'
     if entry is not None:
         check_sha256(weights, entry.sha256, 'the release manifest', shown)
