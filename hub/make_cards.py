@@ -25,7 +25,8 @@ def generate() -> dict:
         files[CARDS / f'{r.name}.md'] = render_model_card(
             model_name=r.name, repo_id=r.repo_id, license=r.license,
             description=f'Mask3D ViT backbone `{r.name}` (init: {r.init}). Status: {r.status}.',
-            training_data=r.training_data, training_config=f'# {r.training_config}', metrics=r.metrics)
+            training_data=r.training_data, training_config=f'# {r.training_config}', metrics=r.metrics,
+            base_model=r.base_model)
     rows = ['# Model zoo', '', 'Generated from `hub/manifest.yaml` by `python hub/make_cards.py`; do not edit by hand.',
             '', '| weights | status | Hub repo | init | licence | training config | metrics |',
             '| --- | --- | --- | --- | --- | --- | --- |']
@@ -33,8 +34,12 @@ def generate() -> dict:
         metrics = ', '.join(f'{k} {v}' for k, v in r.metrics.items()) or '-'
         rows.append(f'| `{r.name}` | {r.status} | `{r.repo_id}` | {r.init} | {r.license} | `{r.training_config}` | '
                     f'{metrics} |')
-    rows += ['', 'No weights are published yet. Train your own (`mask3d pretrain`, see docs/pretraining.md) and load '
-             "them with `mask3d.create_model('local-dir:DIR', pretrained=True)`.", '']
+    if not any(r.published for r in releases):
+        rows += ['', 'No weights are published yet. Train your own (`mask3d pretrain`, see docs/pretraining.md) and '
+                 "load them with `mask3d.create_model('local-dir:DIR', pretrained=True)`."]
+    rows += ['', "`pretrained=True` asks the Hub for the repo: one that does not exist yet raises "
+             "`WeightsNotPublishedError`. `timm.list_pretrained('mask3d*')` lists every planned tag (published or "
+             "not), under both spellings (`mask3d_vit_base.scannet` = `mask3d_vit_base_patch16.scannet`).", '']
     files[ZOO] = '\n'.join(rows)
     return files
 

@@ -1,6 +1,6 @@
 """mask3d: Mask3D (CVPR 2023) RGB-D pre-trained ViT backbones for timm.
 
-``import mask3d`` registers ``mask3d_vit_{tiny,small,base,large}_patch16`` in timm.
+``import mask3d`` registers ``mask3d_vit_{tiny,small,base,large}`` (and the same models as ``..._patch16``) in timm.
 """
 from . import models  # noqa: F401  (registration side effect)
 from .errors import (CheckpointMismatchError, ConfigError, InvalidWeightsFileError, Mask3DError,  # noqa: F401

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from mask3d_cli import main
 
 sys.exit(main())

@@ -10,7 +10,7 @@ from timm.models import get_arch_pretrained_cfgs, parse_model_name, split_model_
 
 from .errors import CheckpointMismatchError, InvalidWeightsFileError, UnknownModelError
 from .models.mask3d_vit import checkpoint_filter_fn
-from .weights import SAFE_WEIGHTS_NAME, translate_hub_errors
+from .weights import SAFE_WEIGHTS_NAME, check_sha256, fetch_verified, recorded_sha256, translate_hub_errors
 
 __all__ = ['create_model', 'list_models', 'load_checkpoint', 'load_state_dict_file', 'load_state_dict_into']
 
@@ -45,6 +45,22 @@ def _check_name(name: str) -> None:
             raise UnknownModelError(f"'{arch}' has no pretrained tag '{tag}'; known tags: {', '.join(tags) or 'none'}")
 
 
+def _verify_source(name: str, overlay: Optional[Dict[str, Any]]) -> None:
+    """Fetch ``hf-hub:`` weights and check every recorded sha256 (manifest, config.json) before timm loads them."""
+    filename = (overlay or {}).get('hf_hub_filename')
+    if filename and not filename.endswith('.safetensors'):
+        raise InvalidWeightsFileError(f"refusing to download '{filename}' for {name}: mask3d loads Hub weights only "
+                                      f"from safetensors; ask the repo owner for a {SAFE_WEIGHTS_NAME}")
+    source, model_id = parse_model_name(name)
+    if source == 'hf-hub':
+        repo_id, _, revision = model_id.partition('@')
+        fetch_verified(repo_id, revision=revision or None)
+    elif source == 'local-dir':
+        folder = Path(model_id)
+        check_sha256(folder / SAFE_WEIGHTS_NAME, recorded_sha256(folder / 'config.json'), f'{folder}/config.json',
+                     str(folder / SAFE_WEIGHTS_NAME))
+
+
 def create_model(
         model_name: str,
         pretrained: bool = False,
@@ -55,11 +71,14 @@ def create_model(
     """Create a Mask3D (or any timm) model.
 
     ``model_name`` is a registry name (``mask3d_vit_base_patch16``), ``name.tag``, ``hf-hub:org/repo@rev`` or
-    ``local-dir:DIR``. ``checkpoint_path`` loads a local ``.safetensors`` file or a checkpoint the user wrote
+    ``local-dir:DIR``; with ``pretrained=True`` the weights file is checked against the sha256 recorded in the
+    release manifest and the export's config.json. ``checkpoint_path`` loads a local ``.safetensors`` file or a checkpoint the user wrote
     (``.pt``/``.pth``, read with ``weights_only=True``), including a ``mask3d pretrain`` run checkpoint, whose
     encoder is extracted. Other kwargs go to ``timm.create_model``.
     """
     _check_name(model_name)
+    if pretrained:
+        _verify_source(model_name, kwargs.get('pretrained_cfg_overlay'))
     with translate_hub_errors(model_name):
         model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
     if checkpoint_path is not None:

@@ -1,4 +1,9 @@
-"""Saving backbones as Hub folders (``model.safetensors`` + timm ``config.json`` + model card)."""
+"""Saving backbones as Hub folders (``model.safetensors`` + timm ``config.json`` + model card).
+
+The folder names timm's stock ViT (``vit_base_patch16_224`` + ``dynamic_img_size``) as its architecture, so plain
+timm loads it from the Hub without mask3d installed, ``features_only`` included. What mask3d knows about the
+weights (sha256 of the file, init, data, steps) goes under the ``mask3d`` key of ``config.json``, which timm ignores.
+"""
 import json
 import os
 from pathlib import Path
@@ -7,7 +12,9 @@ from typing import Any, Dict, Optional, Union
 import torch
 from timm.models import save_for_hf
 
-from .weights import SAFE_WEIGHTS_NAME
+from .manifest import sha256_file
+from .models.mask3d_vit import stock_timm_architecture
+from .weights import EXPORT_METADATA_KEY, SAFE_WEIGHTS_NAME
 
 __all__ = ['save_pretrained', 'render_model_card']
 
@@ -29,17 +36,19 @@ def render_model_card(
         training_data: str = '',
         training_config: Optional[Union[str, Dict[str, Any]]] = None,
         metrics: Optional[Dict[str, Any]] = None,
+        base_model: Optional[str] = None,
 ) -> str:
-    """A model card whose usage snippet imports mask3d before timm (timm alone does not know the name)."""
+    """A Hub model card (``library_name: timm``): plain timm loads the folder, so the snippet needs no mask3d."""
     load = f"'hf-hub:{repo_id}'" if repo_id else "'local-dir:PATH/TO/THIS/FOLDER'"
+    base = f'base_model: {base_model}\n' if base_model else ''
     if isinstance(training_config, dict):
         import yaml
         training_config = yaml.safe_dump(training_config, sort_keys=False)
     metrics_md = '\n'.join(f'| {k} | {v} |' for k, v in (metrics or {}).items()) or '| (none recorded) | |'
     return f"""---
 license: {license}
-library_name: mask3d
-pipeline_tag: image-feature-extraction
+library_name: timm
+{base}pipeline_tag: image-feature-extraction
 tags:
 - mask3d
 - timm
@@ -54,16 +63,15 @@ tags:
 ## Usage
 
 ```python
-import mask3d  # registers the mask3d_* architectures in timm
-import timm
+import timm  # timm alone: config.json names timm's stock ViT with dynamic_img_size
 
-model = timm.create_model({load}, pretrained=True)
-model.eval()
-features = model.forward_features(images)  # images: [B, 3, H, W], H and W multiples of 16
+model = timm.create_model({load}, pretrained=True).eval()
+features = model.forward_features(images)  # images: [B, 3, H, W] (240x320 default), H and W multiples of 16
+pyramid = timm.create_model({load}, pretrained=True, features_only=True, out_indices=(2, 5, 8, 11))
 ```
 
-`mask3d.create_model(...)` is the same call with clearer errors. The weights also load into
-`timm.create_model('vit_*_patch16_224', num_classes=0)` of the same size without conversion.
+With `pip install mask3d`, `mask3d.create_model({load}, pretrained=True)` is the same call with errors that say
+what to do and a sha256 check of the weights file.
 
 ## Training data
 
@@ -98,21 +106,29 @@ def save_pretrained(
         directory: Union[str, os.PathLike],
         *,
         model_card: Optional[Dict[str, Any]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
 ) -> Path:
     """Write ``model.safetensors``, a timm-schema ``config.json`` and a ``README.md`` model card.
 
-    ``mask3d.create_model('local-dir:DIR', pretrained=True)`` rebuilds the same model with identical outputs.
+    ``timm.create_model('local-dir:DIR', pretrained=True)`` (and ``hf-hub:`` once pushed) rebuilds the same model
+    with identical outputs, with or without mask3d installed. ``model_card`` overrides card fields (``license``,
+    ``description``, ``base_model``, ...); ``metadata`` is recorded under ``config.json['mask3d']``.
     """
     directory = Path(directory)
     save_for_hf(model, directory, safe_serialization=True)
     config_path = directory / 'config.json'
     config = json.loads(config_path.read_text())
-    # the weights are the user's own now: drop the official tag the architecture's default cfg carried
-    config['pretrained_cfg'].pop('tag', None)
-    config_path.write_text(json.dumps(config, indent=2))
-    arch = config['architecture']
-    card = dict(model_name=arch, license=model.pretrained_cfg.get('license') or 'apache-2.0')
+    card = dict(model_name=config['architecture'], license=model.pretrained_cfg.get('license') or 'apache-2.0')
     card.update(model_card or {})
+    # plain timm builds the stock ViT; dynamic_img_size resamples the 14x14 position grid to 240x320 inputs
+    config['architecture'] = stock_timm_architecture(config['architecture'])
+    config['model_args'] = {**config.get('model_args', {}), 'dynamic_img_size': True}
+    pretrained_cfg = config['pretrained_cfg']
+    pretrained_cfg.pop('tag', None)  # the weights are the user's own now, not the official tag
+    pretrained_cfg.update(license=card['license'], description=card.get('description') or
+                          pretrained_cfg.get('description'))
+    config[EXPORT_METADATA_KEY] = {**(metadata or {}), 'sha256': sha256_file(directory / SAFE_WEIGHTS_NAME)}
+    config_path.write_text(json.dumps(config, indent=2))
     (directory / 'README.md').write_text(render_model_card(**card))
     assert (directory / SAFE_WEIGHTS_NAME).is_file()
     return directory

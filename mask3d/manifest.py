@@ -23,6 +23,7 @@ class Release:
     training_data: str
     revision: Optional[str] = None
     sha256: Optional[str] = None
+    base_model: Optional[str] = None   # Hub repo of the init weights, for the card's base_model
     metrics: Dict[str, Any] = field(default_factory=dict)
 
     @property

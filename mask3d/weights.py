@@ -1,29 +1,93 @@
 """Where pretrained weights come from, and turning Hub failures into errors that say what to do.
 
-The single list of released weights is ``hub/manifest.yaml`` in the source tree. This module carries the two
-facts the installed package needs from it: the Hub organisation and which tags are published (a test keeps
-them in sync with the manifest).
+Which weights exist is the Hub's answer, not a list frozen into the package: ``pretrained=True`` on an official
+tag asks the Hub (through huggingface_hub, so the cache and ``HF_HUB_OFFLINE`` work as everywhere else) and turns
+"repository not found" into "not published yet". What the files must be is the release manifest's answer
+(``hub/manifest.yaml``, shipped in the wheel): its sha256 is checked on every load, and so is the sha256 that
+``save_pretrained`` records in each export's ``config.json``.
 """
 import contextlib
+import json
+from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 from timm.models import PretrainedCfg, resolve_pretrained_cfg
 
 from .errors import InvalidWeightsFileError, WeightsDownloadError, WeightsNotCachedError, WeightsNotPublishedError
 
-HF_HUB_ORG = 'mask3d'
-"""Hugging Face organisation that hosts the official weights (``{HF_HUB_ORG}/{arch}.{tag}``)."""
-
-PUBLISHED_TAGS = frozenset()
-"""``arch.tag`` names whose weights are on the Hub. Empty until the first release (see hub/manifest.yaml)."""
-
 SAFE_WEIGHTS_NAME = 'model.safetensors'
+EXPORT_METADATA_KEY = 'mask3d'
+"""Top-level ``config.json`` key holding what mask3d records about an export (sha256, init, data, steps)."""
 
 _HOW_TO_GET_WEIGHTS = (
     "train your own with `mask3d pretrain` + `mask3d export RUN --out DIR`, then load it with "
     "mask3d.create_model('local-dir:DIR', pretrained=True) or "
     "mask3d.create_model(NAME, checkpoint_path='model.safetensors')"
 )
+
+
+def manifest_entry(repo_id: str):
+    """The release manifest's entry for ``repo_id`` (None if it has none, or no manifest is installed)."""
+    from mask3d_cli.bundled import manifest_path
+
+    from .manifest import load_manifest
+    path = manifest_path()
+    if not path.is_file():
+        return None
+    return next((r for r in load_manifest(path) if r.repo_id == repo_id), None)
+
+
+def check_sha256(path: Union[str, Path], expected: Optional[str], recorded_in: str, shown_as: str) -> None:
+    """Refuse a weights file whose sha256 differs from the one recorded for it."""
+    if not expected:
+        return
+    from .manifest import sha256_file
+    actual = sha256_file(path)
+    if actual != expected:
+        raise InvalidWeightsFileError(
+            f"{shown_as}: sha256 {actual} differs from {expected} recorded in {recorded_in}; the file is corrupt or "
+            f"was replaced: delete it ({path}) and download it again")
+
+
+def recorded_sha256(config_path: Union[str, Path]) -> Optional[str]:
+    """The sha256 of model.safetensors that ``save_pretrained`` wrote into an export's config.json."""
+    try:
+        return json.loads(Path(config_path).read_text()).get(EXPORT_METADATA_KEY, {}).get('sha256')
+    except (OSError, ValueError):
+        return None
+
+
+def fetch_verified(repo_id: str, *, revision: Optional[str] = None, official_name: Optional[str] = None) -> Path:
+    """Download (or find in the cache) ``repo_id``'s model.safetensors and check it against every recorded sha256.
+
+    ``official_name``: the ``arch.tag`` this repo is planned for; "repository not found" then means "not
+    published yet". The manifest pins the revision of official weights.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors as hf_errors
+
+    entry = manifest_entry(repo_id)
+    revision = revision or (entry.revision if entry else None)
+    location = f'hf-hub:{repo_id}' + (f'@{revision}' if revision else '')
+    with translate_hub_errors(location):
+        try:
+            weights = hf_hub_download(repo_id, SAFE_WEIGHTS_NAME, revision=revision)
+        except hf_errors.RepositoryNotFoundError as e:
+            if official_name is None and entry is None:
+                raise
+            raise WeightsNotPublishedError(
+                f"weights '{official_name or repo_id}' are not published yet (hf-hub:{repo_id} does not exist on "
+                f"the Hub); {_HOW_TO_GET_WEIGHTS}") from e
+        try:
+            config = hf_hub_download(repo_id, 'config.json', revision=revision)
+        except (hf_errors.EntryNotFoundError, hf_errors.LocalEntryNotFoundError):
+            config = None  # timm needs only the weights for an official name; the manifest's sha256 still applies
+    shown = f'{location} {SAFE_WEIGHTS_NAME}'
+    if entry is not None:
+        check_sha256(weights, entry.sha256, 'the release manifest', shown)
+    if config is not None:
+        check_sha256(weights, recorded_sha256(config), f'the repo\'s config.json', shown)
+    return Path(weights)
 
 
 def check_pretrained_source(
@@ -33,8 +97,8 @@ def check_pretrained_source(
 ) -> Tuple[Optional[Union[str, Dict[str, Any], PretrainedCfg]], str]:
     """Validate where ``pretrained=True`` would load from; returns the cfg to use and a readable location.
 
-    Refuses official tags that are not published yet, and forces safetensors for Hub downloads so that a
-    pickle file from the Hub is never loaded.
+    An official tag is fetched here (asking the Hub whether it is published, checking its sha256) and handed to
+    timm as a local file; Hub downloads are forced to safetensors, so a pickle from the Hub is never loaded.
     """
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=overlay)
     if cfg.source == 'local-dir':
@@ -43,22 +107,20 @@ def check_pretrained_source(
         return pretrained_cfg, 'in-memory state dict'
     if cfg.file:
         return pretrained_cfg, f'file {cfg.file}'
-    if cfg.source == 'hf-hub':
-        if cfg.hf_hub_filename and not cfg.hf_hub_filename.endswith('.safetensors'):
-            raise InvalidWeightsFileError(
-                f"refusing to download '{cfg.hf_hub_filename}' from hf-hub:{cfg.hf_hub_id}: mask3d loads Hub "
-                f"weights only from safetensors; ask the repo owner for a {SAFE_WEIGHTS_NAME}")
-        as_dict = cfg.to_dict() if not isinstance(pretrained_cfg, dict) else dict(pretrained_cfg)
-        as_dict['hf_hub_filename'] = cfg.hf_hub_filename or SAFE_WEIGHTS_NAME
-        return as_dict, f'hf-hub:{cfg.hf_hub_id} ({as_dict["hf_hub_filename"]})'
+    if cfg.hf_hub_filename and not cfg.hf_hub_filename.endswith('.safetensors'):
+        raise InvalidWeightsFileError(
+            f"refusing to download '{cfg.hf_hub_filename}' from hf-hub:{cfg.hf_hub_id}: mask3d loads Hub "
+            f"weights only from safetensors; ask the repo owner for a {SAFE_WEIGHTS_NAME}")
     name = f'{variant}.{cfg.tag}' if cfg.tag else variant
-    if cfg.hf_hub_id and cfg.hf_hub_id.startswith(f'{HF_HUB_ORG}/') and name not in PUBLISHED_TAGS:
-        raise WeightsNotPublishedError(
-            f"weights '{name}' are not published yet (planned at hf-hub:{cfg.hf_hub_id}); "
-            f"{_HOW_TO_GET_WEIGHTS}; `mask3d models` lists what is released")
-    if not (cfg.hf_hub_id or cfg.url):
+    if cfg.hf_hub_id:
+        official = name if cfg.source != 'hf-hub' else None
+        path = fetch_verified(cfg.hf_hub_id, official_name=official)
+        as_dict = cfg.to_dict()
+        as_dict.update(file=str(path), source='')  # timm loads the verified file, not a second download
+        return as_dict, f'hf-hub:{cfg.hf_hub_id} ({SAFE_WEIGHTS_NAME})'
+    if not cfg.url:
         raise WeightsNotPublishedError(f"'{name}' has no pretrained weights; {_HOW_TO_GET_WEIGHTS}")
-    return pretrained_cfg, f'hf-hub:{cfg.hf_hub_id} ({cfg.hf_hub_filename})'
+    return pretrained_cfg, cfg.url
 
 
 @contextlib.contextmanager
@@ -72,8 +134,8 @@ def translate_hub_errors(location: str):
     except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as e:
         raise WeightsNotCachedError(
             f"{location} is not in the local Hugging Face cache and the Hub cannot be reached (offline); "
-            f"pre-download it on a machine with network (`hf download REPO {SAFE_WEIGHTS_NAME}`, same HF_HOME), "
-            f"or pass a local file with checkpoint_path= or a folder with 'local-dir:DIR'") from e
+            f"pre-download it on a machine with network (`hf download REPO {SAFE_WEIGHTS_NAME} config.json`, same "
+            f"HF_HOME), or pass a local file with checkpoint_path= or a folder with 'local-dir:DIR'") from e
     except hf_errors.RepositoryNotFoundError as e:
         raise WeightsDownloadError(f"{location}: repository not found on the Hub (check the id, or log in "
                                    f"with `hf auth login` if it is private)") from e

@@ -159,3 +159,8 @@ def test_replicate_gpu_preset_dry_run_validates_every_config(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'dry run (gpu): 9 pre-training runs x 800 steps, 12 probes, 20 fine-tuning runs' in out.stdout
     assert not any(tmp_path.iterdir())   # nothing ran, nothing written
+
+
+def test_cli_startup_json():
+    r = _run('cli_startup.py', '--repeats', '1', '--json')
+    assert set(r) == {'mask3d --help', 'mask3d --version', 'mask3d configs', 'import mask3d', 'repeats'}

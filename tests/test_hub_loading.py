@@ -1,7 +1,11 @@
 """Loading weights: fake Hugging Face cache (offline), local files, local-dir, round trips, timm interchange."""
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import timm
@@ -11,6 +15,9 @@ from safetensors.torch import save_file
 import mask3d
 from conftest import tiny_kwargs
 from mask3d import weights as weights_mod
+from mask3d.manifest import Release, sha256_file
+
+PLANNED_REPO = 'mask3d/mask3d_vit_tiny_patch16.scannet'  # the manifest's repo for mask3d_vit_tiny_patch16.scannet
 
 COMMIT = 'a' * 40
 
@@ -46,9 +53,12 @@ def test_save_pretrained_round_trip_local_dir(tiny, tmp_path):
     out = mask3d.save_pretrained(tiny, tmp_path / 'm')
     assert {p.name for p in out.iterdir()} == {'model.safetensors', 'config.json', 'README.md'}
     card = (out / 'README.md').read_text()
-    assert card.index('import mask3d') < card.index('timm.create_model') and 'hou2023mask3d' in card
+    assert 'library_name: timm' in card and 'import mask3d' not in card and 'hou2023mask3d' in card
     cfg = json.loads((out / 'config.json').read_text())
-    assert cfg['architecture'] == 'mask3d_vit_tiny_patch16' and cfg['model_args']['depth'] == 2
+    # plain timm's stock ViT, dynamic size, 240x320 default input; mask3d's own record beside it
+    assert cfg['architecture'] == 'vit_tiny_patch16_224' and cfg['model_args']['depth'] == 2
+    assert cfg['model_args']['dynamic_img_size'] is True and cfg['pretrained_cfg']['input_size'] == [3, 240, 320]
+    assert cfg['mask3d']['sha256'] == sha256_file(out / 'model.safetensors')
     loaded = mask3d.create_model(f'local-dir:{out}', pretrained=True).eval()
     x = torch.randn(2, 3, 240, 320)
     assert torch.equal(loaded.forward_features(x), tiny.forward_features(x))
@@ -109,7 +119,7 @@ def test_mae_checkpoint_initialises_mask3d(tmp_path):
 
 
 def test_fake_hub_cache_hf_hub_name(tiny, tmp_path, offline_hub):
-    repo = f'{weights_mod.HF_HUB_ORG}/mask3d_vit_tiny_patch16.scannet'
+    repo = PLANNED_REPO
     _fake_hub_repo(offline_hub, repo, _export_bytes(tiny, tmp_path))
     loaded = mask3d.create_model(f'hf-hub:{repo}', pretrained=True).eval()
     x = torch.randn(1, 3, 240, 320)
@@ -118,13 +128,112 @@ def test_fake_hub_cache_hf_hub_name(tiny, tmp_path, offline_hub):
     assert torch.equal(loaded_rev(x), tiny(x))
 
 
-def test_fake_hub_cache_published_tag(tiny, tmp_path, offline_hub, monkeypatch):
-    repo = f'{weights_mod.HF_HUB_ORG}/mask3d_vit_tiny_patch16.scannet'
-    _fake_hub_repo(offline_hub, repo, _export_bytes(tiny, tmp_path))
-    monkeypatch.setattr(weights_mod, 'PUBLISHED_TAGS', frozenset({'mask3d_vit_tiny_patch16.scannet'}))
-    loaded = timm.create_model('mask3d_vit_tiny_patch16.scannet', pretrained=True, **tiny_kwargs()).eval()
+def test_fake_hub_cache_official_tag(tiny, tmp_path, offline_hub):
+    """Published-ness is the Hub's answer: files in the cache load, whatever the package was released with."""
+    _fake_hub_repo(offline_hub, PLANNED_REPO, _export_bytes(tiny, tmp_path))
     x = torch.randn(1, 3, 240, 320)
-    assert torch.equal(loaded(x), tiny(x))
+    for name in ('mask3d_vit_tiny_patch16.scannet', 'mask3d_vit_tiny.scannet'):
+        loaded = timm.create_model(name, pretrained=True, **tiny_kwargs()).eval()
+        assert torch.equal(loaded(x), tiny(x))
+
+
+def _not_found(*args, **kwargs):
+    from huggingface_hub.errors import RepositoryNotFoundError
+    raise RepositoryNotFoundError('404 Client Error. Repository Not Found',
+                                  response=mock.Mock(status_code=404, headers={}, url='https://huggingface.co'))
+
+
+def test_repository_not_found_on_hub_means_not_published(monkeypatch):
+    """The Hub (mocked with huggingface_hub's own exception) says the repo does not exist: "not published yet"."""
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, 'hf_hub_download', _not_found)
+    for call in (lambda: timm.create_model('mask3d_vit_base.scannet', pretrained=True),
+                 lambda: mask3d.create_model('mask3d_vit_large_patch16', pretrained=True),
+                 lambda: mask3d.create_model('hf-hub:mask3d/mask3d_vit_base_patch16.in1k_scannet', pretrained=True)):
+        with pytest.raises(mask3d.WeightsNotPublishedError) as e:
+            call()
+        msg = _one_line(e)
+        assert 'not published yet' in msg and 'local-dir:' in msg and 'checkpoint_path=' in msg
+    with pytest.raises(mask3d.WeightsDownloadError) as e:  # a repo the manifest does not know: just not found
+        mask3d.create_model('hf-hub:someone/typo', pretrained=True)
+    assert 'repository not found' in _one_line(e)
+
+
+def _corrupt(tiny, tmp_path) -> dict:
+    """An export whose model.safetensors was replaced by other valid weights after its sha256 was recorded."""
+    files = _export_bytes(tiny, tmp_path)
+    sd = {k: v.clone() for k, v in tiny.state_dict().items()}
+    sd['norm.weight'][0] += 1
+    save_file(sd, str(tmp_path / 'other.safetensors'))
+    return {**files, 'model.safetensors': (tmp_path / 'other.safetensors').read_bytes()}
+
+
+def test_sha256_mismatch_is_refused(tiny, tmp_path, offline_hub, monkeypatch):
+    files = _corrupt(tiny, tmp_path)
+    _fake_hub_repo(offline_hub, 'someone/corrupt', files)
+    with pytest.raises(mask3d.InvalidWeightsFileError) as e:  # against the sha256 in the repo's config.json
+        mask3d.create_model('hf-hub:someone/corrupt', pretrained=True)
+    msg = _one_line(e)
+    assert 'hf-hub:someone/corrupt model.safetensors' in msg and "config.json" in msg and 'sha256' in msg
+    folder = tmp_path / 'local'
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    with pytest.raises(mask3d.InvalidWeightsFileError) as e:
+        mask3d.create_model(f'local-dir:{folder}', pretrained=True)
+    assert str(folder / 'model.safetensors') in _one_line(e)
+    # against the release manifest's sha256, for an official tag (the weights themselves are intact)
+    _fake_hub_repo(offline_hub, PLANNED_REPO, _export_bytes(tiny, tmp_path))
+    entry = Release(name='mask3d_vit_tiny_patch16.scannet', repo_id=PLANNED_REPO, status='published',
+                    license='apache-2.0', init='scratch', training_config='x', training_data='x', revision=COMMIT,
+                    sha256='0' * 64)
+    monkeypatch.setattr(weights_mod, 'manifest_entry', lambda repo_id: entry if repo_id == PLANNED_REPO else None)
+    with pytest.raises(mask3d.InvalidWeightsFileError) as e:
+        timm.create_model('mask3d_vit_tiny.scannet', pretrained=True, **tiny_kwargs())
+    msg = _one_line(e)
+    assert f'hf-hub:{PLANNED_REPO}@{COMMIT} model.safetensors' in msg and 'release manifest' in msg
+
+
+_PLAIN_TIMM = """
+import socket, sys
+class NoNetwork(socket.socket):  # everything must come from the cache
+    def __init__(self, family=socket.AF_INET, *args, **kwargs):
+        if family in (socket.AF_INET, socket.AF_INET6):
+            raise RuntimeError('network access attempted')
+        super().__init__(family, *args, **kwargs)
+socket.socket = NoNetwork
+import timm, torch
+from safetensors.torch import save_file
+x = torch.load(sys.argv[2], weights_only=True)
+model = timm.create_model(sys.argv[1], pretrained=True).eval()
+pyramid = timm.create_model(sys.argv[1], pretrained=True, features_only=True, out_indices=(0, 1)).eval()
+with torch.no_grad():
+    out = {'tokens': model.forward_features(x), **{f'map{i}': m for i, m in enumerate(pyramid(x))}}
+assert 'mask3d' not in sys.modules, 'plain timm must not need mask3d'
+save_file({k: v.contiguous() for k, v in out.items()}, sys.argv[3])
+print(model.pretrained_cfg['input_size'], type(model).__name__)
+"""
+
+
+def test_plain_timm_loads_an_export_from_the_hub_cache(tiny, tmp_path, offline_hub):
+    """A process that never imports mask3d loads the export via hf-hub: offline, features equal to mask3d's."""
+    from safetensors.torch import load_file
+    repo = 'someone/mask3d-tiny-export'
+    _fake_hub_repo(offline_hub, repo, _export_bytes(tiny, tmp_path))
+    x = torch.randn(1, 3, 240, 320)
+    torch.save(x, tmp_path / 'x.pt')
+    env = {**os.environ, 'HF_HUB_CACHE': str(offline_hub), 'HF_HUB_OFFLINE': '1', 'PYTHONPATH': ''}
+    result = subprocess.run([sys.executable, '-c', _PLAIN_TIMM, f'hf-hub:{repo}', str(tmp_path / 'x.pt'),
+                             str(tmp_path / 'out.safetensors')], capture_output=True, text=True, env=env,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '(3, 240, 320) VisionTransformer' in result.stdout
+    got = load_file(str(tmp_path / 'out.safetensors'))
+    pyramid = mask3d.create_model(f'hf-hub:{repo}', pretrained=True, features_only=True, out_indices=(0, 1)).eval()
+    with torch.no_grad():
+        assert torch.equal(got['tokens'], tiny.forward_features(x))
+        for i, m in enumerate(pyramid(x)):
+            assert torch.equal(got[f'map{i}'], m)
 
 
 # ---- errors: one line, saying what to do --------------------------------------------------------------------
@@ -133,15 +242,6 @@ def _one_line(excinfo):
     msg = str(excinfo.value)
     assert '\n' not in msg
     return msg
-
-
-def test_unpublished_tag_says_so():
-    with pytest.raises(mask3d.WeightsNotPublishedError) as e:
-        timm.create_model('mask3d_vit_base_patch16.scannet', pretrained=True)
-    msg = _one_line(e)
-    assert 'not published yet' in msg and 'local-dir:' in msg and 'checkpoint_path=' in msg
-    with pytest.raises(mask3d.WeightsNotPublishedError):
-        mask3d.create_model('mask3d_vit_large_patch16', pretrained=True)
 
 
 def test_unknown_model_suggests_close_matches():
@@ -153,8 +253,7 @@ def test_unknown_model_suggests_close_matches():
     assert 'scannet' in _one_line(e)
 
 
-def test_offline_not_cached_names_repo(monkeypatch):
-    monkeypatch.setattr(weights_mod, 'PUBLISHED_TAGS', frozenset({'mask3d_vit_tiny_patch16.scannet'}))
+def test_offline_not_cached_names_repo():
     with pytest.raises(mask3d.WeightsNotCachedError) as e:
         mask3d.create_model('mask3d_vit_tiny_patch16.scannet', pretrained=True)
     msg = _one_line(e)
@@ -199,7 +298,12 @@ def test_pickle_from_hub_is_refused(tiny, tmp_path, offline_hub):
         mask3d.create_model(f'hf-hub:{repo}', pretrained=True)
     assert 'model.safetensors' in _one_line(e)
     with pytest.raises(mask3d.InvalidWeightsFileError) as e:
-        timm.create_model(f'hf-hub:{repo}', pretrained=True, pretrained_cfg_overlay=dict(hf_hub_filename='pytorch_model.bin'))
+        mask3d.create_model(f'hf-hub:{repo}', pretrained=True,
+                            pretrained_cfg_overlay=dict(hf_hub_filename='pytorch_model.bin'))
+    assert 'refusing' in _one_line(e)
+    with pytest.raises(mask3d.InvalidWeightsFileError) as e:  # a registered name pointed at the pickle
+        timm.create_model('mask3d_vit_tiny_patch16', pretrained=True,
+                          pretrained_cfg_overlay=dict(hf_hub_id=repo, hf_hub_filename='pytorch_model.bin'))
     assert 'refusing' in _one_line(e)
 
 

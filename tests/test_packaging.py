@@ -1,22 +1,32 @@
-"""The wheel holds mask3d and mask3d.training, and nothing else (no tests, no data, no configs)."""
+"""The wheel and sdist are complete: a wheel installed into a fresh environment runs the documented commands from
+any folder (bundled configs and manifest, LICENSE, no repository needed); the sdist holds what the tests need."""
+import os
 import subprocess
 import sys
+import sysconfig
+import tarfile
 import zipfile
+from pathlib import Path
 
 import pytest
 
 from conftest import REPO_ROOT
+
+OFFLINE_BUILD_ENV = {'PATH': '/usr/bin:/bin'}  # no index, no build isolation: nothing is downloaded
+
+
+def _run(args, **kwargs):
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
 
 
 @pytest.fixture(scope='module')
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp('wheel')
     build = tmp_path_factory.mktemp('build')
-    # offline: no build isolation (setuptools comes with the [dev] extra), no index
-    result = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '--no-index',
-                             '-w', str(out), str(REPO_ROOT)], capture_output=True, text=True,
-                            env={'PATH': '/usr/bin:/bin', 'TMPDIR': str(build), 'HOME': str(build)})
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    _run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '--no-index', '-w', out,
+          REPO_ROOT], env={**OFFLINE_BUILD_ENV, 'TMPDIR': str(build), 'HOME': str(build)})
     wheels = list(out.glob('mask3d-*.whl'))
     assert len(wheels) == 1
     return wheels[0]
@@ -24,17 +34,70 @@ def wheel(tmp_path_factory):
 
 def test_wheel_contents(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    packages = {n.split('/')[0] for n in names}
-    assert 'mask3d' in packages
+    assert {n.split('/')[0] for n in names} == {'mask3d', 'mask3d_cli', 'mask3d-0.1.0.dist-info'}
     assert 'mask3d/__init__.py' in names and 'mask3d/training/__init__.py' in names
     assert 'mask3d/models/mask3d_vit.py' in names and 'mask3d/training/data/synthetic.py' in names
+    # every YAML under training/configs, found by the build step, not listed by hand
+    configs = sorted(p.relative_to(REPO_ROOT / 'training' / 'configs').as_posix()
+                     for p in (REPO_ROOT / 'training' / 'configs').rglob('*.yaml'))
+    assert sorted(n[len('mask3d_cli/_bundled/configs/'):] for n in names
+                  if n.startswith('mask3d_cli/_bundled/configs/')) == configs
+    assert 'mask3d_cli/_bundled/manifest.yaml' in names
+    assert 'mask3d-0.1.0.dist-info/licenses/LICENSE' in names
     assert not any(n.startswith(('tests/', 'training/', 'hub/', 'benchmarks/', 'docs/')) for n in names)
     assert not any(n.endswith(('.png', '.jpg', '.mat', '.npy', '.sens', '.pt', '.safetensors')) for n in names)
-    meta = next(n for n in names if n.endswith('METADATA'))
-    text = zipfile.ZipFile(wheel).read(meta).decode()
+    text = zipfile.ZipFile(wheel).read('mask3d-0.1.0.dist-info/METADATA').decode()
     requires = [line for line in text.splitlines() if line.startswith('Requires-Dist') and 'extra ==' not in line]
     assert sorted(r.split()[1].split('>')[0].split('<')[0] for r in requires) == \
         ['huggingface-hub', 'safetensors', 'timm', 'torch']
-    assert any(line.startswith('Provides-Extra: train') for line in text.splitlines())
-    entry = next(n for n in names if n.endswith('entry_points.txt'))
-    assert 'mask3d = mask3d.cli:main' in zipfile.ZipFile(wheel).read(entry).decode()
+    assert 'Provides-Extra: train' in text and 'License-Expression: Apache-2.0' in text
+    assert 'Requires-Python: >=3.10' in text and 'Classifier: Intended Audience :: Science/Research' in text
+    assert 'Project-URL: Paper, https://arxiv.org/abs/2302.14746' in text
+    entry = zipfile.ZipFile(wheel).read('mask3d-0.1.0.dist-info/entry_points.txt').decode()
+    assert 'mask3d = mask3d_cli:main' in entry
+
+
+def test_build_requires_only_setuptools():
+    import tomllib
+    assert tomllib.loads((REPO_ROOT / 'pyproject.toml').read_text())['build-system']['requires'] == ['setuptools>=77']
+    assert (REPO_ROOT / 'LICENSE').read_text().lstrip().startswith('Apache License')
+
+
+def test_sdist_holds_what_the_tests_need(tmp_path):
+    _run([sys.executable, '-m', 'build', '--sdist', '--no-isolation', '--outdir', tmp_path, REPO_ROOT],
+         env={**OFFLINE_BUILD_ENV, 'TMPDIR': str(tmp_path), 'HOME': str(tmp_path)})
+    names = {n.split('/', 1)[1] for n in tarfile.open(next(tmp_path.glob('mask3d-*.tar.gz'))).getnames() if '/' in n}
+    tracked = _run(['git', 'ls-files'], cwd=REPO_ROOT).stdout.split()
+    needed = [n for n in tracked if n.startswith(('tests/', 'training/', 'hub/', 'docs/', 'benchmarks/', 'mask3d'))]
+    missing = sorted(set(needed + ['LICENSE', 'README.md', 'setup.py', 'pyproject.toml', '.ci/run']) - names)
+    assert not missing
+
+
+def test_installed_wheel_runs_from_another_folder(wheel, tmp_path):
+    """A fresh environment (the shared site-packages for torch & co., no mask3d) + the wheel: pretrain by name."""
+    env_dir = tmp_path / 'venv'
+    _run([sys.executable, '-m', 'venv', '--without-pip', env_dir])
+    python = env_dir / 'bin' / 'python'
+    site = Path(_run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])']).stdout.strip())
+    # dependencies come from this interpreter's site-packages (a plain path: its editable mask3d is not loaded)
+    (site / 'shared_site.pth').write_text(sysconfig.get_paths()['purelib'] + '\n')
+    _run([sys.executable, '-m', 'pip', '--python', python, 'install', '--no-deps', '--no-index', wheel],
+         env={**OFFLINE_BUILD_ENV, 'HOME': str(tmp_path)})
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    env = {'PATH': f"{env_dir / 'bin'}:/usr/bin:/bin", 'HOME': str(tmp_path), 'HF_HUB_OFFLINE': '1',
+           'HF_HUB_CACHE': str(tmp_path / 'hf'), 'OMP_NUM_THREADS': '2'}
+    version = _run(['mask3d', '--version'], cwd=elsewhere, env=env).stdout
+    assert version.strip() == 'mask3d 0.1.0'
+    assert 'pretrain/synthetic_tiny' in _run(['mask3d', 'configs'], cwd=elsewhere, env=env).stdout
+    _run(['mask3d', 'pretrain', '--config', 'synthetic_tiny', '--output', 'run', '--set', 'train.steps=2',
+          '--set', 'data.batch_size=2', '--set', 'data.num_workers=0', '--set', 'train.precision=fp32',
+          '--set', 'model.model_args={depth: 2}', '--set', 'data.image_size=[96,128]'], cwd=elsewhere, env=env)
+    assert (elsewhere / 'run' / 'export' / 'model.safetensors').is_file()
+    where = _run([python, '-c', 'import mask3d, mask3d_cli.bundled as b; print(mask3d.__file__, b.manifest_path())'],
+                 cwd=elsewhere, env=env).stdout
+    assert str(REPO_ROOT) not in where and '_bundled' in where  # the installed copy, not the repository
+    # the manifest works after a non-editable install: push --dry-run verifies against it
+    out = subprocess.run(['mask3d', 'push', 'run/export', '--repo-id', 'mask3d/mask3d_vit_tiny_patch16.scannet',
+                          '--dry-run'], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert out.returncode == 1 and 'manifest has no sha256' in out.stdout, out.stdout + out.stderr

@@ -126,7 +126,7 @@ def test_export_command_round_trip(tmp_path):
     sd = _weights(run)
     assert all(torch.equal(v, sd[f'encoder.{k}']) for k, v in model.state_dict().items())
     card = (out / 'README.md').read_text()
-    assert 'import mask3d' in card and 'synthetic' in card and 'decoder_dim: 64' in card
+    assert 'library_name: timm' in card and 'synthetic' in card and 'decoder_dim: 64' in card
 
 
 @pytest.mark.parametrize('override,message', [

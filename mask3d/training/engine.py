@@ -247,21 +247,58 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
             summary['rgb_reliance'] = {'first': records[0].get('rgb_reliance'),
                                        'last': records[-1].get('rgb_reliance')}
         if t_cfg.export_at_end:
-            summary['export'] = str(export_encoder(model.encoder, cfg, run_dir / 'export', metrics=last_record))
+            summary['export'] = str(export_encoder(model.encoder, cfg, run_dir / 'export', metrics=last_record,
+                                                       run_dir=run_dir))
         (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def export_encoder(encoder: torch.nn.Module, cfg: PretrainConfig, out_dir, *, metrics: Dict[str, Any]) -> Path:
-    """The encoder as a Hub folder (model.safetensors + config.json + model card with config and metrics)."""
+def describe_data(data) -> str:
+    """Where the pre-training frames came from, in words (the card's training data; no dataset is implied)."""
+    if data.source == 'mixture':
+        return 'mixture of ' + '; '.join(f'{describe_data(part)} (weight {w:g})' for part, w in mixture_parts(data))
+    return {'synthetic': 'built-in synthetic indoor RGB-D rooms (mask3d.training.data.synthetic), no real images',
+            'folder': f'RGB-D folder {data.root}',
+            'scannet': f'ScanNet v2 RGB-D frames ({data.split or "all scenes"}, every {data.every})',
+            'nyu-raw': f'NYU Depth v2 raw frames ({data.root})',
+            'sunrgbd': f'SUN RGB-D frames ({data.root})'}.get(data.source, f'{data.source} ({data.root})')
+
+
+def run_metadata(cfg: PretrainConfig, run_dir: Optional[Path], metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """What an export records about its run: data, init, steps, licence, base model, probe metrics if measured."""
+    from ..licensing import derived_license, init_license_and_base
+    init_license, base_model = init_license_and_base(cfg.model.init)
+    meta = {'architecture': cfg.model.name, 'init': cfg.model.init or 'scratch', 'init_license': init_license,
+            'training_data': describe_data(cfg.data), 'data_sources': sorted(
+                {p.source for p, _ in mixture_parts(cfg.data)} if cfg.data.source == 'mixture' else {cfg.data.source}),
+            'steps': metrics.get('step'), 'license': derived_license(init_license, has_init=bool(cfg.model.init)),
+            'base_model': base_model, 'metrics': {k: (round(v, 6) if isinstance(v, float) else v)
+                                                  for k, v in metrics.items()}}
+    probe = Path(run_dir) / 'probe.json' if run_dir else None
+    if probe is not None and probe.is_file():  # written by `mask3d probe RUN`
+        try:
+            values = json.loads(probe.read_text())
+        except ValueError as e:
+            raise ConfigError(f'{probe}: not valid JSON ({e})') from e
+        values = values.get('metrics', values) if isinstance(values, dict) else {}
+        meta['metrics'].update({f'probe/{k}': (round(v, 6) if isinstance(v, float) else v)
+                                for k, v in values.items() if isinstance(v, (int, float, str))})
+    return meta
+
+
+def export_encoder(encoder: torch.nn.Module, cfg: PretrainConfig, out_dir, *, metrics: Dict[str, Any],
+                   run_dir: Optional[Path] = None) -> Path:
+    """The encoder as a Hub folder (model.safetensors + config.json + card), described from the run itself."""
     from ..hub import save_pretrained
-    data = {'synthetic': 'built-in synthetic indoor RGB-D scenes (mask3d.training.data.synthetic)',
-            'folder': f'RGB-D folder {cfg.data.root}',
-            'scannet': f'ScanNet v2 RGB-D frames ({cfg.data.split or "all scenes"}, every {cfg.data.every})'}.get(cfg.data.source, cfg.data.source)
-    card = dict(description=f'Mask3D pre-trained {cfg.model.name} (init: {cfg.model.init or "scratch"}).',
-                training_data=data, training_config=cfg.to_dict(),
-                metrics={k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()})
-    return save_pretrained(encoder, out_dir, model_card=card)
+    meta = run_metadata(cfg, run_dir, metrics)
+    steps = f', {meta["steps"]} steps' if meta['steps'] is not None else ''
+    license_note = '' if meta['init_license'] or not cfg.model.init else \
+        f' The licence of the init weights ({cfg.model.init}) is unknown: check it before publishing.'
+    card = dict(description=f'Mask3D pre-trained {cfg.model.name} on {meta["training_data"]} (init: {meta["init"]}'
+                            f'{steps}).{license_note}',
+                license=meta['license'], base_model=meta['base_model'], training_data=meta['training_data'],
+                training_config=cfg.to_dict(), metrics=meta['metrics'])
+    return save_pretrained(encoder, out_dir, model_card=card, metadata=meta)
 
 
 def export_run(run_dir, out_dir, checkpoint: Optional[str] = None) -> Path:
@@ -278,5 +315,5 @@ def export_run(run_dir, out_dir, checkpoint: Optional[str] = None) -> Path:
         lines = (run_dir / 'metrics.jsonl').read_text().splitlines()
         if lines:
             metrics = json.loads(lines[-1])
-    return export_encoder(model.encoder, cfg, out_dir, metrics=metrics)
+    return export_encoder(model.encoder, cfg, out_dir, metrics=metrics, run_dir=run_dir)
 

@@ -1,0 +1,155 @@
+"""The ``mask3d`` command.
+
+This package is separate from ``mask3d`` so that ``mask3d --help``, ``--version`` and ``configs`` answer without
+importing torch and timm (importing ``mask3d`` registers the models in timm, which takes seconds). Each subcommand
+names its implementation as ``'module:function'``; that module is imported only when the subcommand runs.
+
+Adding a subcommand is a few lines in ``build_parser``::
+
+    p = sub.add_parser('probe', help='...')
+    p.add_argument(...)
+    p.set_defaults(func=lazy('mask3d.training.probe.cli:run_probe'))
+"""
+import argparse
+import importlib
+import re
+import sys
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from .bundled import configs_root, list_configs, manifest_path
+
+
+def version() -> str:
+    """mask3d's version, read from mask3d/version.py without importing mask3d."""
+    spec = find_spec('mask3d')
+    text = (Path(list(spec.submodule_search_locations)[0]) / 'version.py').read_text()
+    return re.search(r"__version__\s*=\s*['\"]([^'\"]+)", text).group(1)
+
+
+def lazy(target: str) -> Callable:
+    """A subcommand handler that imports ``module`` only when called: ``lazy('pkg.mod:run')(args)``."""
+    def handler(args):
+        module, function = target.split(':')
+        return getattr(importlib.import_module(module), function)(args)
+    handler.target = target
+    return handler
+
+
+def _cmd_configs(args) -> int:
+    found = list_configs(args.family)
+    print(f'bundled configs ({configs_root()}); pass the name to --config, or a path to your own YAML:')
+    for key, path in found.items():
+        first = next((line[1:].strip() for line in path.read_text().splitlines() if line.startswith('#')), '')
+        print(f'  {key:44s} {first[:70]}')
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='mask3d', description='Mask3D RGB-D pre-trained ViT backbones.')
+    parser.add_argument('--version', action='version', version=f'mask3d {version()}')
+    sub = parser.add_subparsers(dest='command', required=True)
+    config_help = 'a bundled config name (`mask3d configs`, e.g. {}) or a YAML file'
+
+    p = sub.add_parser('models', help='list Mask3D backbones, their tags and where their weights are')
+    p.add_argument('filter', nargs='?', default='', help="wildcard filter, e.g. '*base*'")
+    p.set_defaults(func=lazy('mask3d.cli.commands:run_models'))
+
+    p = sub.add_parser('configs', help='list the bundled YAML configs (pretrain, finetune, ...)')
+    p.add_argument('family', nargs='?', default=None, help='a folder, e.g. pretrain')
+    p.set_defaults(func=_cmd_configs)
+
+    p = sub.add_parser('push', help='upload an exported folder to the Hugging Face Hub')
+    p.add_argument('folder')
+    p.add_argument('--repo-id', required=True, help='ORG/NAME; must have an entry in the manifest')
+    p.add_argument('--manifest', default=None,
+                   help=f'release manifest (default: {manifest_path()}); the pushed commit id is recorded there')
+    p.add_argument('--dry-run', action='store_true', help='verify and list what would be uploaded')
+    p.add_argument('--private', action='store_true', help='create the repository private')
+    p.add_argument('--revision', default=None, help='branch to push to (created if missing; default main)')
+    p.add_argument('--create-pr', action='store_true', help='open a pull request instead of committing')
+    p.set_defaults(func=lazy('mask3d.cli.commands:run_push'))
+
+    p = sub.add_parser('pretrain', help='Mask3D masked RGB-D pre-training (needs mask3d[train])')
+    p.add_argument('--config', required=True, help=config_help.format('synthetic_tiny'))
+    p.add_argument('--output', required=True, help='run directory (checkpoints, metrics.jsonl, figures, export)')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override, e.g. optim.lr=1e-4')
+    p.add_argument('--resume', action='store_true', help='continue from RUN_DIR/checkpoints/last.pt')
+    p.add_argument('--overwrite', action='store_true', help='delete an earlier run in RUN_DIR first')
+    p.set_defaults(func=lazy('mask3d.training.cli:run_pretrain'), config_family='pretrain')
+
+    p = sub.add_parser('export', help='write a pre-training run\'s encoder as a Hub folder')
+    p.add_argument('run_dir')
+    p.add_argument('--out', required=True)
+    p.add_argument('--checkpoint', default=None, help='checkpoint file (default RUN_DIR/checkpoints/last.pt)')
+    p.set_defaults(func=lazy('mask3d.training.cli:run_export'))
+
+    tasks = ('semseg', 'depth', 'instance')
+    p = sub.add_parser('finetune', help='fine-tune a backbone for semseg, depth or instance (needs mask3d[train])')
+    p.add_argument('--task', required=True, choices=tasks)
+    p.add_argument('--config', required=True, help=config_help.format('synthetic_semseg'))
+    p.add_argument('--output', required=True, help='run directory (checkpoints, metrics.jsonl, eval/)')
+    p.add_argument('--backbone', default=None, metavar='NAME_OR_PATH',
+                   help='create_model name, hf-hub:ORG/NAME, local-dir:DIR, an exported folder or a pretrain run dir')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override, e.g. optim.lr=1e-4')
+    p.add_argument('--resume', action='store_true', help='continue from RUN_DIR/checkpoints/last.pt')
+    p.add_argument('--overwrite', action='store_true', help='delete an earlier run in RUN_DIR first')
+    p.set_defaults(func=lazy('mask3d.training.finetune.cli:run_finetune'), config_family='finetune')
+
+    p = sub.add_parser('evaluate', help='score a fine-tuned run: metrics JSON and a PNG of predictions')
+    p.add_argument('checkpoint', metavar='RUN_DIR_OR_CHECKPOINT')
+    p.add_argument('--task', default=None, choices=tasks, help='must match the checkpoint')
+    p.add_argument('--config', default=None, help='data/eval sections to use (default: the run\'s own config)')
+    p.add_argument('--split', default='val', choices=('val', 'train'))
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
+    p.add_argument('--output', default=None, help='folder for the metrics and figure (default RUN_DIR/eval)')
+    p.set_defaults(func=lazy('mask3d.training.finetune.cli:run_evaluate'), config_family='finetune')
+
+    p = sub.add_parser('probe', help='3D awareness of a frozen backbone: depth, normals, semseg, correspondence probes')
+    p.add_argument('--backbone', default=None, metavar='NAME_OR_PATH',
+                   help='run dir, export folder, local-dir:DIR, hf-hub:ORG/NAME, weights file or any timm ViT name')
+    p.add_argument('--config', required=True, help='YAML file or bundled name, e.g. synthetic (training/configs/probe/)')
+    p.add_argument('--output', required=True, help='folder for probe.json and the figures')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override, e.g. quick=true')
+    p.set_defaults(func=lazy('mask3d.training.probe.cli:run_probe_cli'), config_family='probe')
+
+    p = sub.add_parser('data', help='dataset tools (needs mask3d[train])')
+    data = p.add_subparsers(dest='data_command', required=True)
+    q = data.add_parser('extract-sens', help='export a ScanNet .sens file to color/ depth/ pose/ intrinsic/')
+    q.add_argument('sens')
+    q.add_argument('--out', required=True)
+    q.add_argument('--every', type=int, default=1, help='keep every K-th frame')
+    q = data.add_parser('synth', help='write built-in synthetic RGB-D scenes in the RGB-D folder layout')
+    q.add_argument('--out', required=True)
+    q.add_argument('--frames', type=int, default=100)
+    q.add_argument('--seed', type=int, default=0)
+    q.add_argument('--image-size', type=int, nargs=2, default=[240, 320], metavar=('H', 'W'))
+    q.add_argument('--views', type=int, default=1, help='camera poses per room; > 1 also writes pose/*.txt')
+    q = data.add_parser('inspect', help='what a dataset holds: format, frames, size, depth range, labels')
+    q.add_argument('path', help="a dataset file or folder, or 'synthetic'")
+    q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',
+                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'folder',
+                                                         'synthetic'))
+    q.add_argument('--depth-scale', type=float, default=1000.0, help='16-bit PNG units per metre (folder, nyu-raw)')
+    q.add_argument('--class-mapping', default=None, help='nyu-mat: classMapping40.mat (default: next to the .mat)')
+    q.add_argument('--max-frames', type=int, default=50, help='frames read for the statistics (evenly spaced)')
+    q.add_argument('--json', action='store_true')
+    q.add_argument('--sheet', default=None, metavar='OUT.png', help='contact sheet of a few frames')
+    p.set_defaults(func=lazy('mask3d.training.data.cli:run_data'))
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if getattr(args, 'config', None) and getattr(args, 'config_family', None):
+            from .bundled import resolve_config
+            args.config = str(resolve_config(args.config, args.config_family))
+        return args.func(args) or 0
+    except Exception as e:
+        errors = sys.modules.get('mask3d.errors')  # loaded by then if a mask3d error can have been raised
+        if errors is None or not isinstance(e, errors.Mask3DError):
+            raise
+        print(f"mask3d {args.command}: error: {e}", file=sys.stderr)
+        return 2
