@@ -98,6 +98,20 @@ def _frames(d, seed: int):
     raise ConfigError(f'unknown data.source {d.source!r}')
 
 
+def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTransform, patch_size: int):
+    """(stream, stream) for ``data.source: shards``: the stream is both the dataset and what ``set_epoch`` moves."""
+    from .data.shards import ShardStream, open_shard_set
+    d = cfg.data
+    if state is not None and state['config']['data']['num_workers'] != d.num_workers:
+        raise ConfigError(f"--resume with data.source=shards: data.num_workers {state['config']['data']['num_workers']}"
+                          f' -> {d.num_workers} would deal the shards differently; keep it unchanged')
+    prep = PretrainSamples((), transform, patch_size=patch_size, seed=cfg.train.seed)  # only its prepare()
+    stream = ShardStream(open_shard_set(d.root, d.shard_index), prep.prepare, batch_size=d.batch_size,
+                         rank=info.rank, world_size=info.world_size, num_workers=d.num_workers, seed=cfg.train.seed,
+                         shuffle_buffer=d.shuffle_buffer, skip_bad=d.skip_bad)
+    return stream, stream
+
+
 def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Run (or resume) pre-training into ``run_dir``; returns a summary dict (also written as summary.json)."""
     return launch(_pretrain, cfg, run_dir, resume, RESUMABLE_CHANGES, progress)
@@ -137,21 +151,27 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
         _log.info('torch.compile wrapped the model in %.1fs (compiles on first step)', time.perf_counter() - t0)
 
     # ---- data ----
-    frames = build_frames(cfg)
     mean, std = encoder.pretrained_cfg['mean'], encoder.pretrained_cfg['std']
     transform = JointTransform(d_cfg.image_size, scale=tuple(d_cfg.scale), hflip=d_cfg.hflip, mean=mean, std=std)
-    samples = PretrainSamples(frames, transform, patch_size=model.patch_size, seed=t_cfg.seed,
-                              skip_bad=d_cfg.skip_bad)
-    sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
-    micro_per_epoch = (len(samples) // info.world_size) // d_cfg.batch_size
+    if d_cfg.source == 'shards':
+        sampler, samples = _shard_stream(cfg, state, info, transform, model.patch_size)
+        frames_total, micro_per_epoch = sampler.shards.frames, sampler.batches_per_epoch
+    else:
+        samples = PretrainSamples(build_frames(cfg), transform, patch_size=model.patch_size, seed=t_cfg.seed,
+                                  skip_bad=d_cfg.skip_bad)
+        sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
+        frames_total = len(samples)
+        micro_per_epoch = (len(samples) // info.world_size) // d_cfg.batch_size
     steps_per_epoch = micro_per_epoch // o_cfg.accum_steps
     if steps_per_epoch < 1:
-        raise ConfigError(f'{len(samples)} frames are too few for one step of {eff_batch} (batch_size x '
+        raise ConfigError(f'{frames_total} frames are too few for one step of {eff_batch} (batch_size x '
                           f'accum_steps x processes); lower data.batch_size or add data')
-    loader = DataLoader(samples, batch_size=d_cfg.batch_size, sampler=sampler, num_workers=d_cfg.num_workers,
+    loader = DataLoader(samples, batch_size=d_cfg.batch_size, num_workers=d_cfg.num_workers,
                         pin_memory=device.type == 'cuda', drop_last=True,
-                        generator=torch.Generator().manual_seed(t_cfg.seed),  # leaves the global RNG to the model
-                        persistent_workers=False, prefetch_factor=4 if d_cfg.num_workers else None)
+                        persistent_workers=False, prefetch_factor=4 if d_cfg.num_workers else None,
+                        **({} if d_cfg.source == 'shards' else dict(
+                            sampler=sampler,
+                            generator=torch.Generator().manual_seed(t_cfg.seed))))  # leaves the global RNG to the model
 
     logger = MetricsLogger(run_dir, info.is_main, 'pretrain')
     bar = None
@@ -174,8 +194,10 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     start_micro = (step % steps_per_epoch) * o_cfg.accum_steps
     while step < t_cfg.steps:
         sampler.set_epoch(epoch, start=start_micro * d_cfg.batch_size)
-        micro, loss_acc, depth_acc = 0, 0.0, 0.0
+        micro, loss_acc, depth_acc = start_micro, 0.0, 0.0
         for batch in loader:
+            if micro >= steps_per_epoch * o_cfg.accum_steps:
+                break  # an epoch is whole steps: no gradient is carried into the next epoch
             rgb = batch['rgb'].to(device, non_blocking=True)
             depth = batch['depth'].to(device, non_blocking=True)
             noise = batch['mask_noise'].to(device, non_blocking=True)
