@@ -305,7 +305,7 @@ class ShardStream(IterableDataset):
 
     def reader_samples(self, worker: int) -> Iterator[Dict[str, Any]]:
         """What DataLoader worker ``worker`` yields this epoch (a whole number of batches)."""
-        from webdataset.filters import _shuffle
+        from webdataset.filters import shuffle
         from webdataset.tariterators import tarfile_samples
         w = self.workers
         logical = (worker + self.start_batches) % w         # rotate, so the resumed epoch's next batch is first
@@ -314,7 +314,7 @@ class ShardStream(IterableDataset):
         mine = epoch_assignment(len(self.shards.urls), self.world_size * w, self.seed, self.epoch)[reader]
         raw = tarfile_samples([{'url': self.shards.urls[s]} for s in mine])
         seed = int(np.random.SeedSequence([self.seed, self.epoch, reader]).generate_state(1)[0])
-        raw = _shuffle(raw, bufsize=self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(seed))
+        raw = shuffle(bufsize=self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(seed))(raw)
         to_skip, to_yield = skip * self.batch_size, (self.batches_per_reader - skip) * self.batch_size
         skipped = 0
         for r in raw:
