@@ -146,9 +146,10 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     if info.distributed:
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     if t_cfg.compile:
-        t0 = time.perf_counter()
-        train_model = torch.compile(train_model)
-        _log.info('torch.compile wrapped the model in %.1fs (compiles on first step)', time.perf_counter() - t0)
+        # static shapes (every batch has the same size and visible count); one graph without breaks on a single
+        # process (DDP splits it at its bucket boundaries); mode 'reduce-overhead' replays it as CUDA graphs
+        train_model = torch.compile(train_model, mode=t_cfg.compile_mode, dynamic=False,
+                                    fullgraph=not info.distributed)
 
     # ---- data ----
     mean, std = encoder.pretrained_cfg['mean'], encoder.pretrained_cfg['std']
@@ -192,9 +193,11 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     model.train()
     epoch = step // steps_per_epoch
     start_micro = (step % steps_per_epoch) * o_cfg.accum_steps
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     while step < t_cfg.steps:
         sampler.set_epoch(epoch, start=start_micro * d_cfg.batch_size)
-        micro, loss_acc, depth_acc = start_micro, 0.0, 0.0
+        # losses stay on the device: the host waits for the GPU only every log_every steps (and at checkpoints)
+        micro, loss_acc, depth_acc = start_micro, torch.zeros((), device=device), torch.zeros((), device=device)
         for batch in loader:
             if micro >= steps_per_epoch * o_cfg.accum_steps:
                 break  # an epoch is whole steps: no gradient is carried into the next epoch
@@ -209,13 +212,10 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
                 with autocast:
                     out = train_model(rgb, depth, mask_noise=noise)
                 loss = out['loss']
-                if not torch.isfinite(loss.detach()).all():
-                    raise NonFiniteLossError(
-                        f'non-finite loss ({float(loss.detach())}) at step {step}; lower optim.base_lr, set optim.clip_grad, '
-                        f'or try train.precision=fp32. Last good checkpoint: {run_dir / "checkpoints" / "last.pt"}')
+                nonfinite |= ~torch.isfinite(loss.detach())
                 scaler.scale(loss / o_cfg.accum_steps).backward()
-            loss_acc += float(loss.detach()) / o_cfg.accum_steps
-            depth_acc += float(out['loss_depth'].detach()) / o_cfg.accum_steps
+            loss_acc += loss.detach() / o_cfg.accum_steps
+            depth_acc += out['loss_depth'].detach() / o_cfg.accum_steps
             micro += 1
             window_imgs += rgb.shape[0] * info.world_size
             if not sync:
@@ -224,8 +224,15 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
             step += 1
             scheduler.step_update(num_updates=step)
 
+            checkpoint_now = step % t_cfg.ckpt_every == 0 or step == t_cfg.steps
+            if step % t_cfg.log_every == 0 or step == 1 or checkpoint_now:
+                if bool(nonfinite):  # checked before any checkpoint is written, so last.pt stays good
+                    raise NonFiniteLossError(
+                        f'non-finite loss (last: {float(loss_acc)}) at step {step} or in the {t_cfg.log_every - 1} steps '
+                        f'before; lower optim.base_lr, set optim.clip_grad, or try train.precision=fp32. '
+                        f'Last good checkpoint: {run_dir / "checkpoints" / "last.pt"}')
             if step % t_cfg.log_every == 0 or step == t_cfg.steps or step == 1:
-                stats = all_reduce_mean(torch.tensor([loss_acc, depth_acc], device=device), info).tolist()
+                stats = all_reduce_mean(torch.stack([loss_acc, depth_acc]), info).tolist()
                 now = time.perf_counter()
                 img_s = window_imgs / max(now - window_t, 1e-9)
                 window_t, window_imgs = now, 0
@@ -241,10 +248,10 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
                 save_reconstruction_figure(
                     run_dir / 'figures' / f'step_{step:07d}.png', rgb, depth, out['pred_depth'], out['rgb_mask'],
                     out['depth_mask'], patch_size=model.patch_size, mean=mean, std=std,
-                    max_samples=t_cfg.figure_samples, title=f'step {step}  loss {loss_acc:.4f}')
-            if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps:
+                    max_samples=t_cfg.figure_samples, title=f'step {step}  loss {float(loss_acc):.4f}')
+            if checkpoint_now:
                 save(step)
-            loss_acc = depth_acc = 0.0
+            loss_acc, depth_acc = torch.zeros_like(loss_acc), torch.zeros_like(depth_acc)
             if step >= t_cfg.steps:
                 break
         epoch += 1
