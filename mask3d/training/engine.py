@@ -208,6 +208,8 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
             sync = (micro + 1) % o_cfg.accum_steps == 0
             no_sync = train_model.no_sync if (info.distributed and not sync and hasattr(train_model, 'no_sync')) \
                 else contextlib.nullcontext
+            if t_cfg.compile and t_cfg.compile_mode == 'reduce-overhead':
+                torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step may reuse output memory
             with no_sync():
                 with autocast:
                     out = train_model(rgb, depth, mask_noise=noise)
