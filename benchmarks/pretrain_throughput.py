@@ -56,6 +56,10 @@ def parse_args(argv=None):
     p.add_argument('--no-memory', action='store_true', help='skip the per-variant peak memory measurement')
     p.add_argument('--grad-checkpointing', action='store_true')
     p.add_argument('--compile', action='store_true', help='torch.compile each step function')
+    p.add_argument('--compile-mode', default='default', choices=('default', 'reduce-overhead', 'max-autotune'),
+                   help="reduce-overhead: CUDA graphs (cudagraph trees) replay forward and backward")
+    p.add_argument('--peak-tflops', type=float, default=989.0,
+                   help='dense bf16 peak for MFU (H100/H200 SXM: 989); 0: no MFU')
     p.add_argument('--attn', choices=('auto', 'fused', 'unfused'), default='auto',
                    help="auto (the engine's default): fused SDPA on CUDA, plain matmul attention on CPU")
     p.add_argument('--gather', choices=('gather', 'mask_index'), default='gather',
@@ -111,17 +115,21 @@ def build_steps(args) -> Dict[str, Callable[[], None]]:
         return torch.optim.AdamW(module.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, **impl)
 
     def compiled(fn):
-        return torch.compile(fn) if args.compile else fn
+        return torch.compile(fn, mode=args.compile_mode, dynamic=False, fullgraph=True) if args.compile else fn
 
     def training_step(loss_fn, optimizer):
-        fwd = compiled(loss_fn)
-
-        def step():
-            with autocast:
-                loss = fwd()
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        def make(fwd, mark_step):
+            def step():
+                if mark_step:  # CUDA graphs: this step's outputs may overwrite the last step's
+                    torch.compiler.cudagraph_mark_step_begin()
+                with autocast:
+                    loss = fwd()
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            return step
+        step = make(compiled(loss_fn), args.compile and args.compile_mode == 'reduce-overhead')
+        step.eager = make(loss_fn, False)  # FLOPs are counted on eager ops (compiled kernels are not seen)
         return step
 
     if 'mask3d' in args.variants:
@@ -179,7 +187,7 @@ def _sync(device):
 
 def count_flops(step: Callable[[], None]) -> float:
     with FlopCounterMode(display=False) as counter:
-        step()
+        getattr(step, 'eager', step)()
     return float(counter.get_total_flops())
 
 
@@ -234,6 +242,11 @@ def _measure_memory_here(args) -> Tuple[float, float]:
 def run(args) -> dict:
     steps = build_steps(args)
     flops = {name: count_flops(step) for name, step in steps.items()}  # also the first warm-up step
+    t0 = time.perf_counter()
+    for step in steps.values():  # compiles here, when compiling
+        step()
+    _sync(args.device)
+    first_call_s = time.perf_counter() - t0
     for _ in range(args.warmup):
         for step in steps.values():
             step()
@@ -253,7 +266,10 @@ def run(args) -> dict:
         'decoder': f'{args.decoder_depth}x{args.decoder_dim}', 'torch': torch.__version__,
         'threads': torch.get_num_threads(), 'machine': platform.processor() or platform.machine(),
         'iters': args.iters, 'optimizer': f'AdamW ({args.optimizer})',
+        'first_call_s': first_call_s, 'peak_tflops': args.peak_tflops,
+        'gpu': torch.cuda.get_device_name(0) if args.device == 'cuda' else None,
         'fast_paths': {'grad_checkpointing': args.grad_checkpointing, 'compile': args.compile,
+                       'compile_mode': args.compile_mode if args.compile else None,
                                             'attn': args.attn, 'gather': args.gather,
                                             'channels_last': args.channels_last},
     }
@@ -263,6 +279,8 @@ def run(args) -> dict:
         result[f'{name}_img_s'] = b / med
         result[f'{name}_gflops_per_img'] = flops[name] / b / 1e9
         result[f'{name}_gflop_s'] = flops[name] / med / 1e9
+        if args.peak_tflops:
+            result[f'{name}_mfu'] = flops[name] / med / 1e12 / args.peak_tflops
     if {'mask3d', 'full_tokens'} <= set(steps):
         result['speedup_vs_full_tokens'] = result['mask3d_img_s'] / result['full_tokens_img_s']
         result['flop_ratio_full_over_mask3d'] = flops['full_tokens'] / flops['mask3d']

@@ -13,8 +13,9 @@ import yaml
 from ..errors import ConfigError
 from .pretrainer import PretrainMethodConfig
 
-DATA_SOURCES = ('synthetic', 'folder', 'scannet', 'nyu-raw', 'sunrgbd', 'mixture')
+DATA_SOURCES = ('synthetic', 'folder', 'scannet', 'nyu-raw', 'sunrgbd', 'shards', 'mixture')
 PRECISIONS = ('fp32', 'bf16', 'fp16')
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
 
 @dataclass
@@ -43,6 +44,9 @@ class DataConfig:
     depth_scale: float = 1000.0             # folder: 16-bit PNG units per metre (1000 mm, 5000 TUM)
     split: Optional[str] = None             # scannet: scene list such as scannetv2_train.txt
     every: int = 1                          # scannet: keep every N-th frame of a scene
+    # shards (`mask3d data shard`): root is a folder, a brace pattern or a URL; docs/datasets.md, "Shards"
+    shard_index: Optional[str] = None       # shards.json (default: next to the shards)
+    shuffle_buffer: int = 1000              # samples per reader held for shuffling
     # mixture: a list of sources, each a mapping of the keys above plus `weight`, e.g.
     #   [{source: scannet, root: ..., weight: 3}, {source: folder, root: ..., depth_scale: 5000, weight: 1}]
     mixture: List[Dict[str, Any]] = field(default_factory=list)
@@ -68,7 +72,9 @@ class TrainConfig:
     steps: int = 1000                       # optimizer steps
     precision: str = 'bf16'
     device: str = 'auto'                    # auto | cpu | cuda
-    compile: bool = False
+    compile: bool = False                   # torch.compile the model (forward + backward), static shapes
+    compile_mode: str = 'default'           # default | reduce-overhead (CUDA graphs) | max-autotune |
+                                            # max-autotune-no-cudagraphs
     grad_checkpointing: bool = False
     fused_attn: str = 'auto'                # auto: SDPA kernels on CUDA, plain matmul attention on CPU (measured
                                             # 9 % faster per step here, docs/performance.md) | 'on' | 'off'
@@ -104,7 +110,7 @@ class PretrainConfig:
         if len(d.image_size) != 2 or any(s % patch_size or s <= 0 for s in d.image_size):
             raise ConfigError(f'data.image_size {d.image_size} must be [H, W] with both divisible by the patch '
                               f'size {patch_size}')
-        if d.source in ('folder', 'scannet', 'nyu-raw', 'sunrgbd') and not d.root:
+        if d.source in ('folder', 'scannet', 'nyu-raw', 'sunrgbd', 'shards') and not d.root:
             raise ConfigError(f'data.root is required for data.source={d.source}')
         if d.source == 'mixture':
             mixture_parts(d)
@@ -114,7 +120,8 @@ class PretrainConfig:
             raise ConfigError(f'data.hflip must be in [0, 1], got {d.hflip}')
         for name, value in (('data.batch_size', d.batch_size), ('optim.accum_steps', o.accum_steps),
                             ('train.steps', t.steps), ('train.log_every', t.log_every),
-                            ('train.ckpt_every', t.ckpt_every), ('train.figure_every', t.figure_every)):
+                            ('train.ckpt_every', t.ckpt_every), ('train.figure_every', t.figure_every),
+                            ('data.shuffle_buffer', d.shuffle_buffer)):
             if value < 1:
                 raise ConfigError(f'{name} must be >= 1, got {value}')
         if d.num_workers < 0:
@@ -123,6 +130,8 @@ class PretrainConfig:
             raise ConfigError(f'train.precision must be one of {PRECISIONS}, got {t.precision!r}')
         if t.fused_attn not in ('auto', 'on', 'off'):
             raise ConfigError(f"train.fused_attn must be auto, on or off, got {t.fused_attn!r}")
+        if t.compile_mode not in COMPILE_MODES:
+            raise ConfigError(f'train.compile_mode must be one of {COMPILE_MODES}, got {t.compile_mode!r}')
         if t.device not in ('auto', 'cpu', 'cuda'):
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
         if not 0 <= o.warmup_fraction < 1:
@@ -148,8 +157,10 @@ def mixture_parts(data: 'DataConfig') -> List[Tuple['DataConfig', float]]:
         _merge(part, entry, f'data.mixture[{i}]')
         if part.source not in DATA_SOURCES:
             raise ConfigError(f'data.mixture[{i}].source must be one of {DATA_SOURCES}, got {part.source!r}')
-        if part.source == 'mixture':
-            raise ConfigError(f'data.mixture[{i}]: a mixture cannot contain a mixture')
+        if part.source in ('mixture', 'shards'):
+            raise ConfigError(f'data.mixture[{i}]: a mixture cannot contain {part.source} (streamed shards are '
+                              f'not indexed by frame)' if part.source == 'shards' else
+                              f'data.mixture[{i}]: a mixture cannot contain a mixture')
         if part.source != 'synthetic' and not part.root:
             raise ConfigError(f'data.mixture[{i}]: root is required for source {part.source}')
         parts.append((part, float(weight)))

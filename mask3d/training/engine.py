@@ -99,6 +99,20 @@ def _frames(d, seed: int):
     raise ConfigError(f'unknown data.source {d.source!r}')
 
 
+def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTransform, patch_size: int):
+    """(stream, stream) for ``data.source: shards``: the stream is both the dataset and what ``set_epoch`` moves."""
+    from .data.shards import ShardStream, open_shard_set
+    d = cfg.data
+    if state is not None and state['config']['data']['num_workers'] != d.num_workers:
+        raise ConfigError(f"--resume with data.source=shards: data.num_workers {state['config']['data']['num_workers']}"
+                          f' -> {d.num_workers} would deal the shards differently; keep it unchanged')
+    prep = PretrainSamples((), transform, patch_size=patch_size, seed=cfg.train.seed)  # only its prepare()
+    stream = ShardStream(open_shard_set(d.root, d.shard_index), prep.prepare, batch_size=d.batch_size,
+                         rank=info.rank, world_size=info.world_size, num_workers=d.num_workers, seed=cfg.train.seed,
+                         shuffle_buffer=d.shuffle_buffer, skip_bad=d.skip_bad)
+    return stream, stream
+
+
 def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Run (or resume) pre-training into ``run_dir``; returns a summary dict (also written as summary.json)."""
     return launch(_pretrain, cfg, run_dir, resume, RESUMABLE_CHANGES, progress)
@@ -133,26 +147,33 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     if info.distributed:
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     if t_cfg.compile:
-        t0 = time.perf_counter()
-        train_model = torch.compile(train_model)
-        _log.info('torch.compile wrapped the model in %.1fs (compiles on first step)', time.perf_counter() - t0)
+        # static shapes (every batch has the same size and visible count); one graph without breaks on a single
+        # process (DDP splits it at its bucket boundaries); mode 'reduce-overhead' replays it as CUDA graphs
+        train_model = torch.compile(train_model, mode=t_cfg.compile_mode, dynamic=False,
+                                    fullgraph=not info.distributed)
 
     # ---- data ----
-    frames = build_frames(cfg)
     mean, std = encoder.pretrained_cfg['mean'], encoder.pretrained_cfg['std']
     transform = JointTransform(d_cfg.image_size, scale=tuple(d_cfg.scale), hflip=d_cfg.hflip, mean=mean, std=std)
-    samples = PretrainSamples(frames, transform, patch_size=model.patch_size, seed=t_cfg.seed,
-                              skip_bad=d_cfg.skip_bad)
-    sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
-    micro_per_epoch = (len(samples) // info.world_size) // d_cfg.batch_size
+    if d_cfg.source == 'shards':
+        sampler, samples = _shard_stream(cfg, state, info, transform, model.patch_size)
+        frames_total, micro_per_epoch = sampler.shards.frames, sampler.batches_per_epoch
+    else:
+        samples = PretrainSamples(build_frames(cfg), transform, patch_size=model.patch_size, seed=t_cfg.seed,
+                                  skip_bad=d_cfg.skip_bad)
+        sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
+        frames_total = len(samples)
+        micro_per_epoch = (len(samples) // info.world_size) // d_cfg.batch_size
     steps_per_epoch = micro_per_epoch // o_cfg.accum_steps
     if steps_per_epoch < 1:
-        raise ConfigError(f'{len(samples)} frames are too few for one step of {eff_batch} (batch_size x '
+        raise ConfigError(f'{frames_total} frames are too few for one step of {eff_batch} (batch_size x '
                           f'accum_steps x processes); lower data.batch_size or add data')
-    loader = DataLoader(samples, batch_size=d_cfg.batch_size, sampler=sampler, num_workers=d_cfg.num_workers,
+    loader = DataLoader(samples, batch_size=d_cfg.batch_size, num_workers=d_cfg.num_workers,
                         pin_memory=device.type == 'cuda', drop_last=True,
-                        generator=torch.Generator().manual_seed(t_cfg.seed),  # leaves the global RNG to the model
-                        persistent_workers=False, prefetch_factor=4 if d_cfg.num_workers else None)
+                        persistent_workers=False, prefetch_factor=4 if d_cfg.num_workers else None,
+                        **({} if d_cfg.source == 'shards' else dict(
+                            sampler=sampler,
+                            generator=torch.Generator().manual_seed(t_cfg.seed))))  # leaves the global RNG to the model
 
     logger = MetricsLogger(run_dir, info.is_main, 'pretrain')
     bar = None
@@ -173,10 +194,14 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     model.train()
     epoch = step // steps_per_epoch
     start_micro = (step % steps_per_epoch) * o_cfg.accum_steps
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     while step < t_cfg.steps:
         sampler.set_epoch(epoch, start=start_micro * d_cfg.batch_size)
-        micro, loss_acc, depth_acc = 0, 0.0, 0.0
+        # losses stay on the device: the host waits for the GPU only every log_every steps (and at checkpoints)
+        micro, loss_acc, depth_acc = start_micro, torch.zeros((), device=device), torch.zeros((), device=device)
         for batch in loader:
+            if micro >= steps_per_epoch * o_cfg.accum_steps:
+                break  # an epoch is whole steps: no gradient is carried into the next epoch
             rgb = batch['rgb'].to(device, non_blocking=True)
             depth = batch['depth'].to(device, non_blocking=True)
             noise = batch['mask_noise'].to(device, non_blocking=True)
@@ -184,17 +209,16 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
             sync = (micro + 1) % o_cfg.accum_steps == 0
             no_sync = train_model.no_sync if (info.distributed and not sync and hasattr(train_model, 'no_sync')) \
                 else contextlib.nullcontext
+            if t_cfg.compile and t_cfg.compile_mode == 'reduce-overhead':
+                torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step may reuse output memory
             with no_sync():
                 with autocast:
                     out = train_model(rgb, depth, mask_noise=noise)
                 loss = out['loss']
-                if not torch.isfinite(loss.detach()).all():
-                    raise NonFiniteLossError(
-                        f'non-finite loss ({float(loss.detach())}) at step {step}; lower optim.base_lr, set optim.clip_grad, '
-                        f'or try train.precision=fp32. Last good checkpoint: {run_dir / "checkpoints" / "last.pt"}')
+                nonfinite |= ~torch.isfinite(loss.detach())
                 scaler.scale(loss / o_cfg.accum_steps).backward()
-            loss_acc += float(loss.detach()) / o_cfg.accum_steps
-            depth_acc += float(out['loss_depth'].detach()) / o_cfg.accum_steps
+            loss_acc += loss.detach() / o_cfg.accum_steps
+            depth_acc += out['loss_depth'].detach() / o_cfg.accum_steps
             micro += 1
             window_imgs += rgb.shape[0] * info.world_size
             if not sync:
@@ -203,11 +227,19 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
             step += 1
             scheduler.step_update(num_updates=step)
 
+            checkpoint_now = step % t_cfg.ckpt_every == 0 or step == t_cfg.steps
+            if step % t_cfg.log_every == 0 or step == 1 or checkpoint_now:
+                if bool(nonfinite):  # checked before any checkpoint is written, so last.pt stays good
+                    raise NonFiniteLossError(
+                        f'non-finite loss (last: {float(loss_acc)}) at step {step} or in the {t_cfg.log_every - 1} steps '
+                        f'before; lower optim.base_lr, set optim.clip_grad, or try train.precision=fp32. '
+                        f'Last good checkpoint: {run_dir / "checkpoints" / "last.pt"}')
             if step % t_cfg.log_every == 0 or step == t_cfg.steps or step == 1:
                 # one extra no-grad forward pair on this micro-batch: does the loss need the encoder?
                 reliance = rgb_reliance(model, rgb, depth, mask_noise=noise, autocast=autocast) \
                     if rgb.shape[0] > 1 else float('nan')
-                stats = all_reduce_mean(torch.tensor([loss_acc, depth_acc, reliance], device=device), info).tolist()
+                stats = all_reduce_mean(torch.stack([loss_acc.float(), depth_acc.float(),
+                                                     torch.tensor(reliance, device=loss_acc.device)]), info).tolist()
                 now = time.perf_counter()
                 img_s = window_imgs / max(now - window_t, 1e-9)
                 window_t, window_imgs = now, 0
@@ -225,10 +257,11 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
                     run_dir / 'figures' / f'step_{step:07d}.png', rgb, depth, out['pred_depth'], out['rgb_mask'],
                     out['depth_mask'], patch_size=model.patch_size, mean=mean, std=std,
                     max_samples=t_cfg.figure_samples, pred_depth_normalized=out['pred_depth_normalized'].detach(),
-                    title=f"step {step}  loss {loss_acc:.4f}  rgb_reliance {last_record.get('rgb_reliance', float('nan')):.3f}")
-            if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps:
+                    title=f"step {step}  loss {float(loss_acc):.4f}  "
+                          f"rgb_reliance {last_record.get('rgb_reliance', float('nan')):.3f}")
+            if checkpoint_now:
                 save(step)
-            loss_acc = depth_acc = 0.0
+            loss_acc, depth_acc = torch.zeros_like(loss_acc), torch.zeros_like(depth_acc)
             if step >= t_cfg.steps:
                 break
         epoch += 1

@@ -1,4 +1,4 @@
-"""``mask3d data ...``: extract-sens, synth."""
+"""``mask3d data ...``: extract-sens, synth, inspect, shard."""
 import json
 from pathlib import Path
 
@@ -49,6 +49,16 @@ def run_data(args) -> int:
         print(f'wrote {args.frames} synthetic rooms x {views} view(s) to {out}; train on them with '
               f'--set data.source=folder '
               f'--set data.root={out} --set data.depth_scale=1000')
+        return 0
+    if args.data_command == 'shard':
+        from .inspect import open_dataset
+        from .shards import write_shards
+        dataset, names, fmt = open_dataset(args.src, args.format, depth_scale=args.depth_scale,
+                                           class_mapping_40=args.class_mapping)
+        out = write_shards(dataset, args.out, args.frames_per_shard, source_format=fmt, class_names=names)
+        shards = len(list(out.glob('*.tar')))
+        print(f'wrote {len(dataset)} {fmt} frames into {shards} shards in {out}; train on them with '
+              f'--set data.source=shards --set data.root={out}')
         return 0
     if args.data_command == 'inspect':
         from .inspect import contact_sheet, inspect, open_dataset

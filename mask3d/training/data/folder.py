@@ -5,6 +5,7 @@ NYU raw, 7-Scenes; 5000 for TUM). ``.npy`` and 32-bit float ``.tif`` files are r
 Optional: ``ROOT/intrinsics.txt`` (3x3, every frame) or ``ROOT/intrinsics/NAME.txt`` (per frame), and
 ``ROOT/semantic/NAME.png`` class ids (8/16-bit, 255 = ignore), which become the sample's ``semantic``.
 """
+import io
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
@@ -27,31 +28,37 @@ def read_depth(path: Union[str, os.PathLike], depth_scale: float) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise RGBDFolderError(f'{path}: depth file not found')
-    suffix = path.suffix.lower()
+    return decode_depth(path.read_bytes(), path.suffix, depth_scale, str(path))
+
+
+def decode_depth(data: bytes, suffix: str, depth_scale: float, where: str) -> np.ndarray:
+    """Encoded depth (a file's bytes, ``suffix`` its extension) -> float32 metres [H, W]; shared by the folder
+    readers and the shard reader, so both decode the same bytes to the same array."""
+    suffix = suffix.lower()
     try:
         if suffix == '.npy':
-            arr = np.load(path, allow_pickle=False)
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
             if not np.issubdtype(arr.dtype, np.floating):
-                raise RGBDFolderError(f'{path}: .npy depth must be float metres, got dtype {arr.dtype}')
+                raise RGBDFolderError(f'{where}: .npy depth must be float metres, got dtype {arr.dtype}')
             depth = arr.astype(np.float32)
         else:
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(data)) as im:
                 arr = np.array(im)
             if suffix == '.png':
                 if arr.dtype != np.uint16 and not (arr.dtype == np.int32 and arr.max() < 65536):
-                    raise RGBDFolderError(f'{path}: depth PNG must be 16-bit (got {arr.dtype}, mode {im.mode}); '
+                    raise RGBDFolderError(f'{where}: depth PNG must be 16-bit (got {arr.dtype}, mode {im.mode}); '
                                           f'8-bit images are colour-mapped, not depth')
                 depth = arr.astype(np.float32) / float(depth_scale)
             else:
                 if not np.issubdtype(arr.dtype, np.floating):
-                    raise RGBDFolderError(f'{path}: TIFF depth must be 32-bit float metres, got {arr.dtype}')
+                    raise RGBDFolderError(f'{where}: TIFF depth must be 32-bit float metres, got {arr.dtype}')
                 depth = arr.astype(np.float32)
     except RGBDFolderError:
         raise
     except Exception as e:  # truncated / corrupt files
-        raise RGBDFolderError(f'{path}: cannot read depth ({e})') from e
+        raise RGBDFolderError(f'{where}: cannot read depth ({e})') from e
     if depth.ndim != 2:
-        raise RGBDFolderError(f'{path}: depth must be one channel [H, W], got shape {depth.shape}')
+        raise RGBDFolderError(f'{where}: depth must be one channel [H, W], got shape {depth.shape}')
     depth[~np.isfinite(depth) | (depth < 0)] = 0
     return depth
 
@@ -61,13 +68,33 @@ def read_rgb(path: Union[str, os.PathLike]) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise RGBDFolderError(f'{path}: colour file not found')
+    return decode_rgb(path.read_bytes(), str(path))
+
+
+def decode_rgb(data: bytes, where: str, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Encoded colour -> uint8 [3, H, W]; ``size`` (h, w): resized bilinearly after decoding."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.array(im.convert('RGB'))
+        with Image.open(io.BytesIO(data)) as im:
+            im = im.convert('RGB')
+            if size is not None and (im.height, im.width) != tuple(size):
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            arr = np.array(im)
     except Exception as e:
-        raise RGBDFolderError(f'{path}: cannot read image ({e})') from e
+        raise RGBDFolderError(f'{where}: cannot read image ({e})') from e
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def decode_rgbd(rgb: bytes, depth: bytes, *, depth_suffix: str, depth_scale: float, resize_rgb_to_depth: bool,
+                rgb_where: str, depth_where: str) -> Tuple[np.ndarray, np.ndarray]:
+    """A registered colour/depth pair from encoded bytes -> (uint8 [3, H, W], float32 metres [H, W]), checked."""
+    depth_m = decode_depth(depth, depth_suffix, depth_scale, depth_where)
+    rgb_arr = decode_rgb(rgb, rgb_where, depth_m.shape if resize_rgb_to_depth else None)
+    if depth_m.shape != rgb_arr.shape[1:]:
+        raise RGBDFolderError(f'{depth_where}: depth is {depth_m.shape}, colour {Path(rgb_where).name} is '
+                              f'{rgb_arr.shape[1:]}; they must be registered at the same size')
+    if not (depth_m > 0).any():
+        raise RGBDFolderError(f'{depth_where}: no valid depth pixel (all zero or invalid)')
+    return rgb_arr, depth_m
 
 
 class RGBDFrames:
@@ -77,6 +104,7 @@ class RGBDFrames:
     depth_scale: float
     intrinsics: Optional[np.ndarray] = None
     resize_rgb_to_depth: bool = False
+    plain_depth_files: bool = True  # depth files are 16-bit PNG / depth_scale or float metres (not SUN RGB-D's)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -86,20 +114,15 @@ class RGBDFrames:
 
     def __getitem__(self, index: int) -> Dict[str, object]:
         rgb_path, depth_path = self.frames[index]
-        rgb = read_rgb(rgb_path)
-        depth = read_depth(depth_path, self.depth_scale)
+        for path, what in ((rgb_path, 'colour'), (depth_path, 'depth')):
+            if not path.is_file():
+                raise RGBDFolderError(f'{path}: {what} file not found')
+        # e.g. ScanNet: 1296x968 colour, 640x480 depth; colour intrinsics are the depth ones then
+        rgb, depth = decode_rgbd(rgb_path.read_bytes(), depth_path.read_bytes(), depth_suffix=depth_path.suffix,
+                                 depth_scale=self.depth_scale, resize_rgb_to_depth=self.resize_rgb_to_depth,
+                                 rgb_where=str(rgb_path), depth_where=str(depth_path))
         K = self.frame_intrinsics(index)
         K = np.eye(3, dtype=np.float32) if K is None else K.copy()
-        if depth.shape != rgb.shape[1:] and self.resize_rgb_to_depth:
-            # e.g. ScanNet: 1296x968 colour, 640x480 depth; colour intrinsics are the depth ones then
-            with Image.open(rgb_path) as im:
-                im = im.convert('RGB').resize((depth.shape[1], depth.shape[0]), Image.BILINEAR)
-            rgb = np.ascontiguousarray(np.array(im).transpose(2, 0, 1))
-        if depth.shape != rgb.shape[1:]:
-            raise RGBDFolderError(f'{depth_path}: depth is {depth.shape}, colour {rgb_path.name} is '
-                                  f'{rgb.shape[1:]}; they must be registered at the same size')
-        if not (depth > 0).any():
-            raise RGBDFolderError(f'{depth_path}: no valid depth pixel (all zero or invalid)')
         sample = {'rgb': rgb, 'depth': depth[None], 'intrinsics': K, 'source': f'{rgb_path}|{depth_path}'}
         label_path = self.label_path(index)
         if label_path is not None:

@@ -8,7 +8,7 @@ import numpy as np
 from .folder import RGBDFolder, RGBDFolderError
 
 FORMATS = ('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k', 'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes',
-           'folder', 'synthetic')
+           'folder', 'synthetic', 'shards')
 
 
 def detect_format(path: Path) -> str:
@@ -22,6 +22,8 @@ def detect_format(path: Path) -> str:
         raise RGBDFolderError(f'{path}: cannot tell the format of this file (expected .sens or .mat)')
     if not path.is_dir():
         raise RGBDFolderError(f'{path}: no such file or folder')
+    if (path / 'shards.json').is_file():
+        return 'shards'
     if (path / 'leftImg8bit').is_dir():
         return 'cityscapes'
     if (path / 'rgb').is_dir() and (path / 'depth').is_dir():
@@ -40,9 +42,15 @@ def detect_format(path: Path) -> str:
 
 def open_dataset(path: Union[str, os.PathLike], fmt: str = 'auto', *, depth_scale: float = 1000.0,
                  class_mapping_40: Optional[str] = None, label_map: Optional[str] = None):
-    """(dataset, class names or None, format) for ``path``."""
+    """(dataset, class names or None, format) for ``path``; for shards the format is the source's (shards hold
+    the same frames, so ``inspect`` reports the same values)."""
     path = Path(path)
     fmt = detect_format(path) if fmt == 'auto' else fmt
+    if fmt == 'shards':
+        from .shards import ShardFrames
+        ds = ShardFrames(path)
+        names = ds.class_names
+        return ds, (tuple(names) if names else None), ds.set.index['source_format']
     if fmt == 'synthetic':
         from .synthetic import CLASS_NAMES, SyntheticRGBD
         return SyntheticRGBD(length=16), CLASS_NAMES, fmt

@@ -43,8 +43,13 @@ class PretrainSamples(Dataset):
 
     def __getitem__(self, key: Tuple[int, int]) -> Dict[str, torch.Tensor]:
         epoch, index = key
-        rng = np.random.default_rng([self.seed, epoch, index])
         frame, skipped = self._load(index)
+        return self.prepare(frame, epoch, index, skipped)
+
+    def prepare(self, frame: Dict[str, object], epoch: int, index: int, skipped: int = 0) -> Dict[str, torch.Tensor]:
+        """A frame -> a training sample; every random choice comes from ``default_rng([seed, epoch, index])``
+        (also used by the shard stream, where ``index`` is the frame's index in the source)."""
+        rng = np.random.default_rng([self.seed, epoch, index])
         # pre-training needs only RGB-D: labels are dropped, so sources with and without them mix in one batch
         frame = {k: frame[k] for k in ('rgb', 'depth', 'intrinsics') if k in frame}
         out = self.transform(frame, rng)

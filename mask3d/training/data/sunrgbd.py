@@ -41,6 +41,7 @@ def sunrgbd_labels_to_train_ids(labels: np.ndarray, where: str = '') -> np.ndarr
 class SUNRGBDFrames(RGBDFrames):
     """All samples under ``root`` (searched recursively for folders holding ``image/`` and ``depth/``).
     Optional per-sample labels: ``label/*.png`` holding the 37-class ids (e.g. exported from SUNRGBD2Dseg.mat)."""
+    plain_depth_files = False  # bit-rotated depth PNGs
 
     def __init__(self, root: Union[str, os.PathLike], depth_dir: str = 'depth'):
         self.root = Path(root)
