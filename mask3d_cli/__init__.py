@@ -130,12 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('path', help="a dataset file or folder, or 'synthetic'")
     q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',
                                                          'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'folder',
-                                                         'synthetic'))
+                                                         'synthetic', 'shards'))
     q.add_argument('--depth-scale', type=float, default=1000.0, help='16-bit PNG units per metre (folder, nyu-raw)')
     q.add_argument('--class-mapping', default=None, help='nyu-mat: classMapping40.mat (default: next to the .mat)')
     q.add_argument('--max-frames', type=int, default=50, help='frames read for the statistics (evenly spaced)')
     q.add_argument('--json', action='store_true')
     q.add_argument('--sheet', default=None, metavar='OUT.png', help='contact sheet of a few frames')
+    q = data.add_parser('shard', help='write a dataset as WebDataset tar shards (data.source: shards)')
+    q.add_argument('src', help="a dataset file or folder (any format inspect opens), or 'synthetic'")
+    q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',
+                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'folder',
+                                                         'synthetic'))
+    q.add_argument('--out', required=True, help='an empty folder for shard-NNNNNN.tar and shards.json')
+    q.add_argument('--frames-per-shard', type=int, default=1000)
+    q.add_argument('--depth-scale', type=float, default=1000.0, help='16-bit PNG units per metre (folder, nyu-raw)')
+    q.add_argument('--class-mapping', default=None, help='nyu-mat: classMapping40.mat (default: next to the .mat)')
     p.set_defaults(func=lazy('mask3d.training.data.cli:run_data'))
     return parser
 
