@@ -28,6 +28,13 @@ def label_axes(axes, row: int, col: int, title: str) -> None:
         axes[row, col].set_title(title, fontsize=10)
 
 
+def show_row(axes, row: int, panels: Sequence[dict], titles: Sequence[str]) -> None:
+    """One grid row: ``imshow(**panel)`` per column, labelled like every figure here."""
+    for col, kw in enumerate(panels):
+        axes[row, col].imshow(**kw)
+        label_axes(axes, row, col, titles[col])
+
+
 def _to_image(rgb: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     img = rgb.float().cpu() * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
     return img.clamp(0, 1).permute(1, 2, 0).numpy()

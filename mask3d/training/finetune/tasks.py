@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..visualize import label_axes, save_figure
+from ..visualize import save_figure, show_row
 from .metrics import DepthMetrics, InstanceMetrics, SegmentationMetrics
 
 IGNORE_INDEX = 255
@@ -151,9 +151,7 @@ def save_prediction_figure(path: Union[str, os.PathLike], task: str, images: Lis
                             if valid.any() else 1)]
         else:
             panels += [dict(X=_draw_instances(img, g, class_names)), dict(X=_draw_instances(img, p, class_names))]
-        for j, kw in enumerate(panels):
-            axes[i, j].imshow(**kw)
-            label_axes(axes, i, j, cols[j])
+        show_row(axes, i, panels, cols)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..finetune.tasks import _colour_labels, _palette
-from ..visualize import _to_image, label_axes, save_figure
+from ..visualize import _to_image, label_axes, save_figure, show_row
 
 
 def _normals_rgb(n: torch.Tensor, valid=None) -> np.ndarray:
@@ -44,9 +44,7 @@ def save_probe_figure(path, rgb: torch.Tensor, panels: Dict[str, Any], mean: Seq
             g, p, names = panels['semseg']
             pal = _palette(len(names))
             images += [dict(X=_colour_labels(g[i].numpy(), pal)), dict(X=_colour_labels(p[i].numpy(), pal))]
-        for j, kw in enumerate(images):
-            axes[i, j].imshow(**kw)
-            label_axes(axes, i, j, cols[j])
+        show_row(axes, i, images, cols)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
