@@ -78,20 +78,22 @@ def main(argv=None) -> int:
     p.add_argument('--out', type=Path, default=Path('runs/pretext_knobs'))
     p.add_argument('--steps', type=int, default=300)
     p.add_argument('--arms', nargs='*', default=list(ARMS))
+    p.add_argument('--set', nargs='*', default=[], metavar='KEY=VALUE',
+                   help='overrides applied to every arm, e.g. data.image_size=[96,128]')
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     results = {}
     for name in args.arms:
         run = args.out / name
         if not (run / 'summary.json').is_file():
-            cfg = load_config(PAPER, ARMS[name] + [f'data.root={args.train}', f'train.steps={args.steps}',
+            cfg = load_config(PAPER, ARMS[name] + args.set + [f'data.root={args.train}', f'train.steps={args.steps}',
                                                    f'train.log_every={max(args.steps // 6, 1)}',
                                                    f'train.ckpt_every={args.steps}', 'train.export_at_end=false'])
             t0 = time.perf_counter()
             pretrain(cfg, run, progress=False)
             print(f'{name}: trained in {time.perf_counter() - t0:.0f}s', flush=True)
         summary = json.loads((run / 'summary.json').read_text())
-        results[name] = {'overrides': ARMS[name], 'steps': summary['steps'],
+        results[name] = {'overrides': ARMS[name] + args.set, 'steps': summary['steps'],
                          'rgb_reliance_train_first': summary['rgb_reliance']['first'],
                          'rgb_reliance_train_last': summary['rgb_reliance']['last'],
                          'loss_depth_last': summary['final']['loss_depth'], **evaluate(run, args.val)}
