@@ -268,8 +268,9 @@ class ShardStream(IterableDataset):
 
     def __init__(self, shards: ShardSet, prepare: Callable[[Dict[str, object], int, int, int], Dict[str, Any]], *,
                  batch_size: int, rank: int = 0, world_size: int = 1, num_workers: int = 0, seed: int = 0,
-                 shuffle_buffer: int = 1000, skip_bad: bool = False):
-        self.shards, self.prepare = shards, prepare
+                 shuffle_buffer: int = 1000, skip_bad: bool = False,
+                 decode: Callable[[Dict[str, Any], str], Dict[str, object]] = decode_frame):
+        self.shards, self.prepare, self.decode = shards, prepare, decode  # decode: device_decode defers colour
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.workers = max(num_workers, 1)
         self.seed, self.shuffle_buffer, self.skip_bad = seed, shuffle_buffer, skip_bad
@@ -325,7 +326,7 @@ class ShardStream(IterableDataset):
                 continue
             where = f"{r.get('__url__', '?')}#{r['__key__']}"
             try:
-                frame = decode_frame(r, where)
+                frame = self.decode(r, where)
             except (ValueError, OSError) as e:
                 if not self.skip_bad:
                     raise
