@@ -196,3 +196,22 @@ def test_cuda_decode_matches_cpu(jpeg_folder, scannet):
             for key in cpu:
                 if key != 'rgb':
                     assert torch.equal(cpu[key], cuda[key]), key
+
+
+def test_benchmark_script_prints_json():
+    """benchmarks/device_decode_throughput.py runs end to end (tiny sizes; no timing asserted)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+    out = subprocess.run([sys.executable, str(REPO_ROOT / 'benchmarks' / 'device_decode_throughput.py'), '--rounds',
+                          '1', '--frames', '4', '--per-core-frames', '2', '--batch-size', '2', '--decode-batches', '1',
+                          '--workers', '0', '--json'], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+                         env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ('per_core_worker_full_scannet_25k_640x480', 'per_core_worker_deferred_scannet_exported_1296x968',
+                'device_decode_scannet_25k_640x480_frames_s', 'end_to_end_device_0_workers'):
+        assert r[key] > 0, key
