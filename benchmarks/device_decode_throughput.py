@@ -3,7 +3,8 @@
 Frames as in benchmarks/shard_throughput.py: real 7-Scenes frames (640x480 JPEG + 16-bit PNG mm, like
 scannet_frames_25k) laid out as ScanNet scenes, or synthetic rooms where they are absent; "exported" = the same
 colour at ScanNet's exported 1296x968. Pipeline: decode, random resized crop to 240x320, flip, mask noise.
-Variants, each the median of ``--rounds`` interleaved rounds:
+Variants, each the median of ``--rounds`` interleaved rounds
+(ratios: median and range of the per-round ratios):
   per_core_worker_{full,deferred}_*: frames per CPU-second (process time, 1 thread, 0 workers) of the worker part:
       full = today's path (JPEG decode + colour resize in the worker); deferred = what the workers still do when
       colour decoding moves to the device (read files, decode + crop depth, draw crop/flip, mask noise)
@@ -129,9 +130,10 @@ def main(argv=None) -> int:
                         end_to_end_fps(sets['scannet_25k_640x480'], device, w, args.batch_size, kind == 'device'))
         for name, values in runs.items():
             result[name] = statistics.median(values)
-        for name in sets:
-            result[f'per_core_deferred_over_full_{name}'] = (result[f'per_core_worker_deferred_{name}']
-                                                             / result[f'per_core_worker_full_{name}'])
+        for name in sets:  # paired by round: the two paths ran back to back, so machine noise mostly cancels
+            ratios = [d / f for d, f in zip(runs[f'per_core_worker_deferred_{name}'], runs[f'per_core_worker_full_{name}'])]
+            result[f'per_core_deferred_over_full_{name}'] = statistics.median(ratios)
+            result[f'per_core_deferred_over_full_{name}_range'] = [min(ratios), max(ratios)]
     result['load_avg_1min_at_end'] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(result))
