@@ -44,6 +44,7 @@ timeout $LIMIT $PY benchmarks/shard_throughput.py --frames $FRAMES --workers $WO
   || { echo "   failed or over ${LIMIT}s"; rm -f "$OUT/${TAG}_loader_${WORKERS}workers_shards_vs_files.json"; }
 
 log "loader: colour decoded on the GPU (data.decode_device=cuda; nvjpeg) vs in $WORKERS workers, same frames"
+timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_device_decode.py -k cuda 2>&1 | tail -n 2  # CUDA == CPU decode
 timeout $LIMIT $PY benchmarks/device_decode_throughput.py --device $DEVICE --frames $DD_FRAMES --workers $WORKERS \
     --batch-size $DD_BATCH --decode-batches 8 --rounds 1 --json > "$OUT/${TAG}_loader_${WORKERS}workers_device_decode.json" \
   && tail -c 700 "$OUT/${TAG}_loader_${WORKERS}workers_device_decode.json" && echo \
