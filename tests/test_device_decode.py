@@ -21,6 +21,7 @@ from mask3d.training.data.scannet import ScanNetFrames
 from mask3d.training.data.shards import ShardStream, open_shard_set, write_shards
 from mask3d.training.data.synthetic import SyntheticRGBD, render_scene
 from mask3d.training.data.transforms import JointTransform
+from mask3d.training.data.writers import write_scannet25k_frame
 
 SIZE = (32, 48)
 
@@ -37,18 +38,14 @@ def _write_jpeg_folder(root, frames):
 
 
 def _write_scannet(root, frames, colour_size=None):
-    """ScanNet scenes (color/N.jpg, depth/N.png mm, intrinsics_depth.txt) of 3 frames; colour optionally resized."""
+    """``scannet_frames_25k`` scenes of 3 frames; colour optionally resized to ``colour_size`` (w, h)."""
+    K = np.array([[60, 0, 32], [0, 60, 24], [0, 0, 1]], np.float32)
     for i, (rgb, depth) in enumerate(frames):
-        scene = root / f'scene000{i // 3}_00'
-        if i % 3 == 0:
-            (scene / 'color').mkdir(parents=True)
-            (scene / 'depth').mkdir()
-            K = np.eye(4)
-            K[:3, :3] = [[60, 0, 32], [0, 60, 24], [0, 0, 1]]
-            np.savetxt(scene / 'intrinsics_depth.txt', K)
-        im = Image.fromarray(rgb.transpose(1, 2, 0))
-        (im.resize(colour_size, Image.BILINEAR) if colour_size else im).save(scene / 'color' / f'{i}.jpg', quality=90)
-        Image.fromarray(np.round(depth * 1000).astype(np.uint16)).save(scene / 'depth' / f'{i}.png')
+        if colour_size:
+            rgb = np.array(Image.fromarray(rgb.transpose(1, 2, 0)).resize(colour_size, Image.BILINEAR)).transpose(2, 0, 1)
+        none = np.zeros(depth.shape, np.int64)
+        write_scannet25k_frame(root / f'scene000{i // 3}_00', i, rgb, np.round(depth * 1000).astype(np.uint16), none,
+                               none, K)
     return root
 
 
