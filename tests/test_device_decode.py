@@ -212,3 +212,48 @@ def test_benchmark_script_prints_json():
     for key in ('per_core_worker_full_scannet_25k_640x480', 'per_core_worker_deferred_scannet_exported_1296x968',
                 'device_decode_scannet_25k_640x480_frames_s', 'end_to_end_device_0_workers'):
         assert r[key] > 0, key
+
+
+TINY_RUN = {
+    'model': {'name': 'mask3d_vit_tiny_patch16', 'model_args': {'depth': 1}},
+    'method': {'depth_encoder_depth': 0, 'decoder_dim': 32, 'decoder_depth': 1, 'decoder_num_heads': 2},
+    'data': {'source': 'folder', 'image_size': list(SIZE), 'batch_size': 2, 'num_workers': 0},
+    'optim': {'lr': 1.0e-3, 'warmup_steps': 1},
+    'train': {'steps': 3, 'precision': 'fp32', 'device': 'cpu', 'log_every': 1, 'ckpt_every': 3,
+              'figure_every': 1000, 'export_at_end': False},
+}
+
+
+def _pretrain(tmp_path, name, *overrides):
+    import yaml
+
+    from mask3d.training.config import load_config
+    from mask3d.training.engine import pretrain
+    cfg_path = tmp_path / 'cfg.yaml'
+    cfg_path.write_text(yaml.safe_dump(TINY_RUN))
+    pretrain(load_config(cfg_path, list(overrides)), tmp_path / name, progress=False)
+    return torch.load(tmp_path / name / 'checkpoints' / 'last.pt', map_location='cpu', weights_only=True)['model']
+
+
+@pytest.mark.parametrize('source', ['folder', 'shards'])
+def test_pretraining_with_colour_decoded_in_the_main_process_equals_the_worker_path(source, jpeg_folder, tmp_path):
+    """data.decode_device=cpu: the same weights after 3 steps as decoding in the workers (1 worker process)."""
+    root = jpeg_folder
+    if source == 'shards':
+        root = write_shards(RGBDFolder(jpeg_folder), tmp_path / 'sh', 4, source_format='folder', progress=False)
+    common = (f'data.source={source}', f'data.root={root}', 'data.num_workers=1')
+    a = _pretrain(tmp_path, 'worker', *common)
+    b = _pretrain(tmp_path, 'deferred', *common, 'data.decode_device=cpu')
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pretraining_refuses_what_cannot_be_decoded_on_the_device(tmp_path):
+    from mask3d.errors import ConfigError
+    from mask3d.training.data.cli import write_synthetic
+    png = write_synthetic(tmp_path / 'png', frames=4, seed=0, image_size=(48, 64), progress=False)
+    with pytest.raises(DeferredColourError, match=r'data.source=folder: colour file .*000000.png is not JPEG'):
+        _pretrain(tmp_path, 'png', f'data.root={png}', 'data.decode_device=cpu')
+    with pytest.raises(ConfigError, match=r'data.decode_device=cuda needs training on a GPU'):
+        _pretrain(tmp_path, 'cuda', f'data.root={png}', 'data.decode_device=cuda')
+    with pytest.raises(ConfigError, match=r'data.decode_device must be one of'):
+        _pretrain(tmp_path, 'bogus', f'data.root={png}', 'data.decode_device=gpu')

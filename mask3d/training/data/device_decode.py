@@ -31,6 +31,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ...errors import ConfigError
 from .folder import RGBDFolderError, RGBDFrames, decode_depth
 from .mixture import MixtureFrames
 from .transforms import JointTransform
@@ -186,3 +187,42 @@ def decode_colour(batch: Dict[str, Any], transform: JointTransform, device) -> D
         crops.append(transform.colour(image, p))
     batch['rgb'] = transform.normalise(torch.stack(crops))
     return batch
+
+
+class ColourDecoding:
+    """Where one run decodes its colour JPEGs (``data.decode_device``): ``worker`` changes nothing; ``cuda``
+    decodes on the training GPU, ``cpu`` in the main process (for tests and checks). The pre-training engine asks
+    it for the frames, the shard decoder, the collate function and the batches."""
+
+    def __init__(self, setting: str, train_device: torch.device, transform: JointTransform):
+        if setting not in DECODE_DEVICES:
+            raise ConfigError(f'data.decode_device must be one of {DECODE_DEVICES}, got {setting!r}')
+        train_device = torch.device(train_device)
+        if setting == 'cuda' and train_device.type != 'cuda':
+            raise ConfigError(f'data.decode_device=cuda needs training on a GPU, but it runs on {train_device}; '
+                              f'use data.decode_device=worker (or cpu)')
+        self.device = None if setting == 'worker' else train_device if setting == 'cuda' else torch.device('cpu')
+        self.transform = transform
+
+    @property
+    def deferred(self) -> bool:
+        return self.device is not None
+
+    def frames(self, frames, source: str):
+        return defer_colour(frames, f'data.source={source}') if self.deferred else frames
+
+    def shard_decoder(self, urls: Sequence[str]):
+        """The ``decode`` of :class:`ShardStream`; checks local shards hold JPEG colour before any worker starts."""
+        from .shards import decode_frame
+        if not self.deferred:
+            return decode_frame
+        check_shards_deferrable(urls, 'data.source=shards')
+        return decode_shard_frame_deferred
+
+    @property
+    def collate_fn(self):
+        return collate_deferred if self.deferred else None
+
+    def batches(self, loader):
+        """The loader's batches, with ``rgb`` decoded on the device when deferred."""
+        return (decode_colour(b, self.transform, self.device) for b in loader) if self.deferred else loader
