@@ -36,6 +36,7 @@ class DataConfig:
     scale: List[float] = field(default_factory=lambda: [0.5, 1.0])  # random resized crop area range
     hflip: float = 0.5
     skip_bad: bool = False                  # log and skip unreadable frames instead of stopping
+    decode_device: str = 'worker'           # worker | cuda | cpu: where colour JPEGs are decoded (datasets.md)
     # synthetic
     synthetic_length: int = 10000
     synthetic_seed: int = 0

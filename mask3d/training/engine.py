@@ -27,6 +27,7 @@ from .data.nyu import NYUSyncFrames
 from .data.sunrgbd import SUNRGBDFrames
 from .data.folder import RGBDFolder
 from .data.scannet import ScanNetFrames
+from .data.device_decode import ColourDecoding
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
 from .data.synthetic import SyntheticRGBD
 from .data.transforms import JointTransform
@@ -99,7 +100,8 @@ def _frames(d, seed: int):
     raise ConfigError(f'unknown data.source {d.source!r}')
 
 
-def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTransform, patch_size: int):
+def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTransform, patch_size: int,
+                  colour: ColourDecoding):
     """(stream, stream) for ``data.source: shards``: the stream is both the dataset and what ``set_epoch`` moves."""
     from .data.shards import ShardStream, open_shard_set
     d = cfg.data
@@ -107,9 +109,10 @@ def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTr
         raise ConfigError(f"--resume with data.source=shards: data.num_workers {state['config']['data']['num_workers']}"
                           f' -> {d.num_workers} would deal the shards differently; keep it unchanged')
     prep = PretrainSamples((), transform, patch_size=patch_size, seed=cfg.train.seed)  # only its prepare()
-    stream = ShardStream(open_shard_set(d.root, d.shard_index), prep.prepare, batch_size=d.batch_size,
-                         rank=info.rank, world_size=info.world_size, num_workers=d.num_workers, seed=cfg.train.seed,
-                         shuffle_buffer=d.shuffle_buffer, skip_bad=d.skip_bad)
+    shards = open_shard_set(d.root, d.shard_index)
+    stream = ShardStream(shards, prep.prepare, batch_size=d.batch_size, rank=info.rank, world_size=info.world_size,
+                         num_workers=d.num_workers, seed=cfg.train.seed, shuffle_buffer=d.shuffle_buffer,
+                         skip_bad=d.skip_bad, decode=colour.shard_decoder(shards.urls))
     return stream, stream
 
 
@@ -155,11 +158,13 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     # ---- data ----
     mean, std = encoder.pretrained_cfg['mean'], encoder.pretrained_cfg['std']
     transform = JointTransform(d_cfg.image_size, scale=tuple(d_cfg.scale), hflip=d_cfg.hflip, mean=mean, std=std)
+    colour = ColourDecoding(d_cfg.decode_device, device, transform)  # data.decode_device: JPEGs decoded on a device
     if d_cfg.source == 'shards':
-        sampler, samples = _shard_stream(cfg, state, info, transform, model.patch_size)
+        sampler, samples = _shard_stream(cfg, state, info, transform, model.patch_size, colour)
         frames_total, micro_per_epoch = sampler.shards.frames, sampler.batches_per_epoch
     else:
-        samples = PretrainSamples(build_frames(cfg), transform, patch_size=model.patch_size, seed=t_cfg.seed,
+        samples = PretrainSamples(colour.frames(build_frames(cfg), d_cfg.source), transform,
+                                  patch_size=model.patch_size, seed=t_cfg.seed,
                                   skip_bad=d_cfg.skip_bad)
         sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
         frames_total = len(samples)
@@ -171,6 +176,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     loader = DataLoader(samples, batch_size=d_cfg.batch_size, num_workers=d_cfg.num_workers,
                         pin_memory=device.type == 'cuda', drop_last=True,
                         persistent_workers=False, prefetch_factor=4 if d_cfg.num_workers else None,
+                        collate_fn=colour.collate_fn,
                         **({} if d_cfg.source == 'shards' else dict(
                             sampler=sampler,
                             generator=torch.Generator().manual_seed(t_cfg.seed))))  # leaves the global RNG to the model
@@ -199,7 +205,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
         sampler.set_epoch(epoch, start=start_micro * d_cfg.batch_size)
         # losses stay on the device: the host waits for the GPU only every log_every steps (and at checkpoints)
         micro, loss_acc, depth_acc = start_micro, torch.zeros((), device=device), torch.zeros((), device=device)
-        for batch in loader:
+        for batch in colour.batches(loader):
             if micro >= steps_per_epoch * o_cfg.accum_steps:
                 break  # an epoch is whole steps: no gradient is carried into the next epoch
             rgb = batch['rgb'].to(device, non_blocking=True)
