@@ -5,6 +5,7 @@
 from . import models  # noqa: F401  (registration side effect)
 from .errors import (CheckpointMismatchError, ConfigError, InvalidWeightsFileError, Mask3DError,  # noqa: F401
                      UnknownModelError, WeightsDownloadError, WeightsNotCachedError, WeightsNotPublishedError)
-from .factory import create_model, list_models, load_checkpoint  # noqa: F401
-from .hub import save_pretrained  # noqa: F401
+from .export import save_pretrained  # noqa: F401
+from .factory import create_model, list_models  # noqa: F401
+from .loading import load_checkpoint  # noqa: F401
 from .version import __version__  # noqa: F401

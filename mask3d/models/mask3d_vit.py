@@ -20,7 +20,7 @@ from timm.models.vision_transformer import checkpoint_filter_fn as _timm_vit_fil
 from mask3d_cli.bundled import manifest_path
 
 from ..manifest import load_manifest
-from ..weights import check_pretrained_source, translate_hub_errors
+from ..loading import check_pretrained_source, translate_hub_errors
 
 __all__ = ['checkpoint_filter_fn', 'default_cfgs', 'DEFAULT_IMG_SIZE', 'SIZES', 'stock_timm_architecture']
 

@@ -13,7 +13,8 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...factory import create_model
-from ..finetune.models import backbone_source, build_backbone
+from ...heads import build_backbone
+from ..finetune.models import backbone_source
 
 log = logging.getLogger(__name__)
 
