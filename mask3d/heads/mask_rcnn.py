@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .backbone import BackboneLayerDecay
 from .pyramid import SimpleFeaturePyramid
 
@@ -45,7 +46,7 @@ def _instance_model_class() -> type:
 
 
 def build_mask_rcnn(backbone: nn.Module, num_classes: int, min_size: int = 240, max_size: int = 320,
-                    mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
+                    mean: Sequence[float] = IMAGENET_DEFAULT_MEAN, std: Sequence[float] = IMAGENET_DEFAULT_STD,
                     channels: int = 256, **detector_args: Any) -> nn.Module:
     """torchvision Mask R-CNN on a ViTDet simple feature pyramid; ``num_classes`` excludes the background.
     Inputs are [0, 1] images normalised with ``mean``/``std`` inside (pass mean 0, std 1 for normalised ones).

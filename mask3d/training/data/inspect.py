@@ -5,7 +5,8 @@ from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
-from .folder import RGBDFolder, RGBDFolderError
+from ...errors import BadDataFileError, DataError, MissingDataError
+from .folder import RGBDFolder
 
 FORMATS = ('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k', 'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes',
            'folder', 'synthetic', 'shards')
@@ -19,9 +20,9 @@ def detect_format(path: Path) -> str:
             return 'scannet-sens'
         if path.suffix == '.mat':
             return 'nyu-mat'
-        raise RGBDFolderError(f'{path}: cannot tell the format of this file (expected .sens or .mat)')
+        raise BadDataFileError(f'{path}: cannot tell the format of this file (expected .sens or .mat)')
     if not path.is_dir():
-        raise RGBDFolderError(f'{path}: no such file or folder')
+        raise MissingDataError(f'{path}: no such file or folder')
     if (path / 'shards.json').is_file():
         return 'shards'
     if (path / 'leftImg8bit').is_dir():
@@ -37,7 +38,7 @@ def detect_format(path: Path) -> str:
         return 'nyu-raw'
     if next(path.rglob('image'), None) is not None:
         return 'sunrgbd'
-    raise RGBDFolderError(f'{path}: format not recognised; pass --format ({", ".join(FORMATS[1:])})')
+    raise BadDataFileError(f'{path}: format not recognised; pass --format ({", ".join(FORMATS[1:])})')
 
 
 def open_dataset(path: Union[str, os.PathLike], fmt: str = 'auto', *, depth_scale: float = 1000.0,
@@ -86,7 +87,7 @@ def open_dataset(path: Union[str, os.PathLike], fmt: str = 'auto', *, depth_scal
             import json
             names = tuple(json.loads(classes.read_text())['names'])
         return ds, names, fmt
-    raise RGBDFolderError(f'unknown format {fmt!r}; one of {", ".join(FORMATS)}')
+    raise DataError(f'unknown format {fmt!r}; one of {", ".join(FORMATS)}')
 
 
 class _SensFrames:
@@ -110,7 +111,7 @@ class _SensFrames:
 def inspect(dataset, class_names=None, fmt: str = '', max_frames: int = 50) -> Dict[str, Any]:
     n = len(dataset)
     if n == 0:
-        raise RGBDFolderError('dataset is empty')
+        raise MissingDataError('dataset is empty')
     picks = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
     depths, valid_total, pixel_total, labels = [], 0, 0, {}
     size = None
