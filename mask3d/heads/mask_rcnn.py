@@ -42,6 +42,7 @@ def _instance_model_class() -> type:
     class InstanceModel(BackboneLayerDecay, MaskRCNN):
         """torchvision's Mask R-CNN whose backbone is a PyramidBackbone over the ViT."""
         _vit_path = 'backbone.backbone'
+    InstanceModel.__qualname__ = 'InstanceModel'
     return InstanceModel
 
 
