@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
+from ...constants import IGNORE_INDEX
 from ...errors import BadDataFileError, DataError, MissingDataError
 from .folder import RGBDFolder
 
@@ -127,7 +128,7 @@ def inspect(dataset, class_names=None, fmt: str = '', max_frames: int = 50) -> D
         if 'semantic' in s:
             ids, counts = np.unique(np.asarray(s['semantic']), return_counts=True)
             for k, c in zip(ids.tolist(), counts.tolist()):
-                name = 'ignore' if k == 255 else (class_names[k] if class_names and k < len(class_names) else str(k))
+                name = 'ignore' if k == IGNORE_INDEX else (class_names[k] if class_names and k < len(class_names) else str(k))
                 labels[name] = labels.get(name, 0) + c
     all_d = np.concatenate(depths) if depths else np.zeros(0)
     report = {'format': fmt, 'frames': n, 'inspected_frames': len(picks), 'image_size': size,
@@ -156,7 +157,7 @@ def contact_sheet(dataset, out: Union[str, os.PathLike], frames: int = 4) -> Pat
         fig.colorbar(im, ax=axes[r, 1], fraction=0.046, label='m')
         if cols == 3 and 'semantic' in s:
             sem = np.asarray(s['semantic']).astype(float)
-            axes[r, 2].imshow(np.where(sem == 255, np.nan, sem), cmap='tab20', interpolation='nearest')
+            axes[r, 2].imshow(np.where(sem == IGNORE_INDEX, np.nan, sem), cmap='tab20', interpolation='nearest')
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
