@@ -128,7 +128,8 @@ def inspect(dataset, class_names=None, fmt: str = '', max_frames: int = 50) -> D
         if 'semantic' in s:
             ids, counts = np.unique(np.asarray(s['semantic']), return_counts=True)
             for k, c in zip(ids.tolist(), counts.tolist()):
-                name = 'ignore' if k == IGNORE_INDEX else (class_names[k] if class_names and k < len(class_names) else str(k))
+                known = class_names and k < len(class_names)
+                name = 'ignore' if k == IGNORE_INDEX else (class_names[k] if known else str(k))
                 labels[name] = labels.get(name, 0) + c
     all_d = np.concatenate(depths) if depths else np.zeros(0)
     report = {'format': fmt, 'frames': n, 'inspected_frames': len(picks), 'image_size': size,
