@@ -31,3 +31,7 @@ class InvalidWeightsFileError(Mask3DError, ValueError):
 
 class ConfigError(Mask3DError, ValueError):
     """A training configuration value is unknown or out of range."""
+
+
+class NonFiniteLossError(Mask3DError, FloatingPointError):
+    """A training loss became NaN or infinite (checked at log and checkpoint steps, before anything is saved)."""

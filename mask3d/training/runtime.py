@@ -92,17 +92,6 @@ def restore_training_state(state: Dict[str, Any], info: DistInfo, model, optimiz
     return int(state['step'])
 
 
-def optimizer_step(model, optimizer, scaler, clip_grad) -> None:
-    """One update after the accumulated backward passes: optional clipping (on unscaled gradients), the grad
-    scaler's step, and clearing the gradients."""
-    if clip_grad:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-
-
 def clear_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
     """``--overwrite``: delete an earlier run in ``run_dir``, but only a folder that looks like a mask3d run."""
     if not overwrite or resume or not run_dir.exists():
