@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from ..errors import ConfigError, NonFiniteLossError  # noqa: F401 (NonFiniteLossError: re-exported)
 from ..factory import create_model, load_checkpoint, load_state_dict_into
 from .checkpoint import load_training_checkpoint
-from .config import PretrainConfig, config_from_dict, mixture_parts
+from .config import PretrainConfig, check_image_size, config_from_dict, mixture_parts
 from .data.mixture import MixtureFrames
 from .data.nyu import NYUSyncFrames
 from .data.sunrgbd import SUNRGBDFrames
@@ -32,11 +32,6 @@ from .pretrainer import Mask3DPretrainer
 from .reliance import rgb_reliance
 from .loop import LoopSettings, TrainingLoop
 from .runtime import MetricsLogger, launch, read_metrics, restore_training_state
-
-# config keys that may change between a run and its resumption (they do not change the maths)
-RESUMABLE_CHANGES = ('train.steps', 'train.log_every', 'train.ckpt_every', 'train.figure_every', 'train.keep_every',
-                     'train.device', 'train.export_at_end', 'data.num_workers', 'train.figure_samples')
-
 
 def build_encoder(cfg: PretrainConfig) -> torch.nn.Module:
     """The backbone, through the same path as ``mask3d.create_model``; ``model.init`` loads initial weights."""
@@ -107,7 +102,7 @@ def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTr
 
 def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Run (or resume) pre-training into ``run_dir``; returns a summary dict (also written as summary.json)."""
-    return launch(_pretrain, cfg, run_dir, resume, RESUMABLE_CHANGES, progress)
+    return launch(_pretrain, cfg, run_dir, resume, progress)
 
 
 def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
@@ -120,7 +115,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
 
     # ---- model ----
     encoder = build_encoder(cfg)
-    cfg.validate(patch_size=encoder.patch_embed.patch_size[0])
+    check_image_size(d_cfg.image_size, encoder.patch_embed.patch_size[0], cfg.model.name)
     model = build_pretrainer(cfg, encoder, device)
     eff_batch = d_cfg.batch_size * o_cfg.accum_steps * info.world_size
     lr = o_cfg.lr if o_cfg.lr is not None else o_cfg.base_lr * eff_batch / 256

@@ -22,7 +22,8 @@ from ..data.pretrain_data import EpochIndexSampler
 from ..distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from ..loop import LoopSettings, TrainingLoop
 from ..runtime import MetricsLogger, autocast_context, launch, restore_training_state
-from .config import FINETUNE_RESUMABLE, FinetuneConfig, finetune_config_from_dict
+from ..config import check_image_size, ensure_valid
+from .config import FinetuneConfig, finetune_config_from_dict
 from .data import TaskSamples, build_task_frames, collate, task_transform
 from .models import build_task_model
 from .tasks import (PRIMARY_METRIC, build_metrics, ground_truth, predict, save_prediction_figure, training_loss,
@@ -55,7 +56,7 @@ def _mean_std(model: torch.nn.Module):
 
 def finetune(cfg: FinetuneConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Run (or resume) fine-tuning into ``run_dir``; returns a summary (also written as summary.json)."""
-    return launch(_finetune, cfg, run_dir, resume, FINETUNE_RESUMABLE, progress)
+    return launch(_finetune, cfg, run_dir, resume, progress)
 
 
 def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
@@ -71,6 +72,7 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
         (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     model, recipe = build_task_model(cfg, backbone=state['backbone'] if state else None)
+    check_image_size(d_cfg.image_size, model._vit()[0].patch_embed.patch_size[0], recipe['name'])
     model = model.to(device)
     if info.distributed and device.type == 'cuda':
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -230,7 +232,7 @@ def evaluate(checkpoint, cfg: Optional[FinetuneConfig] = None, *, task: Optional
     info = init_distributed(cfg.train.device if cfg is not None else 'auto')
     try:
         model, cfg, step = load_finetuned(checkpoint, cfg, task)
-        cfg.validate()
+        ensure_valid(cfg)
         frames = build_task_frames(cfg, split)
         model = model.to(info.device)
         if out_dir is None:

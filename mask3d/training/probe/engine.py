@@ -15,6 +15,7 @@ import torch
 from timm.scheduler import CosineLRScheduler
 
 from ...errors import ConfigError
+from ..config import check_image_size
 from ..distributed import DistInfo
 from ..loop import LoopSettings, TrainingLoop
 from .config import ProbeConfig
@@ -88,8 +89,7 @@ def run_probe(cfg: ProbeConfig, out_dir, backbone_label: Optional[str] = None) -
     device = _device(cfg.train.device)
     net, recipe = build_frozen_backbone(cfg.model, cfg.features.blocks)
     p = recipe['patch_size']
-    if any(s % p for s in cfg.data.image_size):
-        raise ConfigError(f'data.image_size {cfg.data.image_size} must be multiples of the patch size {p}')
+    check_image_size(cfg.data.image_size, p, recipe.get('name', cfg.model.backbone))
     net.to(device)
     train, test, posed = load_probe_data(cfg, recipe['mean'], recipe['std'])
     f_train = extract_features(net, train.rgb, cfg.features.batch_size, device, 'features train')
