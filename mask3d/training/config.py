@@ -140,6 +140,23 @@ def check_image_size(image_size: Sequence[int], patch_size: int, model: str) -> 
 
 # ---- shared sections ----
 
+class ValidatedConfig:
+    """What the three top-level configs share: ``to_dict`` and ``validate`` against the table the class names
+    (``class PretrainConfig(ValidatedConfig, knobs=..., relations=...)``)."""
+    KNOBS: Dict[str, Rule] = {}
+    RELATIONS: Tuple[Relation, ...] = ()
+
+    def __init_subclass__(cls, knobs: Mapping[str, Rule] = None, relations: Sequence[Relation] = (), **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.KNOBS, cls.RELATIONS = dict(knobs or {}), tuple(relations)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        validate_config(self, self.KNOBS, self.RELATIONS)
+
+
 @dataclass
 class BaseOptimConfig:
     """What every optimizer section has (pre-training and fine-tuning: AdamW, warmup, clipping, accumulation)."""
@@ -270,21 +287,12 @@ PRETRAIN_RELATIONS = METHOD_RELATIONS + (
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(ValidatedConfig, knobs=PRETRAIN_KNOBS, relations=PRETRAIN_RELATIONS):
     model: ModelConfig = field(default_factory=ModelConfig)
     method: PretrainMethodConfig = field(default_factory=PretrainMethodConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-    KNOBS = PRETRAIN_KNOBS
-    RELATIONS = PRETRAIN_RELATIONS
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def validate(self) -> None:
-        validate_config(self, self.KNOBS, self.RELATIONS)
 
 
 def mixture_parts(data: 'DataConfig') -> List[Tuple['DataConfig', float]]:

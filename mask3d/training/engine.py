@@ -27,7 +27,7 @@ from .data.scannet import ScanNetFrames
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
 from .data.synthetic import SyntheticRGBD
 from .data.transforms import JointTransform
-from .distributed import DistInfo, all_reduce_mean
+from .distributed import DistInfo
 from .pretrainer import Mask3DPretrainer
 from .reliance import rgb_reliance
 from .loop import LoopSettings, TrainingLoop
@@ -164,9 +164,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
 
     logger = MetricsLogger(run_dir, info.is_main, 'pretrain')
     loop = TrainingLoop(
-        LoopSettings(steps=t_cfg.steps, accum_steps=o_cfg.accum_steps, clip_grad=o_cfg.clip_grad,
-                     precision=t_cfg.precision, log_every=t_cfg.log_every, ckpt_every=t_cfg.ckpt_every,
-                     keep_every=t_cfg.keep_every, desc='pretrain', progress=progress, lr_hint='optim.base_lr'),
+        LoopSettings.from_config(cfg, desc='pretrain', progress=progress, lr_hint='optim.base_lr'),
         model=model, train_model=train_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, info=info,
         run_dir=run_dir, steps_per_epoch=steps_per_epoch, logger=logger, start_step=step,
         checkpoint_payload=lambda _: {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),

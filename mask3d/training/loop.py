@@ -39,6 +39,13 @@ class LoopSettings:
     progress: bool = True
     lr_hint: str = 'optim.lr'           # named in the non-finite message
 
+    @classmethod
+    def from_config(cls, cfg, **extra) -> 'LoopSettings':
+        """From a pre-training or fine-tuning config's ``optim`` and ``train`` sections."""
+        o, t = cfg.optim, cfg.train
+        return cls(steps=t.steps, accum_steps=o.accum_steps, clip_grad=o.clip_grad, precision=t.precision,
+                   log_every=t.log_every, ckpt_every=t.ckpt_every, keep_every=t.keep_every, **extra)
+
 
 def optimizer_step(model, optimizer, scaler, clip_grad) -> None:
     """One update after the accumulated backward passes: optional clipping (on unscaled gradients), the grad

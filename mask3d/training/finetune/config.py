@@ -3,14 +3,13 @@
 Checked before any work starts: unknown keys, out-of-range values, and (once the data is opened) a class count
 that does not match the dataset.
 """
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ...errors import ConfigError
 from ..config import (DATA_KNOBS, OPTIM_KNOBS, TRAIN_KNOBS, BaseDataConfig, BaseOptimConfig, BaseTrainConfig, Relation,
                       at_least, dataclass_config_from_dict, ensure_valid, in_unit, load_dataclass_config,
-                      min_lr_below_lr, non_negative, one_of, positive, validate_config)
+                      min_lr_below_lr, non_negative, one_of, positive, ValidatedConfig)
 
 TASKS = ('semseg', 'depth', 'instance')
 FINETUNE_SOURCES = ('synthetic', 'scannet', 'scannet-25k', 'nyuv2', 'nyu-raw', 'cityscapes', 'folder')
@@ -117,22 +116,13 @@ FINETUNE_RELATIONS = (
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(ValidatedConfig, knobs=FINETUNE_KNOBS, relations=FINETUNE_RELATIONS):
     task: str = 'semseg'
     model: BackboneConfig = field(default_factory=BackboneConfig)
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     optim: FinetuneOptimConfig = field(default_factory=FinetuneOptimConfig)
     train: FinetuneTrainConfig = field(default_factory=FinetuneTrainConfig)
-
-    KNOBS = FINETUNE_KNOBS
-    RELATIONS = FINETUNE_RELATIONS
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def validate(self) -> None:
-        validate_config(self, self.KNOBS, self.RELATIONS)
 
 
 def load_finetune_config(path=None, overrides=(), task: Optional[str] = None) -> FinetuneConfig:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Subset
 from ...errors import ConfigError, Mask3DError, NonFiniteLossError  # noqa: F401 (re-exported)
 from ..checkpoint import load_training_checkpoint
 from ..data.pretrain_data import EpochIndexSampler
-from ..distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
+from ..distributed import DistInfo, cleanup, init_distributed
 from ..loop import LoopSettings, TrainingLoop
 from ..runtime import MetricsLogger, autocast_context, launch, restore_training_state
 from ..config import check_image_size, ensure_valid
@@ -61,12 +61,10 @@ def finetune(cfg: FinetuneConfig, run_dir, *, resume: bool = False, progress: bo
 
 def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
               progress: bool) -> Dict[str, Any]:
-    t_cfg, d_cfg, o_cfg = cfg.train, cfg.data, cfg.optim
-    device = info.device
-
     # data first: a wrong class count or a missing dataset fails before any model is built or trained
     train_frames = build_task_frames(cfg, 'train')
     val_frames = build_task_frames(cfg, 'val')
+    t_cfg, d_cfg, o_cfg, device = cfg.train, cfg.data, cfg.optim, info.device
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -99,9 +97,7 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
                         prefetch_factor=4 if d_cfg.num_workers else None)
     logger = MetricsLogger(run_dir, info.is_main, f'finetune_{cfg.task}')
     loop = TrainingLoop(
-        LoopSettings(steps=t_cfg.steps, accum_steps=o_cfg.accum_steps, clip_grad=o_cfg.clip_grad,
-                     precision=t_cfg.precision, log_every=t_cfg.log_every, ckpt_every=t_cfg.ckpt_every,
-                     keep_every=t_cfg.keep_every, desc=f'finetune {cfg.task}', progress=progress),
+        LoopSettings.from_config(cfg, desc=f'finetune {cfg.task}', progress=progress),
         model=model, train_model=train_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, info=info,
         run_dir=run_dir, steps_per_epoch=steps_per_epoch, logger=logger, start_step=step, log_tags={'split': 'train'},
         checkpoint_payload=lambda _: {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),

@@ -1,10 +1,9 @@
 """Probe configuration: training/configs/probe/*.yaml, ``--set`` overrides, checked before any work starts."""
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ..config import (DEVICES, Relation, Rule, at_least, ensure_valid, in_unit, load_dataclass_config, non_negative,
-                      one_of, positive, size_pair, validate_config)
+                      one_of, positive, size_pair, ValidatedConfig)
 
 PROBE_TASKS = ('depth', 'normals', 'semseg', 'correspondence')
 PROBE_SOURCES = ('synthetic', 'folder', 'nyu', 'scannet', '7scenes')
@@ -92,7 +91,7 @@ PROBE_RELATIONS = (
 
 
 @dataclass
-class ProbeConfig:
+class ProbeConfig(ValidatedConfig, knobs=PROBE_KNOBS, relations=PROBE_RELATIONS):
     tasks: List[str] = field(default_factory=lambda: list(PROBE_TASKS))
     quick: bool = False                   # tiny budget for smoke tests (< 2 min on 2 CPU cores for ViT-Ti)
     model: ProbeModelConfig = field(default_factory=ProbeModelConfig)
@@ -101,15 +100,6 @@ class ProbeConfig:
     train: ProbeTrainConfig = field(default_factory=ProbeTrainConfig)
     correspondence: ProbeCorrespondenceConfig = field(default_factory=ProbeCorrespondenceConfig)
     figure_samples: int = 4
-
-    KNOBS = PROBE_KNOBS
-    RELATIONS = PROBE_RELATIONS
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def validate(self) -> None:
-        validate_config(self, self.KNOBS, self.RELATIONS)
 
     def apply_quick(self) -> None:
         """``quick``: a smoke-test budget; explicit sizes in the file still count as the full run's."""
