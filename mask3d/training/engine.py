@@ -109,13 +109,12 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
               progress: bool) -> Dict[str, Any]:
     t_cfg, d_cfg, o_cfg = cfg.train, cfg.data, cfg.optim
     device = info.device
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-
     # ---- model ----
     encoder = build_encoder(cfg)
     check_image_size(d_cfg.image_size, encoder.patch_embed.patch_size[0], cfg.model.name)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     model = build_pretrainer(cfg, encoder, device)
     eff_batch = d_cfg.batch_size * o_cfg.accum_steps * info.world_size
     lr = o_cfg.lr if o_cfg.lr is not None else o_cfg.base_lr * eff_batch / 256
