@@ -131,7 +131,8 @@ def main(argv=None) -> int:
         for name, values in runs.items():
             result[name] = statistics.median(values)
         for name in sets:  # paired by round: the two paths ran back to back, so machine noise mostly cancels
-            ratios = [d / f for d, f in zip(runs[f'per_core_worker_deferred_{name}'], runs[f'per_core_worker_full_{name}'])]
+            full, deferred = runs[f'per_core_worker_full_{name}'], runs[f'per_core_worker_deferred_{name}']
+            ratios = [d / f for d, f in zip(deferred, full)]
             result[f'per_core_deferred_over_full_{name}'] = statistics.median(ratios)
             result[f'per_core_deferred_over_full_{name}_range'] = [min(ratios), max(ratios)]
     result['load_avg_1min_at_end'] = os.getloadavg()[0]

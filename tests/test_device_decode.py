@@ -4,7 +4,8 @@ Same (seed, epoch, index) -> same crops, flips, masks: depth, intrinsics, mask n
 compared exactly, RGB in 8-bit levels: exactly equal where colour is stored at the depth size (both paths decode
 with libjpeg-turbo, measured 0 difference), at most 1 level where colour is first resized onto the depth grid
 (PIL's antialiased bilinear in the worker, torch's on the device: measured max 1 level on 0.11 % of the RGB values
-of 8 real 7-Scenes frames upsampled to 1296x968, as ScanNet's exported colour, through crop + resize to 240x320). The CUDA test uses torchvision's own nvjpeg-vs-libjpeg bound.
+of 8 real 7-Scenes frames upsampled to 1296x968, as ScanNet's exported colour, through crop + resize to 240x320).
+The CUDA test uses torchvision's own nvjpeg-vs-libjpeg bound.
 """
 import numpy as np
 import pytest
@@ -42,7 +43,8 @@ def _write_scannet(root, frames, colour_size=None):
     K = np.array([[60, 0, 32], [0, 60, 24], [0, 0, 1]], np.float32)
     for i, (rgb, depth) in enumerate(frames):
         if colour_size:
-            rgb = np.array(Image.fromarray(rgb.transpose(1, 2, 0)).resize(colour_size, Image.BILINEAR)).transpose(2, 0, 1)
+            rgb = Image.fromarray(rgb.transpose(1, 2, 0)).resize(colour_size, Image.BILINEAR)
+            rgb = np.array(rgb).transpose(2, 0, 1)
         none = np.zeros(depth.shape, np.int64)
         write_scannet25k_frame(root / f'scene000{i // 3}_00', i, rgb, np.round(depth * 1000).astype(np.uint16), none,
                                none, K)

@@ -31,8 +31,8 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from ...errors import ConfigError
-from .folder import RGBDFolderError, RGBDFrames, decode_depth
+from ...errors import BadDataFileError, ConfigError, DataError, MissingDataError
+from .folder import RGBDFrames, decode_depth
 from .mixture import MixtureFrames
 from .transforms import JointTransform
 
@@ -41,7 +41,7 @@ DECODE_DEVICES = ('worker', 'cpu', 'cuda')
 _DEFERRED_KEYS = ('rgb_encoded', 'rgb_source')  # per-sample values that stay lists in a batch
 
 
-class DeferredColourError(RGBDFolderError):
+class DeferredColourError(DataError):
     """A source cannot hand its colour over encoded (not JPEG, or depth in a format the worker cannot decode)."""
 
 
@@ -51,7 +51,7 @@ def jpeg_size(data: bytes, where: str) -> Tuple[int, int]:
         with Image.open(io.BytesIO(data)) as im:
             kind, (w, h) = im.format, im.size
     except Exception as e:
-        raise RGBDFolderError(f'{where}: cannot read image ({e})') from e
+        raise BadDataFileError(f'{where}: cannot read image ({e})') from e
     if kind != 'JPEG':
         raise DeferredColourError(f'{where}: colour is {kind}, not JPEG; only JPEG colour can be decoded on the '
                                   f'device (set data.decode_device=worker)')
@@ -65,10 +65,10 @@ def defer_rgbd(rgb: bytes, depth: bytes, *, depth_suffix: str, depth_scale: floa
     depth_m = decode_depth(depth, depth_suffix, depth_scale, depth_where)
     size = jpeg_size(rgb, rgb_where)
     if not resize_rgb_to_depth and size != depth_m.shape:
-        raise RGBDFolderError(f'{depth_where}: depth is {depth_m.shape}, colour {rgb_where} is {size}; they must be '
+        raise BadDataFileError(f'{depth_where}: depth is {depth_m.shape}, colour {rgb_where} is {size}; they must be '
                               f'registered at the same size')
     if not (depth_m > 0).any():
-        raise RGBDFolderError(f'{depth_where}: no valid depth pixel (all zero or invalid)')
+        raise BadDataFileError(f'{depth_where}: no valid depth pixel (all zero or invalid)')
     return {'rgb_encoded': torch.from_numpy(np.frombuffer(rgb, np.uint8).copy()), 'rgb_size': depth_m.shape,
             'rgb_source': rgb_where, 'depth': depth_m[None]}
 
@@ -90,7 +90,7 @@ class DeferredColourFrames:
         rgb_path, depth_path = self.frames.frames[index]
         for path, what in ((rgb_path, 'colour'), (depth_path, 'depth')):
             if not path.is_file():
-                raise RGBDFolderError(f'{path}: {what} file not found')
+                raise MissingDataError(f'{path}: {what} file not found')
         sample = defer_rgbd(rgb_path.read_bytes(), depth_path.read_bytes(), depth_suffix=depth_path.suffix,
                             depth_scale=self.frames.depth_scale, resize_rgb_to_depth=self.frames.resize_rgb_to_depth,
                             rgb_where=str(rgb_path), depth_where=str(depth_path))
@@ -116,7 +116,7 @@ def decode_shard_frame_deferred(raw: Dict[str, Any], where: str) -> Dict[str, ob
     """A shard sample -> pre-training frame with the colour still encoded (``ShardStream(decode=...)``)."""
     from .shards import _field
     if 'meta.json' not in raw:
-        raise RGBDFolderError(f'{where}: sample has no meta.json (not a mask3d shard?)')
+        raise BadDataFileError(f'{where}: sample has no meta.json (not a mask3d shard?)')
     meta = json.loads(raw['meta.json'])
     rgb_ext, rgb = _field(raw, 'rgb', where)
     depth_ext, depth = _field(raw, 'depth', where)
@@ -170,7 +170,7 @@ def _decode_all(encoded: List[torch.Tensor], sources: List[str], device: torch.d
             try:
                 _decode_jpeg(data, device)
             except RuntimeError as e:
-                raise RGBDFolderError(f'{where}: cannot decode JPEG on {device} ({e})') from e
+                raise BadDataFileError(f'{where}: cannot decode JPEG on {device} ({e})') from e
         raise
 
 
