@@ -19,7 +19,6 @@ so ``data.skip_bad`` cannot skip a JPEG that is corrupt past its header: the bat
 """
 import copy
 import io
-import json
 import warnings
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -114,12 +113,8 @@ def defer_colour(frames, name: str):
 
 def decode_shard_frame_deferred(raw: Dict[str, Any], where: str) -> Dict[str, object]:
     """A shard sample -> pre-training frame with the colour still encoded (``ShardStream(decode=...)``)."""
-    from .shards import _field
-    if 'meta.json' not in raw:
-        raise BadDataFileError(f'{where}: sample has no meta.json (not a mask3d shard?)')
-    meta = json.loads(raw['meta.json'])
-    rgb_ext, rgb = _field(raw, 'rgb', where)
-    depth_ext, depth = _field(raw, 'depth', where)
+    from .shards import read_record
+    meta, (rgb_ext, rgb), (depth_ext, depth) = read_record(raw, where)
     if rgb_ext not in JPEG_EXTS:
         raise DeferredColourError(f'{where}.rgb{rgb_ext}: the shards store {rgb_ext[1:].upper()} colour; only JPEG '
                                   f'colour can be decoded on the device (set data.decode_device=worker)')

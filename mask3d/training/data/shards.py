@@ -127,13 +127,16 @@ def _field(raw: Dict[str, Any], name: str, where: str) -> Tuple[str, bytes]:
     raise RGBDFolderError(f'{where}: sample has no {name}.* file (not a mask3d shard?)')
 
 
-def decode_frame(raw: Dict[str, Any], where: str) -> Dict[str, object]:
-    """A shard sample (field -> bytes) -> a sample of the common schema, equal to what the source reader gave."""
+def read_record(raw: Dict[str, Any], where: str) -> Tuple[Dict[str, Any], Tuple[str, bytes], Tuple[str, bytes]]:
+    """A shard sample's meta.json, (colour extension, bytes) and (depth extension, bytes)."""
     if 'meta.json' not in raw:
         raise RGBDFolderError(f'{where}: sample has no meta.json (not a mask3d shard?)')
-    meta = json.loads(raw['meta.json'])
-    rgb_ext, rgb = _field(raw, 'rgb', where)
-    depth_ext, depth = _field(raw, 'depth', where)
+    return json.loads(raw['meta.json']), _field(raw, 'rgb', where), _field(raw, 'depth', where)
+
+
+def decode_frame(raw: Dict[str, Any], where: str) -> Dict[str, object]:
+    """A shard sample (field -> bytes) -> a sample of the common schema, equal to what the source reader gave."""
+    meta, (rgb_ext, rgb), (depth_ext, depth) = read_record(raw, where)
     if meta['depth_scale'] is None:
         rgb_arr, depth_m = decode_rgb(rgb, where), decode_depth(depth, depth_ext, 1.0, where)
     else:
