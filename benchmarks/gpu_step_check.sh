@@ -2,7 +2,7 @@
 # Issue 15's GPU figures in one command (about 6-8 minutes on an H100; every part has its own time limit so the
 # whole stays inside a 15-minute lease): Mask3D step vs full-token step at batch 64 and 256 (eager, torch.compile,
 # CUDA graphs), MFU, memory per GPU for ViT-B/L, and loader img/s with 16 workers on sharded ScanNet-like frames,
-# with colour decoded in the workers or on the GPU (nvjpeg).
+# with colour decoded in the workers or on the GPU (nvjpeg; that part added about a minute, an estimate: not yet run).
 # JSON files land in $OUT (default benchmarks/results/gpu), named after what they measured.
 #   bash benchmarks/gpu_step_check.sh                       # on the GPU machine
 #   DEVICE=cpu QUICK=1 bash benchmarks/gpu_step_check.sh    # toy sizes on CPU: checks the script itself runs
