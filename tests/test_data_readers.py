@@ -262,6 +262,24 @@ def test_real_seven_scenes_as_a_folder(rgbd_data, tmp_path):
     assert np.allclose(s['intrinsics'][0, 0], 585)
 
 
+def test_capture_with_named_folders_and_intrinsics(tmp_path):
+    """The HoloLens / 7-Scenes-as-folder shape: images/ + depth/ (mm), K given by the caller; 20 frames."""
+    from rgbd_formats import depth_png, room_depth
+    (tmp_path / 'images').mkdir()
+    for i in range(20):
+        Image.fromarray(np.full((36, 54, 3), 10 * i, np.uint8)).save(tmp_path / 'images' / f'{i:03d}.png')
+        depth_png(tmp_path / 'depth' / f'{i:03d}.png', room_depth(36, 54, seed=i, holes=0.3), 1000)
+    K = np.array([[49.557, 0, 27], [0, 49.557, 18], [0, 0, 1]])
+    ds = RGBDFolder(tmp_path, depth_scale=1000, rgb_dir='images', depth_dir='depth', intrinsics=K)
+    assert len(ds) == 20
+    s = ds[7]
+    assert s['rgb'].shape == (3, 36, 54) and (s['rgb'] == 70).all()
+    assert np.allclose(s['depth'][0], room_depth(36, 54, seed=7, holes=0.3), atol=5e-4)
+    assert np.allclose(s['intrinsics'], K)
+    with pytest.raises(RGBDFolderError, match='expected ROOT/rgb/ and ROOT/depth/'):
+        RGBDFolder(tmp_path)
+
+
 def test_real_hololens_capture_as_a_folder(rgbd_data):
     root = rgbd_data / 'deep-video-mvs-hololens' / 'sample-data' / 'hololens-dataset' / '000'
     K = np.loadtxt(root / 'K.txt')

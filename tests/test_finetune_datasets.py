@@ -93,6 +93,7 @@ def _run(tmp_path, config, sets):
     return cfg, finetune(cfg, tmp_path / 'run', progress=False)['val']
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('config', ['scannet20_semseg_vit_base.yaml', 'scannet_instance_vit_base.yaml'])
 def test_scannet_configs_train_and_evaluate(tmp_path, scannet25k, config):
     cfg, val = _run(tmp_path, config, scannet25k)
@@ -103,6 +104,7 @@ def test_scannet_configs_train_and_evaluate(tmp_path, scannet25k, config):
         assert set(val) >= {'bbox_AP50', 'segm_AP50'} and val['frames'] == 2
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('config', ['nyu40_semseg_vit_base.yaml', 'nyu_instance_vit_base.yaml'])
 def test_nyu_configs_train_and_evaluate(tmp_path, nyu_mat, config):
     cfg, val = _run(tmp_path, config, nyu_mat + ['data.min_instance_pixels=100'])
@@ -116,6 +118,7 @@ def test_nyu_configs_train_and_evaluate(tmp_path, nyu_mat, config):
         assert set(val) >= {'bbox_AP50', 'segm_AP50'} and val['frames'] == 2
 
 
+@pytest.mark.e2e
 def test_nyu_depth_config_sync_frames_then_eigen_crop(tmp_path, nyu_mat):
     sync = write_nyu_sync_frames(tmp_path / 'nyu_demo', indices=(0, 50, 100), size=(480, 640))
     sets = nyu_mat[:2] + ['data.splits_mat=null', 'data.val_split=all', 'data.image_size=[96,128]',
@@ -125,6 +128,7 @@ def test_nyu_depth_config_sync_frames_then_eigen_crop(tmp_path, nyu_mat):
     assert cfg.eval.eigen_crop and val['frames'] == 2 and 0 < val['delta3'] <= 1 and val['rmse'] > 0
 
 
+@pytest.mark.e2e
 def test_cityscapes_config_trains_and_evaluates(tmp_path, cityscapes):
     cfg, val = _run(tmp_path, 'cityscapes19_semseg_vit_base.yaml', cityscapes + ['data.batch_size=2'])
     assert len(val['iou_per_class']) == 19 and not np.isnan(val['iou_per_class']['road'])

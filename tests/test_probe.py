@@ -151,6 +151,7 @@ def _run(tmp_path, *extra):
     return out, json.loads((out / 'probe.json').read_text())
 
 
+@pytest.mark.e2e
 def test_probe_command_end_to_end_on_synthetic_rooms(tmp_path):
     out, result = _run(tmp_path, 'data.train_frames=4', 'data.test_frames=2')
     for task, keys in (('depth', ('abs_rel', 'delta1', 'rmse')), ('normals', ('mean_angle_deg', 'within_11_25')),
@@ -164,6 +165,7 @@ def test_probe_command_end_to_end_on_synthetic_rooms(tmp_path):
         assert (out / png).stat().st_size > 1000
 
 
+@pytest.mark.e2e
 def test_probe_on_a_synth_folder_with_poses_and_skips_what_it_lacks(tmp_path):
     from mask3d.training.data.cli import write_synthetic
     train = write_synthetic(tmp_path / 'train', 3, seed=0, image_size=(32, 48), progress=False)
@@ -194,6 +196,7 @@ def test_probe_config_errors_name_the_key(tmp_path, capsys):
     assert 'features.blocks: block 5 does not exist in a 2-block backbone' in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_real_seven_scenes_pairs(rgbd_data, tmp_path):
     """Real posed frames: the ground truth agrees with the 7-Scenes poses, and the probe runs on them."""
     src = rgbd_data / 'tsdf-fusion-python-7scenes' / 'data'
@@ -216,6 +219,7 @@ def test_real_seven_scenes_pairs(rgbd_data, tmp_path):
     assert len(uv_a) > 0.6 * int((d[0] > 0).sum())
 
 
+@pytest.mark.e2e
 def test_seven_scenes_sequence_layout(tmp_path):
     """A 7-Scenes sequence folder written from rendered posed views (frame-%06d.color.jpg, .depth.png in mm,
     .pose.txt camera-to-world, camera-intrinsics.txt): the probe reads it, splits it 4 + 2 and pairs the test frames."""
@@ -247,6 +251,7 @@ def test_heads_learn_from_informative_features():
     assert last < 0.5 and (_predict(head, feats, cfg, torch.device('cpu')).argmax(1) == labels).float().mean() > 0.99
 
 
+@pytest.mark.e2e
 def test_real_nyu_frame_through_the_nyu_source(rgbd_data, tmp_path):
     """The real labelled NYU frame 1407 in the .mat layout (test split; two flipped copies as the train split):
     depth, normals and the 40-class linear probe run on it, correspondence is skipped (no poses)."""
@@ -275,6 +280,7 @@ def test_real_nyu_frame_through_the_nyu_source(rgbd_data, tmp_path):
     assert len(result['semseg']['iou']) == 40 and result['semseg']['class_names'][0] == 'wall'
 
 
+@pytest.mark.e2e
 def test_nyu_source_on_a_generated_mat(tmp_path):
     """The .mat layout with a generated classMapping40.mat and splits.mat (frames 1, 2 train; 3 test): raw ids
     21, 11, 5 arrive as wall, floor, chair; correspondence is skipped (no poses)."""
@@ -334,6 +340,7 @@ def test_render_views_keeps_view_zero_and_synth_writes_poses(tmp_path):
                        render_views(0, 0, 2, 16, 48)[1]['pose'], atol=1e-5)
 
 
+@pytest.mark.e2e
 def test_scannet_exported_scenes_pair_posed_frames(tmp_path):
     """ScanNet layout (color/, depth/ mm, pose/, intrinsics): consecutive frames of a scene pair up; a frame whose
     pose is -inf (lost tracking) is left out of the pairs."""
