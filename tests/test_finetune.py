@@ -38,7 +38,7 @@ def _untrained_score(cfg, metric):
 @pytest.mark.parametrize('task, metric, better, extra', [
     ('semseg', 'miou', 1, ['train.steps=30', 'optim.lr=2e-3']),
     ('depth', 'abs_rel', -1, ['train.steps=30', 'optim.lr=2e-3']),
-    # Mask R-CNN learns slowly: overfit four fixed frames and score on them (the longest test in CI: 732 s measured
+    # Mask R-CNN learns slowly: overfit four fixed frames and score on them (the longest test in CI: 79 s alone, 732 s
     # on 2 cores shared with 5 other jobs, hence its own timeout)
     pytest.param('instance', 'bbox_AP50', 1, ['train.steps=40', 'optim.lr=2e-3', 'data.batch_size=2',
                                               'data.synthetic_length=4', 'data.synthetic_val_length=4',
