@@ -141,6 +141,7 @@ def test_shards_decode_to_the_worker_batch(source, jpeg_folder, scannet, tmp_pat
     _assert_same(batches[False], got, transform, max_levels=0 if source == 'folder' else 1)
 
 
+@pytest.mark.e2e
 def test_real_frames(rgbd_data, tmp_path):
     """Real 7-Scenes frames: as a JPEG folder (exact) and as ScanNet's exported 1296x968 colour (<= 1 level)."""
     frames = _real(rgbd_data, 4)
@@ -197,6 +198,7 @@ def test_cuda_decode_matches_cpu(jpeg_folder, scannet):
                     assert torch.equal(cpu[key], cuda[key]), key
 
 
+@pytest.mark.bench
 def test_benchmark_script_prints_json():
     """benchmarks/device_decode_throughput.py runs end to end (tiny sizes; no timing asserted)."""
     import json
@@ -237,6 +239,7 @@ def _pretrain(tmp_path, name, *overrides):
     return torch.load(tmp_path / name / 'checkpoints' / 'last.pt', map_location='cpu', weights_only=True)['model']
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('source', ['folder', 'shards'])
 def test_pretraining_with_colour_decoded_in_the_main_process_equals_the_worker_path(source, jpeg_folder, tmp_path):
     """data.decode_device=cpu: the same weights after 3 steps as decoding in the workers (folder: through a worker
@@ -250,6 +253,7 @@ def test_pretraining_with_colour_decoded_in_the_main_process_equals_the_worker_p
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.e2e
 def test_pretraining_refuses_what_cannot_be_decoded_on_the_device(tmp_path):
     from mask3d.errors import ConfigError
     from mask3d.training.data.cli import write_synthetic
