@@ -394,3 +394,14 @@ def test_file_size_limit_during_checkpoint_write(env):
     assert 'last.pt' in line and 'File too large' in line, line
     assert _temp_files(run) == []
     assert _checkpoint_step(run) == 1
+
+
+def test_troubleshooting_links_in_messages_exist():
+    """Every ``docs/troubleshooting.md#anchor`` the command prints is a heading of that page."""
+    import re
+    from mask3d_cli import failures
+    text = (Path(__file__).resolve().parents[1] / 'docs' / 'troubleshooting.md').read_text()
+    anchors = {re.sub(r'[^a-z0-9 -]', '', h.lower()).replace(' ', '-') for h in re.findall(r'^#+ (.+)$', text, re.M)}
+    used = set(failures._USER_ERRNOS.values()) | set(re.findall(r"_see\('([a-z-]+)'\)", Path(failures.__file__)
+                                                                .read_text()))
+    assert used and used <= anchors, used - anchors
