@@ -25,6 +25,10 @@ class CheckpointMismatchError(Mask3DError, RuntimeError):
     """A checkpoint's keys or shapes do not fit the model."""
 
 
+class CheckpointWriteError(Mask3DError, OSError):
+    """A checkpoint could not be written (disk full, file-size limit, I/O error); the previous one is kept."""
+
+
 class InvalidWeightsFileError(Mask3DError, ValueError):
     """A weights file is missing, not valid safetensors, or a pickle we refuse to load."""
 

@@ -10,6 +10,7 @@ from timm.models import get_arch_pretrained_cfgs, parse_model_name, split_model_
 
 from .errors import CheckpointMismatchError, InvalidWeightsFileError, UnknownModelError
 from .models.mask3d_vit import checkpoint_filter_fn
+from .safe_load import load_torch_file
 from .weights import SAFE_WEIGHTS_NAME, check_sha256, fetch_verified, recorded_sha256, translate_hub_errors
 
 __all__ = ['create_model', 'list_models', 'load_checkpoint', 'load_state_dict_file', 'load_state_dict_into']
@@ -100,11 +101,7 @@ def load_state_dict_file(path: Union[str, os.PathLike]) -> Dict[str, Any]:
             return load_file(str(path), device='cpu')
         except SafetensorError as e:
             raise InvalidWeightsFileError(f"{path}: not a valid safetensors file ({e})") from e
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # UnpicklingError, RuntimeError from a zip reader, ...
-        raise InvalidWeightsFileError(
-            f"{path}: cannot be read as a safe torch checkpoint (weights_only=True): {str(e).splitlines()[0]}") from e
+    return load_torch_file(path, 'weights file')
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -376,24 +377,67 @@ def test_sigkill_during_checkpoint_write_then_resume(env):
 def test_file_size_limit_during_checkpoint_write(env):
     """The disk fills up while a checkpoint is written (simulated with RLIMIT_FSIZE: writes past 1 MiB fail with
     EFBIG, as they fail with ENOSPC on a full disk): one line, the temp file removed, the previous checkpoint kept."""
-    config = _subprocess_config(env, steps=1)
     run = env.tmp / 'full'
-    first = subprocess.run(_mask3d('pretrain', '--config', str(config), '--output', str(run)), env=ENV,
-                           capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr[-3000:]
+    shutil.copytree(env.run, run, ignore=shutil.ignore_patterns('export', 'tensorboard'))  # its last.pt: step 1
     assert (run / 'checkpoints' / 'last.pt').stat().st_size > 2 ** 20
 
     def limit_file_size():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
         resource.setrlimit(resource.RLIMIT_FSIZE, (2 ** 20, resource.RLIM_INFINITY))
-    result = subprocess.run(_mask3d('pretrain', '--config', str(config), '--output', str(run), '--resume', '--set',
-                                    'train.steps=2', '--set', 'train.export_at_end=false'),
+    result = subprocess.run(_mask3d('pretrain', '--config', str(env.config), '--output', str(run), '--resume',
+                                    '--set', 'train.steps=2', '--set', 'train.export_at_end=false'),
                             env=ENV, capture_output=True, text=True, preexec_fn=limit_file_size)
     line = _one_line(result.stderr)
     assert result.returncode == EXIT_FAILED and TRACEBACK not in result.stderr, result.stderr[-3000:]
-    assert 'last.pt' in line and 'File too large' in line, line
+    assert 'last.pt' in line and 'File too large' in line and 'kept' in line, line
     assert _temp_files(run) == []
     assert _checkpoint_step(run) == 1
+
+
+class _FullDisk:
+    """A file object that accepts ``room`` bytes, then fails like a full disk."""
+
+    def __init__(self, f, room: int):
+        self.f, self.room = f, room
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        self.room -= len(data)
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def test_disk_full_during_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    """ENOSPC in the middle of torch.save: a one-line CheckpointWriteError, no temp file, last.pt unchanged."""
+    from mask3d.errors import CheckpointWriteError
+    from mask3d.training import checkpoint
+    path = tmp_path / 'last.pt'
+    checkpoint.save_atomic({'step': 1, 'w': torch.ones(8)}, path)
+    monkeypatch.setattr(checkpoint, 'open', lambda p, mode: _FullDisk(open(p, mode), 2 ** 16), raising=False)
+    with pytest.raises(CheckpointWriteError) as e:
+        checkpoint.save_atomic({'step': 2, 'w': torch.zeros(2 ** 18)}, path)
+    message = str(e.value)
+    assert '\n' not in message and str(path) in message and 'No space left on device' in message
+    assert 'previous last.pt is kept' in message
+    assert os.listdir(tmp_path) == ['last.pt']
+    assert torch.load(path, weights_only=True)['step'] == 1
+
+
+def test_stale_temp_files_are_removed(tmp_path):
+    from mask3d.training.checkpoint import remove_stale_temp_files
+    for name in ('.last.pt.tmp.123', '.step_0000004.pt.tmp.9', 'last.pt', 'notes.tmp.txt'):
+        (tmp_path / name).write_bytes(b'x')
+    assert remove_stale_temp_files(tmp_path) == ['.last.pt.tmp.123', '.step_0000004.pt.tmp.9']
+    assert sorted(os.listdir(tmp_path)) == ['last.pt', 'notes.tmp.txt']
 
 
 def test_troubleshooting_links_in_messages_exist():
