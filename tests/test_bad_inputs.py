@@ -366,9 +366,8 @@ def test_sigkill_during_checkpoint_write_then_resume(env):
     assert stale, 'the kill should leave the temp file of the interrupted write'
     good = _checkpoint_step(run)
     assert max(_steps(run)) > good  # steps were logged after the last good checkpoint
-    result = subprocess.run(_mask3d('pretrain', '--config', str(config), '--output', str(run), '--resume', '--set',
-                                    f'train.steps={good + 2}'), env=ENV, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert main(['pretrain', '--config', str(config), '--output', str(run), '--resume', '--set',
+                 f'train.steps={good + 2}']) == 0
     assert _temp_files(run) == []
     assert _steps(run) == list(range(1, good + 3))
     assert _checkpoint_step(run) == good + 2
