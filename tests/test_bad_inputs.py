@@ -314,6 +314,31 @@ def test_permission_denied_is_one_line(env, capsys, monkeypatch):
     assert 'locked' in line and 'Permission denied' in line and 'troubleshooting' in line
 
 
+@pytest.mark.parametrize('exc,code,expected', [
+    (torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79 GiB'),
+     EXIT_FAILED, 'out of GPU memory (CUDA out of memory); lower data.batch_size'),
+    (RuntimeError('No CUDA GPUs are available'), EXIT_FAILED, 'CUDA was asked for but is not available here'),
+    (AssertionError('Torch not compiled with CUDA enabled'), EXIT_FAILED, 'set train.device=cpu or auto'),
+    (OSError(errno.ENOSPC, 'No space left on device', '/runs/a/metrics.jsonl'), EXIT_FAILED,
+     '/runs/a/metrics.jsonl: No space left on device (free some space'),
+    (FileNotFoundError(errno.ENOENT, 'No such file or directory', 'split.txt'), EXIT_FAILED,
+     'split.txt: No such file or directory'),
+    (ValueError('Caught ValueError in DataLoader worker process 1.\nOriginal Traceback (most recent call last):\n'
+                '  File "x.py", line 3, in f\nmask3d.errors.DataError: /d/rgb/7.png: cannot read image\n'),
+     None, None),
+])
+def test_what_counts_as_a_user_error(exc, code, expected):
+    """Failures torch and the OS raise that a user fixes (GPU memory, no CUDA, disk, paths) are one line; an
+    exception of a non-mask3d type from a DataLoader worker is a bug (only its class decides)."""
+    from mask3d_cli.failures import classify, one_line
+    found = classify(exc)
+    if code is None:
+        assert found is None
+        assert one_line(str(exc)) == '/d/rgb/7.png: cannot read image'
+        return
+    assert found[0] == code and expected in found[1] and '\n' not in found[1], found
+
+
 # ---- faults: a process killed or out of space while it writes a checkpoint ----
 
 def _subprocess_config(env, **train) -> Path:
