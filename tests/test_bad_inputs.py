@@ -202,7 +202,7 @@ def _data_cases() -> List[Case]:
     cases = []
     for row in module.CASES if hasattr(module, 'CASES') else module.ROWS:
         build = next(v for k, v in row.items() if callable(v) and k not in ('culprit',))
-        cases.append(Case(f"data-{row['name']}", lambda e, build=build: build(e.tmp), row['culprit'],
+        cases.append(Case(f"reader-{row['name']}", lambda e, build=build: build(e.tmp), row['culprit'],
                           row.get('code', EXIT_FAILED)))
     return cases
 
