@@ -13,14 +13,10 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from ...errors import Mask3DError
+from ...errors import RGBDFolderError  # noqa: F401  (the readers import it from here)
 
 RGB_EXTS = ('.png', '.jpg', '.jpeg')
 DEPTH_EXTS = ('.png', '.npy', '.tif', '.tiff')
-
-
-class RGBDFolderError(Mask3DError, ValueError):
-    """A dataset file or folder is missing, unreadable or not in the expected format (the message names it)."""
 
 
 def read_depth(path: Union[str, os.PathLike], depth_scale: float) -> np.ndarray:

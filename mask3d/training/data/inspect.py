@@ -5,7 +5,9 @@ from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
-from .folder import RGBDFolder, RGBDFolderError
+from ...constants import IGNORE_INDEX
+from ...errors import BadDataFileError, DataError, MissingDataError
+from .folder import RGBDFolder
 
 FORMATS = ('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k', 'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes',
            'folder', 'synthetic', 'shards')
@@ -19,9 +21,9 @@ def detect_format(path: Path) -> str:
             return 'scannet-sens'
         if path.suffix == '.mat':
             return 'nyu-mat'
-        raise RGBDFolderError(f'{path}: cannot tell the format of this file (expected .sens or .mat)')
+        raise BadDataFileError(f'{path}: cannot tell the format of this file (expected .sens or .mat)')
     if not path.is_dir():
-        raise RGBDFolderError(f'{path}: no such file or folder')
+        raise MissingDataError(f'{path}: no such file or folder')
     if (path / 'shards.json').is_file():
         return 'shards'
     if (path / 'leftImg8bit').is_dir():
@@ -37,7 +39,7 @@ def detect_format(path: Path) -> str:
         return 'nyu-raw'
     if next(path.rglob('image'), None) is not None:
         return 'sunrgbd'
-    raise RGBDFolderError(f'{path}: format not recognised; pass --format ({", ".join(FORMATS[1:])})')
+    raise BadDataFileError(f'{path}: format not recognised; pass --format ({", ".join(FORMATS[1:])})')
 
 
 def open_dataset(path: Union[str, os.PathLike], fmt: str = 'auto', *, depth_scale: float = 1000.0,
@@ -86,7 +88,7 @@ def open_dataset(path: Union[str, os.PathLike], fmt: str = 'auto', *, depth_scal
             import json
             names = tuple(json.loads(classes.read_text())['names'])
         return ds, names, fmt
-    raise RGBDFolderError(f'unknown format {fmt!r}; one of {", ".join(FORMATS)}')
+    raise DataError(f'unknown format {fmt!r}; one of {", ".join(FORMATS)}')
 
 
 class _SensFrames:
@@ -110,7 +112,7 @@ class _SensFrames:
 def inspect(dataset, class_names=None, fmt: str = '', max_frames: int = 50) -> Dict[str, Any]:
     n = len(dataset)
     if n == 0:
-        raise RGBDFolderError('dataset is empty')
+        raise MissingDataError('dataset is empty')
     picks = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
     depths, valid_total, pixel_total, labels = [], 0, 0, {}
     size = None
@@ -126,7 +128,8 @@ def inspect(dataset, class_names=None, fmt: str = '', max_frames: int = 50) -> D
         if 'semantic' in s:
             ids, counts = np.unique(np.asarray(s['semantic']), return_counts=True)
             for k, c in zip(ids.tolist(), counts.tolist()):
-                name = 'ignore' if k == 255 else (class_names[k] if class_names and k < len(class_names) else str(k))
+                known = class_names and k < len(class_names)
+                name = 'ignore' if k == IGNORE_INDEX else (class_names[k] if known else str(k))
                 labels[name] = labels.get(name, 0) + c
     all_d = np.concatenate(depths) if depths else np.zeros(0)
     report = {'format': fmt, 'frames': n, 'inspected_frames': len(picks), 'image_size': size,
@@ -155,7 +158,7 @@ def contact_sheet(dataset, out: Union[str, os.PathLike], frames: int = 4) -> Pat
         fig.colorbar(im, ax=axes[r, 1], fraction=0.046, label='m')
         if cols == 3 and 'semantic' in s:
             sem = np.asarray(s['semantic']).astype(float)
-            axes[r, 2].imshow(np.where(sem == 255, np.nan, sem), cmap='tab20', interpolation='nearest')
+            axes[r, 2].imshow(np.where(sem == IGNORE_INDEX, np.nan, sem), cmap='tab20', interpolation='nearest')
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])

@@ -16,15 +16,15 @@ from typing import BinaryIO, Iterator, Optional, Union
 
 import numpy as np
 
-from .folder import RGBDFolderError
+from ...errors import BadDataFileError
 
 SENS_VERSION = 4
 COLOR_JPEG = 2
 DEPTH_ZLIB_USHORT = 1
 
 
-class SensFormatError(RGBDFolderError):
-    pass
+class SensFormatError(BadDataFileError):
+    """A .sens file is truncated, of another version or compression, or not a .sens file."""
 
 
 @dataclass

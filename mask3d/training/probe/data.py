@@ -20,8 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ...errors import ConfigError
-from ..data.folder import RGBDFolderError
+from ...errors import BadDataFileError, ConfigError, MissingDataError
 from ..data.transforms import JointTransform
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ def _read_pose(path: Path) -> Optional[np.ndarray]:
         return None
     pose = np.loadtxt(path, dtype=np.float64)
     if pose.shape != (4, 4):
-        raise RGBDFolderError(f'{path}: expected a 4x4 camera-to-world matrix, got shape {pose.shape}')
+        raise BadDataFileError(f'{path}: expected a 4x4 camera-to-world matrix, got shape {pose.shape}')
     if not np.isfinite(pose).all():
         return None  # ScanNet marks frames without tracking with -inf poses
     return pose
@@ -142,7 +141,7 @@ def _seven_scenes(d, mean, std):
     root = Path(d.root)
     colors = sorted(root.glob('frame-*.color.*'))
     if len(colors) < 3:
-        raise RGBDFolderError(f'{root}: fewer than 3 frame-*.color.* files (not a 7-Scenes sequence folder)')
+        raise MissingDataError(f'{root}: fewer than 3 frame-*.color.* files (not a 7-Scenes sequence folder)')
     K = SEVEN_SCENES_K
     if (root / 'camera-intrinsics.txt').is_file():
         K = np.loadtxt(root / 'camera-intrinsics.txt', dtype=np.float32).reshape(3, 3)
