@@ -53,7 +53,7 @@ def check_sha256(path: Union[str, Path], expected: Optional[str], recorded_in: s
     if actual != expected:
         raise InvalidWeightsFileError(
             f"{shown_as}: sha256 {actual} differs from {expected} recorded in {recorded_in}; the file is corrupt or "
-            f"was replaced: delete it ({path}) and download it again")
+            f"was replaced: delete it ({path}) and download or export it again")
 
 
 def recorded_sha256(config_path: Union[str, Path]) -> Optional[str]:

@@ -167,6 +167,8 @@ CASES = [
     Case('backbone-local-dir-empty', lambda e: _finetune(e, f"local-dir:{_write(e, 'empty/x', '').parent}"),
          'empty'),
     Case('backbone-weights-byte-flipped', lambda e: _finetune(e, str(_flipped_export(e))), 'sha256'),
+    Case('weights-file-byte-flipped', lambda e: _finetune(e, str(_flipped_export(e) / 'model.safetensors')) + _sets(
+        'model.arch=mask3d_vit_tiny_patch16', 'model.model_args={depth: 4}'), ('model.safetensors', 'sha256')),
     Case('backbone-weights-other-size', lambda e: _finetune(e, str(_wider_export(e))),
          ('wider', 'embed dim 384', 'embed dim 192')),
     Case('backbone-other-depth-asked', lambda e: _finetune(e, str(e.export)) + _sets('model.model_args={depth: 8}'),
