@@ -130,6 +130,7 @@ CASES = [
     Case('config-unknown-key', lambda e: _pretrain(e, 'optim.lrr=1'), 'optim.lrr', EXIT_USAGE),
     Case('set-without-equals', lambda e: _pretrain(e, 'optim.lr'), 'optim.lr', EXIT_USAGE),
     Case('set-invalid-yaml-value', lambda e: _pretrain(e, 'data.image_size=[64,'), 'data.image_size', EXIT_USAGE),
+    Case('set-value-then-subkey', lambda e: _pretrain(e, 'optim=1', 'optim.lr=2'), 'optim.lr=2', EXIT_USAGE),
     Case('set-wrong-type', lambda e: _pretrain(e, 'train.steps=abc'), 'train.steps', EXIT_USAGE),
     Case('lr-negative', lambda e: _pretrain(e, 'optim.lr=-1'), 'optim.lr', EXIT_USAGE),
     Case('precision-unknown', lambda e: _pretrain(e, 'train.precision=fp8'), 'fp8', EXIT_USAGE),
@@ -456,6 +457,17 @@ def test_disk_full_during_checkpoint_write_keeps_the_previous_one(tmp_path, monk
     assert 'previous last.pt is kept' in message
     assert os.listdir(tmp_path) == ['last.pt']
     assert torch.load(path, weights_only=True)['step'] == 1
+
+
+def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
+    """Steps logged between the checkpoint and a kill, and a line the kill cut in half, go; the rest stays."""
+    from mask3d.training.runtime import drop_metrics_after, read_metrics
+    path = tmp_path / 'metrics.jsonl'
+    lines = [json.dumps({'step': s, 'loss': 1.0 / s}) for s in (1, 2, 3, 4)] + [json.dumps({'step': 2, 'split': 'val'})]
+    path.write_text('\n'.join(lines) + '\n{"step": 5, "lo')
+    assert drop_metrics_after(path, 2) == 3
+    assert [(r['step'], r.get('split')) for r in read_metrics(tmp_path)] == [(1, None), (2, None), (2, 'val')]
+    assert drop_metrics_after(path, 2) == 0
 
 
 def test_stale_temp_files_are_removed(tmp_path):

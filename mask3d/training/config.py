@@ -365,6 +365,13 @@ def _coerce(current: Any, value: Any, key: str, where: str) -> Any:
     return value
 
 
+def yaml_problem(error: 'yaml.YAMLError') -> str:
+    """``line 3, column 7: expected ...`` from a PyYAML error (its own text spans several lines)."""
+    mark, problem = getattr(error, 'problem_mark', None), getattr(error, 'problem', None)
+    where = f'line {mark.line + 1}, column {mark.column + 1}: ' if mark is not None else ''
+    return where + (problem or next(line for line in str(error).splitlines() if line.strip()))
+
+
 def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
     """['optim.lr=1e-4', 'data.image_size=[224,224]'] -> nested dict (values parsed as YAML)."""
     nested: Dict[str, Any] = {}
@@ -372,11 +379,17 @@ def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
         if '=' not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=1e-4")
         key, raw = item.split('=', 1)
-        value = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f'--set {item!r}: the value is not valid YAML ({yaml_problem(e)}); write lists as '
+                              f'[a, b] and quote strings holding : or #') from e
         node = nested
         parts = key.strip().split('.')
         for part in parts[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f'--set {item!r}: {part} was set to a value by an earlier --set, not a section')
         node[parts[-1]] = value
     return nested
 
@@ -391,7 +404,7 @@ def load_dataclass_config(cls, path: Optional[Union[str, os.PathLike]] = None, o
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f'{path}: invalid YAML ({e})') from e
+            raise ConfigError(f'{path}: invalid YAML ({yaml_problem(e)})') from e
         _merge(cfg, values, str(path))
     if overrides:
         _merge(cfg, parse_overrides(overrides), '--set')
