@@ -242,6 +242,7 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('case', ALL_CASES, ids=[c.name for c in ALL_CASES])
 def test_bad_input_gives_one_line(case, env, capsys):
     if case.name == 'device-cuda-without-cuda' and torch.cuda.is_available():
@@ -263,6 +264,7 @@ def test_table_has_thirty_rows():
 
 # ---- how the command reports: --debug, bugs, Ctrl-C, OS errors ----
 
+@pytest.mark.e2e
 def test_debug_flag_and_env_show_the_traceback(env, capsys, monkeypatch):
     argv = _pretrain(env, 'optim.lr=-1')
     for args in (['--debug', *argv], [*argv, '--debug']):
@@ -274,6 +276,7 @@ def test_debug_flag_and_env_show_the_traceback(env, capsys, monkeypatch):
     assert TRACEBACK in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_a_bug_shows_its_traceback_and_asks_for_a_report(env, capsys, monkeypatch):
     def broken(*args, **kwargs):
         return 1 / 0
@@ -284,6 +287,7 @@ def test_a_bug_shows_its_traceback_and_asks_for_a_report(env, capsys, monkeypatc
     assert 'mask3d: error:' not in err
 
 
+@pytest.mark.e2e
 def test_ctrl_c_is_one_line(env, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -293,6 +297,7 @@ def test_ctrl_c_is_one_line(env, capsys, monkeypatch):
     assert err.strip() == 'mask3d: interrupted'
 
 
+@pytest.mark.e2e
 def test_permission_denied_is_one_line(env, capsys, monkeypatch):
     """A run directory that cannot be created (a real read-only folder where the user is not root)."""
     locked = env.tmp / 'locked'
@@ -368,6 +373,7 @@ def _checkpoint_step(run: Path) -> int:
     return int(torch.load(run / 'checkpoints' / 'last.pt', map_location='cpu', weights_only=True)['step'])
 
 
+@pytest.mark.e2e
 def test_sigkill_during_checkpoint_write_then_resume(env):
     """SIGKILL while a checkpoint's temp file is being written (after steps were logged past the last good
     checkpoint); --resume removes the stale temp file, continues from last.pt and metrics.jsonl holds each step
@@ -401,6 +407,7 @@ def test_sigkill_during_checkpoint_write_then_resume(env):
     assert _checkpoint_step(run) == good + 2
 
 
+@pytest.mark.e2e
 def test_file_size_limit_during_checkpoint_write(env):
     """The disk fills up while a checkpoint is written (simulated with RLIMIT_FSIZE: writes past 1 MiB fail with
     EFBIG, as they fail with ENOSPC on a full disk): one line, the temp file removed, the previous checkpoint kept."""
