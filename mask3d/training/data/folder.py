@@ -4,11 +4,14 @@ Depth PNGs are 16-bit integers divided by ``depth_scale`` to get metres (1000 fo
 NYU raw, 7-Scenes; 5000 for TUM). ``.npy`` and 32-bit float ``.tif`` files are read as metres. 0 = invalid.
 Optional: ``ROOT/intrinsics.txt`` (3x3, every frame) or ``ROOT/intrinsics/NAME.txt`` (per frame), and
 ``ROOT/semantic/NAME.png`` class ids (8/16-bit, 255 = ignore), which become the sample's ``semantic``.
+
+Every problem with a file is an error naming the file and what is wrong, in one line: unreadable or truncated
+images, malformed matrices, label ids outside the classes, frames without a partner, two files for one frame.
 """
 import io
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -17,23 +20,26 @@ from ...errors import Mask3DError
 
 RGB_EXTS = ('.png', '.jpg', '.jpeg')
 DEPTH_EXTS = ('.png', '.npy', '.tif', '.tiff')
+IGNORE_LABEL = 255
 
 
 class RGBDFolderError(Mask3DError, ValueError):
     """A dataset file or folder is missing, unreadable or not in the expected format (the message names it)."""
 
 
-def read_depth(path: Union[str, os.PathLike], depth_scale: float) -> np.ndarray:
+def read_depth(path: Union[str, os.PathLike], depth_scale: float, invalid: Optional[int] = None) -> np.ndarray:
     """Depth file -> float32 metres [H, W], 0 where invalid; errors name the file and the problem."""
     path = Path(path)
     if not path.is_file():
         raise RGBDFolderError(f'{path}: depth file not found')
-    return decode_depth(path.read_bytes(), path.suffix, depth_scale, str(path))
+    return decode_depth(path.read_bytes(), path.suffix, depth_scale, str(path), invalid)
 
 
-def decode_depth(data: bytes, suffix: str, depth_scale: float, where: str) -> np.ndarray:
+def decode_depth(data: bytes, suffix: str, depth_scale: float, where: str,
+                 invalid: Optional[int] = None) -> np.ndarray:
     """Encoded depth (a file's bytes, ``suffix`` its extension) -> float32 metres [H, W]; shared by the folder
-    readers and the shard reader, so both decode the same bytes to the same array."""
+    readers and the shard reader, so both decode the same bytes to the same array. ``invalid``: a 16-bit PNG
+    value that also means "no measurement" besides 0 (65535 in 7-Scenes)."""
     suffix = suffix.lower()
     try:
         if suffix == '.npy':
@@ -49,6 +55,8 @@ def decode_depth(data: bytes, suffix: str, depth_scale: float, where: str) -> np
                     raise RGBDFolderError(f'{where}: depth PNG must be 16-bit (got {arr.dtype}, mode {im.mode}); '
                                           f'8-bit images are colour-mapped, not depth')
                 depth = arr.astype(np.float32) / float(depth_scale)
+                if invalid is not None:
+                    depth[arr == invalid] = 0
             else:
                 if not np.issubdtype(arr.dtype, np.floating):
                     raise RGBDFolderError(f'{where}: TIFF depth must be 32-bit float metres, got {arr.dtype}')
@@ -85,9 +93,9 @@ def decode_rgb(data: bytes, where: str, size: Optional[Tuple[int, int]] = None) 
 
 
 def decode_rgbd(rgb: bytes, depth: bytes, *, depth_suffix: str, depth_scale: float, resize_rgb_to_depth: bool,
-                rgb_where: str, depth_where: str) -> Tuple[np.ndarray, np.ndarray]:
+                rgb_where: str, depth_where: str, depth_invalid: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """A registered colour/depth pair from encoded bytes -> (uint8 [3, H, W], float32 metres [H, W]), checked."""
-    depth_m = decode_depth(depth, depth_suffix, depth_scale, depth_where)
+    depth_m = decode_depth(depth, depth_suffix, depth_scale, depth_where, depth_invalid)
     rgb_arr = decode_rgb(rgb, rgb_where, depth_m.shape if resize_rgb_to_depth else None)
     if depth_m.shape != rgb_arr.shape[1:]:
         raise RGBDFolderError(f'{depth_where}: depth is {depth_m.shape}, colour {Path(rgb_where).name} is '
@@ -97,14 +105,108 @@ def decode_rgbd(rgb: bytes, depth: bytes, *, depth_suffix: str, depth_scale: flo
     return rgb_arr, depth_m
 
 
+def read_matrix(path: Union[str, os.PathLike], shapes: Sequence[Tuple[int, int]], what: str) -> np.ndarray:
+    """A whitespace-separated text matrix (intrinsics, poses) -> float array of the first of ``shapes`` whose size
+    matches; anything else (text, a wrong count, NaN) is one line naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RGBDFolderError(f'{path}: cannot read {what} ({e.__class__.__name__}: {e})') from e
+    try:
+        values = np.array([float(v) for v in text.replace(',', ' ').split()], dtype=np.float64)
+    except ValueError as e:
+        raise RGBDFolderError(f'{path}: {what} must be numbers, {e}') from e
+    for shape in shapes:
+        if values.size == shape[0] * shape[1]:
+            if not np.isfinite(values).all() and what != 'pose':
+                raise RGBDFolderError(f'{path}: {what} holds NaN or infinite values')
+            return values.reshape(shape)
+    wanted = ' or '.join(f'{r}x{c} ({r * c} values)' for r, c in shapes)
+    raise RGBDFolderError(f'{path}: {what} must be {wanted}, found {values.size} values')
+
+
+def read_intrinsics(path: Union[str, os.PathLike]) -> np.ndarray:
+    """``intrinsics.txt`` (3x3, or 4x4 as ScanNet writes it) -> float32 3x3 with a positive focal length."""
+    K = read_matrix(path, ((3, 3), (4, 4)), 'intrinsics')[:3, :3].astype(np.float32)
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise RGBDFolderError(f'{path}: intrinsics need fx, fy > 0, got fx={K[0, 0]:g} fy={K[1, 1]:g}')
+    return K
+
+
+def read_label(path: Union[str, os.PathLike], size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """A label / instance PNG -> int64 [H, W]; ``size`` (h, w): resized with nearest neighbour."""
+    path = Path(path)
+    if not path.is_file():
+        raise RGBDFolderError(f'{path}: label file not found')
+    try:
+        with Image.open(path) as im:
+            if size is not None and (im.height, im.width) != tuple(size):
+                im = im.resize((size[1], size[0]), Image.NEAREST)
+            arr = np.array(im)
+    except Exception as e:
+        raise RGBDFolderError(f'{path}: cannot read label image ({e.__class__.__name__}: {e})') from e
+    if arr.ndim != 2:
+        raise RGBDFolderError(f'{path}: labels must be one channel of class ids, got shape {arr.shape}')
+    return arr.astype(np.int64)
+
+
+class LabelRangeError(RGBDFolderError):
+    """A label image holds class ids the task does not have."""
+
+
+def check_label_ids(label: np.ndarray, num_classes: Optional[int], where: str) -> np.ndarray:
+    """Class ids must be 0..num_classes-1 or 255 (ignore); anything else would fail at the loss, far from the
+    file, so it is an error naming the file and the ids."""
+    if num_classes is None or not label.size:
+        return label
+    bad = np.unique(label[((label < 0) | (label >= num_classes)) & (label != IGNORE_LABEL)])
+    if bad.size:
+        shown = ', '.join(str(int(v)) for v in bad[:8]) + (', ...' if bad.size > 8 else '')
+        raise LabelRangeError(f'{where}: label ids {shown} outside the {num_classes} classes (0..{num_classes - 1}, '
+                              f'{IGNORE_LABEL} = ignore)')
+    return label
+
+
+def files_by_stem(folder: Path, exts: Sequence[str], what: str, stem=lambda p: p.stem) -> Dict[str, Path]:
+    """``{stem: file}`` of a folder's files with one of ``exts``; two files for one frame (``000003.jpg`` and
+    ``000003.png``) are an error, since either choice would silently lose one."""
+    found: Dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in exts or not p.is_file():
+            continue
+        key = stem(p)
+        if key in found:
+            raise RGBDFolderError(f'{folder}: two {what} files for frame {key}: {found[key].name} and {p.name}; '
+                                  f'keep one')
+        found[key] = p
+    return found
+
+
+def check_partners(colors: Dict[str, Path], depths: Dict[str, Path], where: Path) -> List[str]:
+    """The frame keys with both files, in order; a colour file without its depth file (or the reverse) is an
+    error naming it, never a silently dropped frame."""
+    for have, missing in ((colors, depths), (depths, colors)):
+        orphans = sorted(set(have) - set(missing))
+        if orphans:
+            first = have[orphans[0]]
+            kind = 'depth' if have is colors else 'colour'
+            more = f' (and {len(orphans) - 1} more)' if len(orphans) > 1 else ''
+            raise RGBDFolderError(f'{first}: frame {orphans[0]} without a colour/depth partner (no {kind} file for '
+                                  f'it in {where}){more}')
+    return sorted(colors)
+
+
 class RGBDFrames:
     """A list of (colour, depth) file pairs as samples of the common schema; subclasses find the pairs."""
 
     frames: List[Tuple[Path, Path]]
     depth_scale: float
+    depth_invalid: Optional[int] = None  # a 16-bit value that means "no depth" besides 0 (65535 in 7-Scenes)
     intrinsics: Optional[np.ndarray] = None
     resize_rgb_to_depth: bool = False
     plain_depth_files: bool = True  # depth files are 16-bit PNG / depth_scale or float metres (not SUN RGB-D's)
+    num_classes: Optional[int] = None  # set (e.g. by fine-tuning) to check label ids as they are read
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -120,17 +222,17 @@ class RGBDFrames:
         # e.g. ScanNet: 1296x968 colour, 640x480 depth; colour intrinsics are the depth ones then
         rgb, depth = decode_rgbd(rgb_path.read_bytes(), depth_path.read_bytes(), depth_suffix=depth_path.suffix,
                                  depth_scale=self.depth_scale, resize_rgb_to_depth=self.resize_rgb_to_depth,
-                                 rgb_where=str(rgb_path), depth_where=str(depth_path))
+                                 rgb_where=str(rgb_path), depth_where=str(depth_path),
+                                 depth_invalid=self.depth_invalid)
         K = self.frame_intrinsics(index)
         K = np.eye(3, dtype=np.float32) if K is None else K.copy()
         sample = {'rgb': rgb, 'depth': depth[None], 'intrinsics': K, 'source': f'{rgb_path}|{depth_path}'}
         label_path = self.label_path(index)
         if label_path is not None:
-            with Image.open(label_path) as im:
-                label = np.array(im)
+            label = read_label(label_path)
             if label.shape != depth.shape:
                 raise RGBDFolderError(f'{label_path}: labels are {label.shape}, depth is {depth.shape}')
-            sample['semantic'] = label.astype(np.int64)
+            sample['semantic'] = check_label_ids(label, self.num_classes, str(label_path))
         return sample
 
     def label_path(self, index: int) -> Optional[Path]:
@@ -150,29 +252,42 @@ class RGBDFolder(RGBDFrames):
         for d in (rgb_root, depth_root):
             if not d.is_dir():
                 raise RGBDFolderError(f'{d}: folder not found (expected ROOT/{rgb_dir}/ and ROOT/{depth_dir}/)')
-        rgbs = {p.stem: p for p in sorted(rgb_root.iterdir()) if p.suffix.lower() in RGB_EXTS}
-        depths = {p.stem: p for p in sorted(depth_root.iterdir()) if p.suffix.lower() in DEPTH_EXTS}
-        unmatched = sorted(set(rgbs) ^ set(depths))
-        if unmatched:
-            raise RGBDFolderError(f'{self.root}: {len(unmatched)} frame(s) without a colour/depth partner, '
-                                  f'e.g. {unmatched[:3]}')
-        self.frames: List[Tuple[Path, Path]] = [(rgbs[k], depths[k]) for k in sorted(rgbs)]
+        rgbs = files_by_stem(rgb_root, RGB_EXTS, 'colour')
+        depths = files_by_stem(depth_root, DEPTH_EXTS, 'depth')
+        self.frames: List[Tuple[Path, Path]] = [(rgbs[k], depths[k]) for k in check_partners(rgbs, depths, self.root)]
         if not self.frames:
             raise RGBDFolderError(f'{self.root}: no frames found')
         if intrinsics is None and (self.root / 'intrinsics.txt').is_file():
-            intrinsics = np.loadtxt(self.root / 'intrinsics.txt', dtype=np.float32).reshape(3, 3)
+            intrinsics = read_intrinsics(self.root / 'intrinsics.txt')
         self.intrinsics = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float32)
+        if (self.root / 'semantic').is_dir():
+            stems = {p.stem for p in (self.root / 'semantic').iterdir() if p.suffix.lower() == '.png'}
+            unlabelled = sorted(set(rgbs) - stems)
+            if stems and unlabelled:
+                raise RGBDFolderError(f'{self.root / "semantic" / (unlabelled[0] + ".png")}: label file missing for '
+                                      f'frame {unlabelled[0]} ({len(unlabelled)} of {len(rgbs)} frames have none)')
         if (self.root / 'classes.json').is_file():  # written by `mask3d data synth`; lets configs check class counts
-            import json
-            self.class_names = tuple(json.loads((self.root / 'classes.json').read_text())['names'])
+            self.class_names = read_class_names(self.root / 'classes.json')
+            self.num_classes = len(self.class_names)
 
     def frame_intrinsics(self, index: int) -> Optional[np.ndarray]:
         per_frame = self.root / 'intrinsics' / f'{self.frames[index][0].stem}.txt'
         if per_frame.is_file():
-            return np.loadtxt(per_frame, dtype=np.float32).reshape(3, 3)
+            return read_intrinsics(per_frame)
         return self.intrinsics
 
     def label_path(self, index: int) -> Optional[Path]:
         path = self.root / 'semantic' / f'{self.frames[index][0].stem}.png'
         return path if path.is_file() else None
 
+
+def read_class_names(path: Path) -> Tuple[str, ...]:
+    """``classes.json`` (``{"names": [...]}``) -> the class names."""
+    import json
+    try:
+        names = json.loads(path.read_text())['names']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RGBDFolderError(f'{path}: expected JSON with a "names" list ({e.__class__.__name__}: {e})') from e
+    if not isinstance(names, list) or not names:
+        raise RGBDFolderError(f'{path}: "names" must be a non-empty list')
+    return tuple(str(n) for n in names)

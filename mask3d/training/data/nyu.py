@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from .folder import RGBDFolderError, RGBDFrames
+from .folder import LabelRangeError, RGBDFolderError, RGBDFrames
 
 NYU40_NAMES = ('wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 'door', 'window', 'bookshelf',
                'picture', 'counter', 'blinds', 'desk', 'shelves', 'curtain', 'dresser', 'pillow', 'mirror',
@@ -56,7 +56,9 @@ def load_splits(path: Union[str, os.PathLike]) -> Dict[str, np.ndarray]:
 def to_train_ids(raw: np.ndarray, lut40: np.ndarray, classes: int, where: str = '') -> np.ndarray:
     """Raw NYU ids -> train ids 0..C-1 with 255 = unlabelled; ids outside the mapping are an error."""
     if raw.size and (raw.min() < 0 or raw.max() >= len(lut40)):
-        raise RGBDFolderError(f'{where}: label id {int(raw.max())} outside the 894-class mapping (0..{len(lut40) - 1})')
+        bad = np.unique(raw[(raw < 0) | (raw >= len(lut40))])
+        raise LabelRangeError(f'{where}: label ids {", ".join(str(int(v)) for v in bad[:8])} outside the '
+                              f'894-class mapping (0..{len(lut40) - 1})')
     l40 = lut40[raw]
     if classes == 40:
         ids = l40
@@ -125,11 +127,14 @@ class NYUv2Labeled:
         return state
 
     def __getitem__(self, i: int) -> Dict[str, object]:
-        f = self._h5()
         k = int(self.indices[i])
-        rgb = np.ascontiguousarray(f['images'][k].transpose(0, 2, 1))            # (3, H, W)
-        depth = np.ascontiguousarray(f[self.depth_key][k].T).astype(np.float32)  # (H, W) metres
-        raw = np.ascontiguousarray(f['labels'][k].T).astype(np.int64)
+        try:
+            f = self._h5()
+            rgb = np.ascontiguousarray(f['images'][k].transpose(0, 2, 1))            # (3, H, W)
+            depth = np.ascontiguousarray(f[self.depth_key][k].T).astype(np.float32)  # (H, W) metres
+            raw = np.ascontiguousarray(f['labels'][k].T).astype(np.int64)
+        except (OSError, KeyError, ValueError) as e:  # a truncated or damaged HDF5 file
+            raise RGBDFolderError(f'{self.path}: frame {k + 1}: cannot read ({e.__class__.__name__}: {e})') from e
         depth[~np.isfinite(depth) | (depth < 0)] = 0
         semantic = to_train_ids(raw, self.lut40, self.classes, f'{self.path}[{k}]')
         sample = {'rgb': rgb, 'depth': depth[None], 'semantic': semantic, 'intrinsics': NYU_INTRINSICS.copy(),
@@ -176,5 +181,10 @@ class NYUSyncFrames(RGBDFrames):
             frames.append((rgb, depth))
         if not frames:
             raise RGBDFolderError(f'{self.root}: no sync_depth_*.png frames found')
+        paired = {rgb for rgb, _ in frames}
+        for folder in sorted({rgb.parent for rgb in paired}):
+            orphan = next((p for p in sorted(folder.glob('rgb_*.jpg')) if p not in paired), None)
+            if orphan is not None:
+                raise RGBDFolderError(f'{orphan}: no depth partner (sync_depth_{orphan.stem[4:]}.png)')
         self.frames = frames
         self.intrinsics = NYU_INTRINSICS

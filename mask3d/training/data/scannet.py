@@ -4,6 +4,8 @@ Both layouts hold one folder per scene with ``color/*.jpg`` and ``depth/*.png`` 
 measurement); colour (1296x968 in exported scenes) is resized to the 640x480 depth grid. The depth intrinsics
 come from ``intrinsic/intrinsic_depth.txt`` (exported) or ``intrinsics_depth.txt`` (25k), as 4x4 matrices.
 ``split`` is an official list such as ``scannetv2_train.txt`` (one scene name per line).
+A colour frame without its depth partner (or the reverse), a label folder missing a frame's label, and a scene
+whose ``extract-sens`` export did not finish are errors naming the file, never silently dropped frames.
 """
 import os
 from pathlib import Path
@@ -11,7 +13,9 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from .folder import RGBDFolderError, RGBDFrames
+from .folder import (LabelRangeError, RGBDFolderError, RGBDFrames, check_partners, files_by_stem, read_intrinsics,
+                     read_label)
+from .scannet_sens import check_export
 
 DEPTH_SCALE = 1000.0  # ScanNet depth PNGs are millimetres
 
@@ -45,9 +49,11 @@ class ScanNetFrames(RGBDFrames):
             folder = self.root / scene
             if not (folder / 'color').is_dir() or not (folder / 'depth').is_dir():
                 raise RGBDFolderError(f'{folder}: scene from the split has no color/ and depth/ folders')
-            colors = {p.stem: p for p in (folder / 'color').glob('*.jpg')}
-            depths = {p.stem: p for p in (folder / 'depth').glob('*.png')}
-            keys = sorted(set(colors) & set(depths), key=lambda k: int(k) if k.isdigit() else k)
+            check_export(folder)
+            colors = files_by_stem(folder / 'color', ('.jpg',), 'colour')
+            depths = files_by_stem(folder / 'depth', ('.png',), 'depth')
+            keys = sorted(check_partners(colors, depths, folder), key=lambda k: (0, int(k), k) if k.isdigit()
+                          else (1, 0, k))
             for key in keys[::every]:
                 self.frames.append((colors[key], depths[key]))
                 self._scene_of.append(scene)
@@ -59,10 +65,7 @@ class ScanNetFrames(RGBDFrames):
     def _read_intrinsics(folder: Path) -> Optional[np.ndarray]:
         for candidate in (folder / 'intrinsic' / 'intrinsic_depth.txt', folder / 'intrinsics_depth.txt'):
             if candidate.is_file():
-                m = np.loadtxt(candidate, dtype=np.float32)
-                if m.shape != (4, 4):
-                    raise RGBDFolderError(f'{candidate}: expected a 4x4 matrix, got {m.shape}')
-                return m[:3, :3].copy()
+                return read_intrinsics(candidate)
         return None
 
     def frame_intrinsics(self, index: int) -> Optional[np.ndarray]:
@@ -112,7 +115,9 @@ def raw_to_nyu40(raw: np.ndarray, lut: np.ndarray) -> np.ndarray:
 def nyu40_to_scannet20(nyu40: np.ndarray, where: str = '') -> np.ndarray:
     """NYU-40 ids -> train ids 0..19 (255 = void or a non-benchmark class)."""
     if nyu40.size and (nyu40.min() < 0 or nyu40.max() > 40):
-        raise RGBDFolderError(f'{where}: NYU-40 id {int(nyu40.max())} outside 0..40')
+        bad = np.unique(nyu40[(nyu40 < 0) | (nyu40 > 40)])
+        raise LabelRangeError(f'{where}: label ids {", ".join(str(int(v)) for v in bad[:8])} in the NYU-40 labels '
+                              f'ids, outside 0..40 (0 = unlabelled)')
     return _NYU40_TO_20[nyu40]
 
 
@@ -133,13 +138,6 @@ def scannet_instances(nyu40: np.ndarray, instance: np.ndarray, min_pixels: int =
     return {'instance_masks': np.stack(masks) if masks else np.zeros((0, h, w), bool),
             'instance_labels': np.array(labels, np.int64),
             'instance_boxes': np.array(boxes, np.float32).reshape(-1, 4)}
-
-
-def _read_label_png(path: Path, size) -> np.ndarray:
-    """A label/instance PNG resized with nearest neighbour to ``size`` (h, w), as int64."""
-    from PIL import Image
-    with Image.open(path) as im:
-        return np.array(im.resize((size[1], size[0]), Image.NEAREST)).astype(np.int64)
 
 
 class _LabelledScanNet(ScanNetFrames):
@@ -174,11 +172,11 @@ class ScanNetLabeledFrames(_LabelledScanNet):
             raise RGBDFolderError(f'{label_path}: label-filt image missing (unzip {scene.name}_2d-label-filt.zip '
                                   f'into {scene})')
         size = sample['depth'].shape[-2:]
-        nyu40 = raw_to_nyu40(_read_label_png(label_path, size), self.lut)
+        nyu40 = raw_to_nyu40(read_label(label_path, size), self.lut)
         sample['semantic'] = nyu40_to_scannet20(nyu40, str(label_path))
         inst_path = scene / 'instance-filt' / f'{stem}.png'
-        if inst_path.is_file():
-            objects = _read_label_png(inst_path, size)
+        if (scene / 'instance-filt').is_dir():
+            objects = read_label(inst_path, size)
             encoded = np.zeros_like(objects)
             for obj in np.unique(objects[objects > 0]):
                 m = objects == obj
@@ -194,12 +192,12 @@ class ScanNet25kFrames(_LabelledScanNet):
 
     def __getitem__(self, index: int):
         sample, scene, stem = self._frame(index)
-        label_path = scene / 'label' / f'{stem}.png'
         size = sample['depth'].shape[-2:]
-        if label_path.is_file():
-            nyu40 = _read_label_png(label_path, size)
+        if (scene / 'label').is_dir():  # a label folder must hold every frame's label (scannet_frames_test has none)
+            label_path = scene / 'label' / f'{stem}.png'
+            nyu40 = read_label(label_path, size)
             sample['semantic'] = nyu40_to_scannet20(nyu40, str(label_path))
-            instance_path = scene / 'instance' / f'{stem}.png'
-            if instance_path.is_file():
-                sample.update(scannet_instances(nyu40, _read_label_png(instance_path, size), self.min_instance_pixels))
+            if (scene / 'instance').is_dir():
+                sample.update(scannet_instances(nyu40, read_label(scene / 'instance' / f'{stem}.png', size),
+                                                self.min_instance_pixels))
         return sample

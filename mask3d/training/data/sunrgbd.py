@@ -11,7 +11,7 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
-from .folder import RGBDFolderError, RGBDFrames
+from .folder import LabelRangeError, RGBDFolderError, RGBDFrames, read_label, read_matrix
 from .nyu import NYU40_NAMES
 
 SUNRGBD37_NAMES = NYU40_NAMES[:37]
@@ -33,8 +33,10 @@ def encode_sunrgbd_depth(depth_mm: np.ndarray) -> np.ndarray:
 
 
 def sunrgbd_labels_to_train_ids(labels: np.ndarray, where: str = '') -> np.ndarray:
-    if labels.size and labels.max() > 37:
-        raise RGBDFolderError(f'{where}: label id {int(labels.max())} outside the 37 classes (0 = void, 1..37)')
+    if labels.size and (labels.max() > 37 or labels.min() < 0):
+        bad = np.unique(labels[(labels > 37) | (labels < 0)])
+        raise LabelRangeError(f'{where}: label ids {", ".join(str(int(v)) for v in bad[:8])} outside the 37 classes '
+                              f'(0 = void, 1..37)')
     return np.where(labels > 0, labels.astype(np.int64) - 1, 255)
 
 
@@ -53,8 +55,11 @@ class SUNRGBDFrames(RGBDFrames):
             sample = image_dir.parent
             images = sorted(image_dir.glob('*.jpg')) + sorted(image_dir.glob('*.png'))
             depths = sorted((sample / depth_dir).glob('*.png'))
-            if not images or not depths:
+            if not images and not depths:
                 continue
+            if not images or not depths:
+                missing = f'{depth_dir}/*.png' if images else 'image/*.jpg|png'
+                raise RGBDFolderError(f'{sample}: no {missing} for this sample (a colour/depth pair needs both)')
             if len(images) != 1 or len(depths) != 1:
                 raise RGBDFolderError(f'{sample}: expected one image and one {depth_dir} PNG, found '
                                       f'{len(images)} and {len(depths)}')
@@ -67,10 +72,7 @@ class SUNRGBDFrames(RGBDFrames):
         path = self._dirs[index] / 'intrinsics.txt'
         if not path.is_file():
             return None
-        values = np.loadtxt(path, dtype=np.float32).ravel()
-        if values.size != 9:
-            raise RGBDFolderError(f'{path}: expected 9 values (3x3), got {values.size}')
-        return values.reshape(3, 3)
+        return read_matrix(path, ((3, 3),), 'intrinsics').astype(np.float32)
 
     def __getitem__(self, index: int):
         rgb_path, depth_path = self.frames[index]
@@ -93,7 +95,11 @@ class SUNRGBDFrames(RGBDFrames):
         sample = {'rgb': rgb, 'depth': depth[None], 'intrinsics': np.eye(3, dtype=np.float32) if K is None else K,
                   'source': f'{rgb_path}|{depth_path}'}
         labels = sorted((self._dirs[index] / 'label').glob('*.png'))
+        if len(labels) > 1:
+            raise RGBDFolderError(f'{self._dirs[index] / "label"}: {len(labels)} label PNGs for one sample; keep one')
         if labels:
-            with Image.open(labels[0]) as im:
-                sample['semantic'] = sunrgbd_labels_to_train_ids(np.array(im), str(labels[0]))
+            label = read_label(labels[0])
+            if label.shape != depth.shape:
+                raise RGBDFolderError(f'{labels[0]}: labels are {label.shape}, depth is {depth.shape}')
+            sample['semantic'] = sunrgbd_labels_to_train_ids(label, str(labels[0]))
         return sample
