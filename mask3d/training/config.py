@@ -13,7 +13,7 @@ import yaml
 from ..errors import ConfigError
 from .pretrainer import PretrainMethodConfig
 
-DATA_SOURCES = ('synthetic', 'folder', 'scannet', 'nyu-raw', 'sunrgbd', 'shards', 'mixture')
+DATA_SOURCES = ('synthetic', 'folder', 'scannet', 'nyu-raw', 'sunrgbd', 'tum', '7scenes', 'shards', 'mixture')
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
@@ -42,7 +42,7 @@ class DataConfig:
     # folder / scannet
     root: Optional[str] = None
     depth_scale: float = 1000.0             # folder: 16-bit PNG units per metre (1000 mm, 5000 TUM)
-    split: Optional[str] = None             # scannet: scene list such as scannetv2_train.txt
+    split: Optional[str] = None             # scannet: scene list such as scannetv2_train.txt; 7scenes: train|test
     every: int = 1                          # scannet: keep every N-th frame of a scene
     # shards (`mask3d data shard`): root is a folder, a brace pattern or a URL; docs/datasets.md, "Shards"
     shard_index: Optional[str] = None       # shards.json (default: next to the shards)
@@ -110,7 +110,7 @@ class PretrainConfig:
         if len(d.image_size) != 2 or any(s % patch_size or s <= 0 for s in d.image_size):
             raise ConfigError(f'data.image_size {d.image_size} must be [H, W] with both divisible by the patch '
                               f'size {patch_size}')
-        if d.source in ('folder', 'scannet', 'nyu-raw', 'sunrgbd', 'shards') and not d.root:
+        if d.source not in ('synthetic', 'mixture') and not d.root:
             raise ConfigError(f'data.root is required for data.source={d.source}')
         if d.source == 'mixture':
             mixture_parts(d)

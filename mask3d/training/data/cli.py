@@ -1,5 +1,6 @@
 """``mask3d data ...``: extract-sens, synth, inspect, shard."""
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,5 +80,11 @@ def run_data(args) -> int:
                 print(f'  {name:20s} {count:>12,d} px')
             if args.sheet:
                 print(f"contact sheet: {report['sheet']}")
+            for problem in report['problems']:
+                print(f'problem: {problem}')
+        if report['problems']:
+            print(f"mask3d data inspect: {len(report['problems'])} of {report['inspected_frames']} inspected frames "
+                  f"have problems, e.g. {report['problems'][0]}", file=sys.stderr)
+            return 1
         return 0
     raise SystemExit(f'unknown data command {args.data_command}')

@@ -134,6 +134,15 @@ def read_intrinsics(path: Union[str, os.PathLike]) -> np.ndarray:
     return K
 
 
+def read_pose(path: Union[str, os.PathLike]) -> Optional[np.ndarray]:
+    """A 4x4 camera-to-world matrix, or None where the file is absent or holds non-finite values (lost tracking)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    pose = read_matrix(path, ((4, 4),), 'pose')
+    return pose if np.isfinite(pose).all() else None
+
+
 def read_label(path: Union[str, os.PathLike], size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """A label / instance PNG -> int64 [H, W]; ``size`` (h, w): resized with nearest neighbour."""
     path = Path(path)
@@ -168,11 +177,12 @@ def check_label_ids(label: np.ndarray, num_classes: Optional[int], where: str) -
     return label
 
 
-def files_by_stem(folder: Path, exts: Sequence[str], what: str, stem=lambda p: p.stem) -> Dict[str, Path]:
-    """``{stem: file}`` of a folder's files with one of ``exts``; two files for one frame (``000003.jpg`` and
-    ``000003.png``) are an error, since either choice would silently lose one."""
+def files_by_stem(folder: Path, exts: Sequence[str], what: str, stem=lambda p: p.stem,
+                  pattern: str = '*') -> Dict[str, Path]:
+    """``{stem: file}`` of a folder's files matching ``pattern`` with one of ``exts``; two files for one frame
+    (``000003.jpg`` and ``000003.png``) are an error, since either choice would silently lose one."""
     found: Dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
+    for p in sorted(folder.glob(pattern)):
         if p.suffix.lower() not in exts or not p.is_file():
             continue
         key = stem(p)

@@ -117,7 +117,7 @@ def nyu40_to_scannet20(nyu40: np.ndarray, where: str = '') -> np.ndarray:
     if nyu40.size and (nyu40.min() < 0 or nyu40.max() > 40):
         bad = np.unique(nyu40[(nyu40 < 0) | (nyu40 > 40)])
         raise LabelRangeError(f'{where}: label ids {", ".join(str(int(v)) for v in bad[:8])} in the NYU-40 labels '
-                              f'ids, outside 0..40 (0 = unlabelled)')
+                              f'are outside 0..40 (0 = unlabelled)')
     return _NYU40_TO_20[nyu40]
 
 
