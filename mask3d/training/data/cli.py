@@ -1,6 +1,5 @@
 """``mask3d data ...``: extract-sens, synth, inspect, shard."""
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +81,9 @@ def run_data(args) -> int:
                 print(f"contact sheet: {report['sheet']}")
             for problem in report['problems']:
                 print(f'problem: {problem}')
-        if report['problems']:
-            print(f"mask3d data inspect: {len(report['problems'])} of {report['inspected_frames']} inspected frames "
-                  f"have problems, e.g. {report['problems'][0]}", file=sys.stderr)
-            return 1
+        if report['problems']:  # after the report, so the statistics of the good frames are still shown
+            from .folder import RGBDFolderError
+            raise RGBDFolderError(f"{len(report['problems'])} of {report['inspected_frames']} inspected frames have "
+                                  f"problems, the first: {report['problems'][0]}")
         return 0
     raise SystemExit(f'unknown data command {args.data_command}')
