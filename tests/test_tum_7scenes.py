@@ -137,7 +137,8 @@ def test_seven_scenes_errors_name_the_file(tmp_path):
                                               r'partner'):
         SevenScenesFrames(scene)
     scene = _seven_scene(tmp_path / 'heads', seqs=(1,))
-    (scene / 'seq-01' / 'frame-000002.color.jpg').write_bytes((scene / 'seq-01' / 'frame-000002.color.png').read_bytes())
+    seq = scene / 'seq-01'
+    (seq / 'frame-000002.color.jpg').write_bytes((seq / 'frame-000002.color.png').read_bytes())
     with pytest.raises(RGBDFolderError, match='two colour files for frame frame-000002: frame-000002.color.jpg and '
                                               'frame-000002.color.png'):
         SevenScenesFrames(scene)

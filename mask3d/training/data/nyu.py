@@ -30,13 +30,20 @@ NYU_INTRINSICS = np.array([[518.8579, 0, 325.5824], [0, 519.4696, 253.7362], [0,
 IGNORE_INDEX = 255
 
 
+def _loadmat(path: Path) -> Dict[str, object]:
+    from scipy.io import loadmat
+    try:
+        return loadmat(path)
+    except Exception as e:  # truncated or not a MATLAB file: scipy raises ValueError, OSError, ...
+        raise RGBDFolderError(f'{path}: cannot read the .mat file ({e.__class__.__name__}: {e})') from e
+
+
 def load_class_mapping_40(path: Union[str, os.PathLike]) -> np.ndarray:
     """``classMapping40.mat`` -> lookup table raw id (0..894) -> NYU-40 id (0..40)."""
-    from scipy.io import loadmat
     path = Path(path)
     if not path.is_file():
         raise RGBDFolderError(f'{path}: classMapping40.mat not found')
-    m = loadmat(path)
+    m = _loadmat(path)
     if 'mapClass' not in m:
         raise RGBDFolderError(f'{path}: no mapClass variable; is this classMapping40.mat?')
     return np.concatenate([[0], np.asarray(m['mapClass']).ravel().astype(np.int64)])
@@ -44,11 +51,12 @@ def load_class_mapping_40(path: Union[str, os.PathLike]) -> np.ndarray:
 
 def load_splits(path: Union[str, os.PathLike]) -> Dict[str, np.ndarray]:
     """``splits.mat`` -> {'train': 0-based indices (795), 'test': (654)}."""
-    from scipy.io import loadmat
     path = Path(path)
     if not path.is_file():
         raise RGBDFolderError(f'{path}: splits.mat not found')
-    m = loadmat(path)
+    m = _loadmat(path)
+    if 'trainNdxs' not in m or 'testNdxs' not in m:
+        raise RGBDFolderError(f'{path}: no trainNdxs / testNdxs variables; is this splits.mat?')
     return {'train': np.asarray(m['trainNdxs']).ravel().astype(np.int64) - 1,
             'test': np.asarray(m['testNdxs']).ravel().astype(np.int64) - 1}
 

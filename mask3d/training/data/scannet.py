@@ -97,10 +97,13 @@ def load_label_map(tsv: Union[str, os.PathLike]) -> np.ndarray:
         rows = list(csv.DictReader(f, delimiter='\t'))
     if not rows or 'id' not in rows[0] or 'nyu40id' not in rows[0]:
         raise RGBDFolderError(f'{tsv}: expected a tab-separated file with id and nyu40id columns')
-    ids = [int(r['id']) for r in rows]
-    lut = np.zeros(max(ids) + 1, dtype=np.int64)
-    for r in rows:
-        lut[int(r['id'])] = int(r['nyu40id'])
+    try:
+        pairs = [(int(r['id']), int(r['nyu40id'])) for r in rows]
+    except (TypeError, ValueError) as e:
+        raise RGBDFolderError(f'{tsv}: id and nyu40id must be integers ({e})') from e
+    lut = np.zeros(max(i for i, _ in pairs) + 1, dtype=np.int64)
+    for raw, nyu40 in pairs:
+        lut[raw] = nyu40
     return lut
 
 

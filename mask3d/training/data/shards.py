@@ -133,7 +133,10 @@ def decode_frame(raw: Dict[str, Any], where: str) -> Dict[str, object]:
     """A shard sample (field -> bytes) -> a sample of the common schema, equal to what the source reader gave."""
     if 'meta.json' not in raw:
         raise RGBDFolderError(f'{where}: sample has no meta.json (not a mask3d shard?)')
-    meta = json.loads(raw['meta.json'])
+    try:
+        meta = json.loads(raw['meta.json'])
+    except ValueError as e:
+        raise RGBDFolderError(f'{where}.meta.json: not valid JSON ({e})') from e
     rgb_ext, rgb = _field(raw, 'rgb', where)
     depth_ext, depth = _field(raw, 'depth', where)
     if meta['depth_scale'] is None:
