@@ -177,3 +177,22 @@ def test_sunrgbd_and_nyu_partners(tmp_path):
     Image.fromarray(np.full((8, 8), 2000, np.uint16)).save(nyu / 'sync_depth_00000.png')
     with pytest.raises(RGBDFolderError, match=r'rgb_00001.jpg: no depth partner \(sync_depth_00001.png\)'):
         NYUSyncFrames(tmp_path / 'nyu')
+
+
+def test_skip_bad_leaves_out_listing_problems_and_reports_each(tmp_path, caplog):
+    root = _folder(tmp_path / 'd', frames=5, labels=True)
+    (root / 'depth' / '000001.png').unlink()                                          # no partner
+    Image.open(root / 'rgb' / '000002.png').save(root / 'rgb' / '000002.jpg')         # two colour files
+    (root / 'semantic' / '000003.png').unlink()                                       # no labels
+    for make in (lambda: RGBDFolder(root), lambda: RGBDFolder(root, skip_bad=False)):
+        with pytest.raises(RGBDFolderError):
+            make()
+    ds = RGBDFolder(root, skip_bad=True)
+    assert [rgb.name for rgb, _ in ds.frames] == ['000000.png', '000004.png']
+    assert len(ds.skipped_at_listing) == 3 and len(ds[1]['semantic']) == 16
+    for culprit in ('rgb/000001.png: frame 000001 without a colour/depth partner', 'two colour files for frame 000002',
+                    'semantic/000003.png: label file missing'):
+        assert sum(culprit in m for m in ds.skipped_at_listing) == 1
+        assert culprit in caplog.text
+    from mask3d.training.data.mixture import MixtureFrames
+    assert len(MixtureFrames([(ds, 1.0), (RGBDFolder(_folder(tmp_path / 'e')), 1.0)], 4).skipped_at_listing) == 3

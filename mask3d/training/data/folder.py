@@ -9,9 +9,10 @@ Every problem with a file is an error naming the file and what is wrong, in one 
 images, malformed matrices, label ids outside the classes, frames without a partner, two files for one frame.
 """
 import io
+import logging
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -21,6 +22,7 @@ from ...errors import Mask3DError
 RGB_EXTS = ('.png', '.jpg', '.jpeg')
 DEPTH_EXTS = ('.png', '.npy', '.tif', '.tiff')
 IGNORE_LABEL = 255
+_log = logging.getLogger(__name__)
 
 
 class RGBDFolderError(Mask3DError, ValueError):
@@ -177,34 +179,48 @@ def check_label_ids(label: np.ndarray, num_classes: Optional[int], where: str) -
     return label
 
 
+Skip = Optional[Callable[[str], None]]  # with data.skip_bad: called with the message instead of raising it
+
+
 def files_by_stem(folder: Path, exts: Sequence[str], what: str, stem=lambda p: p.stem,
-                  pattern: str = '*') -> Dict[str, Path]:
+                  pattern: str = '*', skip: Skip = None) -> Dict[str, Optional[Path]]:
     """``{stem: file}`` of a folder's files matching ``pattern`` with one of ``exts``; two files for one frame
-    (``000003.jpg`` and ``000003.png``) are an error, since either choice would silently lose one."""
-    found: Dict[str, Path] = {}
+    (``000003.jpg`` and ``000003.png``) are an error, since either choice would silently lose one (with ``skip``:
+    the frame is reported once and mapped to None, so ``check_partners`` leaves it out)."""
+    found: Dict[str, Optional[Path]] = {}
     for p in sorted(folder.glob(pattern)):
         if p.suffix.lower() not in exts or not p.is_file():
             continue
         key = stem(p)
         if key in found:
-            raise RGBDFolderError(f'{folder}: two {what} files for frame {key}: {found[key].name} and {p.name}; '
-                                  f'keep one')
+            if found[key] is None:
+                continue
+            message = f'{folder}: two {what} files for frame {key}: {found[key].name} and {p.name}; keep one'
+            if skip is None:
+                raise RGBDFolderError(message)
+            skip(message)
+            found[key] = None
+            continue
         found[key] = p
     return found
 
 
-def check_partners(colors: Dict[str, Path], depths: Dict[str, Path], where: Path) -> List[str]:
+def check_partners(colors: Dict[str, Optional[Path]], depths: Dict[str, Optional[Path]], where: Path,
+                   skip: Skip = None) -> List[str]:
     """The frame keys with both files, in order; a colour file without its depth file (or the reverse) is an
-    error naming it, never a silently dropped frame."""
+    error naming it, never a silently dropped frame (with ``skip``: each is reported and left out)."""
     for have, missing in ((colors, depths), (depths, colors)):
-        orphans = sorted(set(have) - set(missing))
+        orphans = sorted(k for k in set(have) - set(missing) if have[k] is not None)
         if orphans:
-            first = have[orphans[0]]
             kind = 'depth' if have is colors else 'colour'
+            if skip is not None:
+                for key in orphans:
+                    skip(f'{have[key]}: frame {key} without a colour/depth partner (no {kind} file for it in {where})')
+                continue
             more = f' (and {len(orphans) - 1} more)' if len(orphans) > 1 else ''
-            raise RGBDFolderError(f'{first}: frame {orphans[0]} without a colour/depth partner (no {kind} file for '
-                                  f'it in {where}){more}')
-    return sorted(colors)
+            raise RGBDFolderError(f'{have[orphans[0]]}: frame {orphans[0]} without a colour/depth partner (no {kind} '
+                                  f'file for it in {where}){more}')
+    return sorted(k for k, p in colors.items() if p is not None and depths.get(k) is not None)
 
 
 class RGBDFrames:
@@ -217,6 +233,18 @@ class RGBDFrames:
     resize_rgb_to_depth: bool = False
     plain_depth_files: bool = True  # depth files are 16-bit PNG / depth_scale or float metres (not SUN RGB-D's)
     num_classes: Optional[int] = None  # set (e.g. by fine-tuning) to check label ids as they are read
+    skipped_at_listing: Sequence[str] = ()  # with skip_bad: the frames left out while listing, one message each
+
+    def _skipper(self, skip_bad: bool) -> Skip:
+        """None (problems raise), or with ``skip_bad`` a function that logs a problem and counts the frame."""
+        if not skip_bad:
+            return None
+        self.skipped_at_listing = []
+
+        def skip(message: str) -> None:
+            _log.warning('data.skip_bad: leaving out %s', message)
+            self.skipped_at_listing.append(message)
+        return skip
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -253,8 +281,9 @@ class RGBDFolder(RGBDFrames):
     """Matched colour/depth files of a folder, as samples of the common schema."""
 
     def __init__(self, root: Union[str, os.PathLike], depth_scale: float = 1000.0, rgb_dir: str = 'rgb',
-                 depth_dir: str = 'depth', intrinsics: Optional[np.ndarray] = None):
+                 depth_dir: str = 'depth', intrinsics: Optional[np.ndarray] = None, skip_bad: bool = False):
         self.root = Path(root)
+        skip = self._skipper(skip_bad)
         if depth_scale <= 0:
             raise RGBDFolderError(f'depth_scale must be > 0, got {depth_scale}')
         self.depth_scale = float(depth_scale)
@@ -262,20 +291,26 @@ class RGBDFolder(RGBDFrames):
         for d in (rgb_root, depth_root):
             if not d.is_dir():
                 raise RGBDFolderError(f'{d}: folder not found (expected ROOT/{rgb_dir}/ and ROOT/{depth_dir}/)')
-        rgbs = files_by_stem(rgb_root, RGB_EXTS, 'colour')
-        depths = files_by_stem(depth_root, DEPTH_EXTS, 'depth')
-        self.frames: List[Tuple[Path, Path]] = [(rgbs[k], depths[k]) for k in check_partners(rgbs, depths, self.root)]
+        rgbs = files_by_stem(rgb_root, RGB_EXTS, 'colour', skip=skip)
+        depths = files_by_stem(depth_root, DEPTH_EXTS, 'depth', skip=skip)
+        keys = check_partners(rgbs, depths, self.root, skip)
+        if (self.root / 'semantic').is_dir():
+            stems = {p.stem for p in (self.root / 'semantic').iterdir() if p.suffix.lower() == '.png'}
+            unlabelled = [k for k in keys if k not in stems]
+            if stems and unlabelled:
+                message = (f'{self.root / "semantic" / (unlabelled[0] + ".png")}: label file missing for frame '
+                           f'{unlabelled[0]} ({len(unlabelled)} of {len(keys)} frames have none)')
+                if skip is None:
+                    raise RGBDFolderError(message)
+                for k in unlabelled:
+                    skip(f'{self.root / "semantic" / (k + ".png")}: label file missing for frame {k}')
+                keys = [k for k in keys if k in stems]
+        self.frames: List[Tuple[Path, Path]] = [(rgbs[k], depths[k]) for k in keys]
         if not self.frames:
             raise RGBDFolderError(f'{self.root}: no frames found')
         if intrinsics is None and (self.root / 'intrinsics.txt').is_file():
             intrinsics = read_intrinsics(self.root / 'intrinsics.txt')
         self.intrinsics = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float32)
-        if (self.root / 'semantic').is_dir():
-            stems = {p.stem for p in (self.root / 'semantic').iterdir() if p.suffix.lower() == '.png'}
-            unlabelled = sorted(set(rgbs) - stems)
-            if stems and unlabelled:
-                raise RGBDFolderError(f'{self.root / "semantic" / (unlabelled[0] + ".png")}: label file missing for '
-                                      f'frame {unlabelled[0]} ({len(unlabelled)} of {len(rgbs)} frames have none)')
         if (self.root / 'classes.json').is_file():  # written by `mask3d data synth`; lets configs check class counts
             self.class_names = read_class_names(self.root / 'classes.json')
             self.num_classes = len(self.class_names)

@@ -171,8 +171,9 @@ class NYUSyncFrames(RGBDFrames):
     """Raw/sync NYU frames in BTS layout (``.../rgb_00000.jpg`` + ``.../sync_depth_00000.png``, uint16 mm)
     under ``root`` (searched recursively), for pre-training."""
 
-    def __init__(self, root: Union[str, os.PathLike], depth_scale: float = 1000.0):
+    def __init__(self, root: Union[str, os.PathLike], depth_scale: float = 1000.0, skip_bad: bool = False):
         self.root = Path(root)
+        skip = self._skipper(skip_bad)
         if not self.root.is_dir():
             raise RGBDFolderError(f'{self.root}: folder not found')
         self.depth_scale = depth_scale
@@ -185,14 +186,20 @@ class NYUSyncFrames(RGBDFrames):
             candidates = [depth.parent / f'rgb_{m.group(1)}.jpg', depth.parent.parent / 'rgb' / f'rgb_{m.group(1)}.jpg']
             rgb = next((c for c in candidates if c.is_file()), None)
             if rgb is None:
-                raise RGBDFolderError(f'{depth}: no matching rgb_{m.group(1)}.jpg next to it or in ../rgb/')
+                message = f'{depth}: no matching rgb_{m.group(1)}.jpg next to it or in ../rgb/'
+                if skip is None:
+                    raise RGBDFolderError(message)
+                skip(message)
+                continue
             frames.append((rgb, depth))
         if not frames:
             raise RGBDFolderError(f'{self.root}: no sync_depth_*.png frames found')
         paired = {rgb for rgb, _ in frames}
         for folder in sorted({rgb.parent for rgb in paired}):
-            orphan = next((p for p in sorted(folder.glob('rgb_*.jpg')) if p not in paired), None)
-            if orphan is not None:
-                raise RGBDFolderError(f'{orphan}: no depth partner (sync_depth_{orphan.stem[4:]}.png)')
+            for orphan in (p for p in sorted(folder.glob('rgb_*.jpg')) if p not in paired):
+                message = f'{orphan}: no depth partner (sync_depth_{orphan.stem[4:]}.png)'
+                if skip is None:
+                    raise RGBDFolderError(message)
+                skip(message)
         self.frames = frames
         self.intrinsics = NYU_INTRINSICS

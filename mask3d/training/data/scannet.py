@@ -34,8 +34,9 @@ class ScanNetFrames(RGBDFrames):
     resize_rgb_to_depth = True
 
     def __init__(self, root: Union[str, os.PathLike], split: Optional[Union[str, os.PathLike]] = None,
-                 every: int = 1):
+                 every: int = 1, skip_bad: bool = False):
         self.root = Path(root)
+        skip = self._skipper(skip_bad)
         self.depth_scale = DEPTH_SCALE
         if not self.root.is_dir():
             raise RGBDFolderError(f'{self.root}: ScanNet root not found')
@@ -50,9 +51,9 @@ class ScanNetFrames(RGBDFrames):
             if not (folder / 'color').is_dir() or not (folder / 'depth').is_dir():
                 raise RGBDFolderError(f'{folder}: scene from the split has no color/ and depth/ folders')
             check_export(folder)
-            colors = files_by_stem(folder / 'color', ('.jpg',), 'colour')
-            depths = files_by_stem(folder / 'depth', ('.png',), 'depth')
-            keys = sorted(check_partners(colors, depths, folder), key=lambda k: (0, int(k), k) if k.isdigit()
+            colors = files_by_stem(folder / 'color', ('.jpg',), 'colour', skip=skip)
+            depths = files_by_stem(folder / 'depth', ('.png',), 'depth', skip=skip)
+            keys = sorted(check_partners(colors, depths, folder, skip), key=lambda k: (0, int(k), k) if k.isdigit()
                           else (1, 0, k))
             for key in keys[::every]:
                 self.frames.append((colors[key], depths[key]))
@@ -146,8 +147,8 @@ def scannet_instances(nyu40: np.ndarray, instance: np.ndarray, min_pixels: int =
 class _LabelledScanNet(ScanNetFrames):
     """Shared by the labelled ScanNet readers: the 20 class names and the instance size threshold."""
 
-    def __init__(self, root, split=None, every: int = 1, min_instance_pixels: int = 0):
-        super().__init__(root, split=split, every=every)
+    def __init__(self, root, split=None, every: int = 1, min_instance_pixels: int = 0, skip_bad: bool = False):
+        super().__init__(root, split=split, every=every, skip_bad=skip_bad)
         self.min_instance_pixels = min_instance_pixels
         self.class_names = SCANNET20_NAMES
 
@@ -164,8 +165,9 @@ class ScanNetLabeledFrames(_LabelledScanNet):
     instances of the 18 classes, each labelled with the majority NYU-40 class of its pixels. Labels are resized
     with nearest neighbour to the depth grid."""
 
-    def __init__(self, root, label_map, split=None, every: int = 1, min_instance_pixels: int = 0):
-        super().__init__(root, split=split, every=every, min_instance_pixels=min_instance_pixels)
+    def __init__(self, root, label_map, split=None, every: int = 1, min_instance_pixels: int = 0,
+                 skip_bad: bool = False):
+        super().__init__(root, split=split, every=every, min_instance_pixels=min_instance_pixels, skip_bad=skip_bad)
         self.lut = load_label_map(label_map)
 
     def __getitem__(self, index: int):

@@ -57,8 +57,9 @@ class SevenScenesFrames(RGBDFrames):
     """Colour/depth pairs (and poses) of 7-Scenes sequences, in sequence and frame order."""
     depth_invalid = DEPTH_INVALID
 
-    def __init__(self, root: Union[str, os.PathLike], split: Optional[str] = None):
+    def __init__(self, root: Union[str, os.PathLike], split: Optional[str] = None, skip_bad: bool = False):
         self.root = Path(root)
+        skip = self._skipper(skip_bad)
         if not self.root.is_dir():
             raise RGBDFolderError(f'{self.root}: folder not found')
         if split not in (None, 'train', 'test'):
@@ -70,9 +71,9 @@ class SevenScenesFrames(RGBDFrames):
         for seq in find_sequences(self.root, split):
             if not seq.is_dir():
                 raise RGBDFolderError(f'{seq}: sequence folder not found')
-            colors = files_by_stem(seq, _COLOR_EXTS, 'colour', stem=_frame_key, pattern='frame-*.color.*')
-            depths = files_by_stem(seq, ('.png',), 'depth', stem=_frame_key, pattern='frame-*.depth.*')
-            keys = check_partners(colors, depths, seq)
+            colors = files_by_stem(seq, _COLOR_EXTS, 'colour', stem=_frame_key, pattern='frame-*.color.*', skip=skip)
+            depths = files_by_stem(seq, ('.png',), 'depth', stem=_frame_key, pattern='frame-*.depth.*', skip=skip)
+            keys = check_partners(colors, depths, seq, skip)
             if not keys:
                 raise RGBDFolderError(f'{seq}: no frame-*.color.png / frame-*.depth.png pairs')
             self.frames += [(colors[k], depths[k]) for k in keys]

@@ -45,8 +45,9 @@ class SUNRGBDFrames(RGBDFrames):
     Optional per-sample labels: ``label/*.png`` holding the 37-class ids (e.g. exported from SUNRGBD2Dseg.mat)."""
     plain_depth_files = False  # bit-rotated depth PNGs
 
-    def __init__(self, root: Union[str, os.PathLike], depth_dir: str = 'depth'):
+    def __init__(self, root: Union[str, os.PathLike], depth_dir: str = 'depth', skip_bad: bool = False):
         self.root = Path(root)
+        skip = self._skipper(skip_bad)
         if not self.root.is_dir():
             raise RGBDFolderError(f'{self.root}: folder not found')
         self.depth_dir, self.depth_scale = depth_dir, 1000.0
@@ -59,10 +60,16 @@ class SUNRGBDFrames(RGBDFrames):
                 continue
             if not images or not depths:
                 missing = f'{depth_dir}/*.png' if images else 'image/*.jpg|png'
-                raise RGBDFolderError(f'{sample}: no {missing} for this sample (a colour/depth pair needs both)')
-            if len(images) != 1 or len(depths) != 1:
-                raise RGBDFolderError(f'{sample}: expected one image and one {depth_dir} PNG, found '
-                                      f'{len(images)} and {len(depths)}')
+                message = f'{sample}: no {missing} for this sample (a colour/depth pair needs both)'
+            elif len(images) != 1 or len(depths) != 1:
+                message = f'{sample}: expected one image and one {depth_dir} PNG, found {len(images)} and {len(depths)}'
+            else:
+                message = None
+            if message is not None:
+                if skip is None:
+                    raise RGBDFolderError(message)
+                skip(message)
+                continue
             self.frames.append((images[0], depths[0]))
             self._dirs.append(sample)
         if not self.frames:

@@ -87,8 +87,9 @@ class TUMFrames(RGBDFrames):
     """The associated colour/depth pairs of one or more TUM sequences."""
 
     def __init__(self, root: Union[str, os.PathLike], camera: str = 'auto',
-                 max_difference: float = MAX_DIFFERENCE_S):
+                 max_difference: float = MAX_DIFFERENCE_S, skip_bad: bool = False):
         self.root = Path(root)
+        skip = self._skipper(skip_bad)
         if not self.root.is_dir():
             raise RGBDFolderError(f'{self.root}: folder not found')
         if camera != 'auto' and camera not in CAMERAS:
@@ -110,9 +111,14 @@ class TUMFrames(RGBDFrames):
                                       f'each other (rgb.txt and depth.txt of different recordings?)')
             for a, b in pairs:
                 color_path, depth_path = seq / rgb[a], seq / depth[b]
-                for path, listed in ((color_path, 'rgb.txt'), (depth_path, 'depth.txt')):
-                    if not path.is_file():
-                        raise RGBDFolderError(f'{path}: listed in {seq / listed} (frame {a:.6f}) but missing')
+                missing = [f'{path}: listed in {seq / listed} (frame {a:.6f}) but missing'
+                           for path, listed in ((color_path, 'rgb.txt'), (depth_path, 'depth.txt'))
+                           if not path.is_file()]
+                if missing and skip is None:
+                    raise RGBDFolderError(missing[0])
+                if missing:
+                    skip(missing[0])
+                    continue
                 self.frames.append((color_path, depth_path))
                 self.timestamps.append((a, b))
                 self._sequence_of.append(seq)
