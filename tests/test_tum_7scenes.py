@@ -228,3 +228,19 @@ def test_real_tum_and_seven_scenes_pretrain_as_a_mixture(rgbd_data, tmp_path):
     summary = pretrain(cfg, tmp_path / 'run', progress=False)
     assert summary['steps'] == 2 and np.isfinite(summary['final']['loss'])
     assert torch.load(tmp_path / 'run' / 'checkpoints' / 'last.pt', map_location='cpu', weights_only=True)
+
+
+def test_seven_scenes_and_tum_shards_decode_to_the_reader_samples(tmp_path, capsys):
+    """Shards keep the source's depth bytes; 7-Scenes' 65535 must still read as invalid from a shard."""
+    from mask3d.training.data.shards import ShardFrames
+    for src, n in ((_seven_scene(tmp_path / 'chess'), 6),
+                   (_tum(tmp_path / 'rgbd_dataset_freiburg3_x', [1.0, 2.0], [1.001, 2.001]), 2)):
+        out = tmp_path / f'shards_{src.name}'
+        assert main(['data', 'shard', str(src), '--out', str(out), '--frames-per-shard', '4']) == 0
+        reader, shards = (SevenScenesFrames(src) if n == 6 else TUMFrames(src)), ShardFrames(out)
+        assert len(shards) == n
+        for i in range(n):
+            a, b = reader[i], shards[i]
+            assert np.array_equal(a['rgb'], b['rgb']) and np.array_equal(a['depth'], b['depth'])
+            assert np.allclose(a['intrinsics'], b['intrinsics'])
+    assert SevenScenesFrames(tmp_path / 'chess')[0]['depth'][0, 0, 1] == 0
