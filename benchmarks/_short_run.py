@@ -1,10 +1,9 @@
 """A short pre-training run in a temporary folder, logging every step: shared by the loop and precision benchmarks."""
-import json
 import tempfile
-from pathlib import Path
 from typing import Dict, List
 
 from mask3d.training.engine import pretrain
+from mask3d.training.runtime import read_metrics
 
 
 def short_run_metrics(cfg, steps: int) -> List[Dict]:
@@ -16,4 +15,4 @@ def short_run_metrics(cfg, steps: int) -> List[Dict]:
     cfg.train.export_at_end = False
     with tempfile.TemporaryDirectory() as run:
         pretrain(cfg, run, progress=False)
-        return [json.loads(line) for line in (Path(run) / 'metrics.jsonl').read_text().splitlines()]
+        return read_metrics(run)

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mask3d.hub import render_model_card  # noqa: E402
+from mask3d.export import render_model_card  # noqa: E402
 from mask3d.manifest import load_manifest  # noqa: E402
 
 MANIFEST = ROOT / 'hub' / 'manifest.yaml'

@@ -3,8 +3,10 @@
 ``import mask3d`` registers ``mask3d_vit_{tiny,small,base,large}`` (and the same models as ``..._patch16``) in timm.
 """
 from . import models  # noqa: F401  (registration side effect)
-from .errors import (CheckpointMismatchError, ConfigError, InvalidWeightsFileError, Mask3DError,  # noqa: F401
-                     UnknownModelError, WeightsDownloadError, WeightsNotCachedError, WeightsNotPublishedError)
-from .factory import create_model, list_models, load_checkpoint  # noqa: F401
-from .hub import save_pretrained  # noqa: F401
+from .errors import (BadDataFileError, CheckpointMismatchError, ConfigError, DataError,  # noqa: F401
+                     InvalidWeightsFileError, LabelRangeError, Mask3DError, MissingDataError, UnknownModelError,
+                     WeightsDownloadError, WeightsNotCachedError, WeightsNotPublishedError)
+from .export import save_pretrained  # noqa: F401
+from .factory import create_model, list_models  # noqa: F401
+from .loading import load_checkpoint  # noqa: F401
 from .version import __version__  # noqa: F401

@@ -55,3 +55,23 @@ class InvalidWeightsFileError(Mask3DError, ValueError):
 
 class ConfigError(Mask3DError, ValueError):
     """A training configuration value is unknown or out of range."""
+
+
+class DataError(Mask3DError, ValueError):
+    """A dataset file or folder is missing, unreadable or not what its reader expects (the message names it)."""
+
+
+RGBDFolderError = DataError
+"""The name every dataset error had before the hierarchy below; ``except RGBDFolderError`` still catches them all."""
+
+
+class MissingDataError(DataError):
+    """A file or folder a dataset needs is not there."""
+
+
+class BadDataFileError(DataError):
+    """A dataset file is there but cannot be read, or is not in the format its reader expects."""
+
+
+class LabelRangeError(DataError):
+    """A label image holds class ids outside the dataset's classes."""

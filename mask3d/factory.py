@@ -8,13 +8,11 @@ import timm
 import torch
 from timm.models import get_arch_pretrained_cfgs, parse_model_name, split_model_name_tag
 
-from .errors import CheckpointMismatchError, InvalidWeightsFileError, UnknownModelError
-from .models.mask3d_vit import checkpoint_filter_fn
-from .weights import SAFE_WEIGHTS_NAME, check_sha256, fetch_verified, recorded_sha256, translate_hub_errors
+from .errors import InvalidWeightsFileError, UnknownModelError
+from .loading import (SAFE_WEIGHTS_NAME, check_sha256, fetch_verified, load_checkpoint, recorded_sha256,
+                      translate_hub_errors)
 
-__all__ = ['create_model', 'list_models', 'load_checkpoint', 'load_state_dict_file', 'load_state_dict_into']
-
-_MAX_LISTED = 8
+__all__ = ['create_model', 'list_models']
 
 
 def list_models(filter: str = '', pretrained: bool = False) -> List[str]:
@@ -84,59 +82,3 @@ def create_model(
     if checkpoint_path is not None:
         load_checkpoint(model, checkpoint_path)
     return model
-
-
-def load_state_dict_file(path: Union[str, os.PathLike]) -> Dict[str, Any]:
-    """Read a weights file the user chose: safetensors, or a torch checkpoint with ``weights_only=True``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / SAFE_WEIGHTS_NAME
-    if not path.is_file():
-        raise InvalidWeightsFileError(f"{path}: no such file")
-    if path.suffix == '.safetensors':
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-        try:
-            return load_file(str(path), device='cpu')
-        except SafetensorError as e:
-            raise InvalidWeightsFileError(f"{path}: not a valid safetensors file ({e})") from e
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # UnpicklingError, RuntimeError from a zip reader, ...
-        raise InvalidWeightsFileError(
-            f"{path}: cannot be read as a safe torch checkpoint (weights_only=True): {str(e).splitlines()[0]}") from e
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    # features_only wrappers (FeatureGetterNet) hold the backbone as `.model`
-    return model if hasattr(model, 'patch_embed') else getattr(model, 'model', model)
-
-
-_PRUNED_BY_FEATURES = ('norm.', 'fc_norm.', 'head.', 'head_drop.')
-
-
-def load_checkpoint(model: torch.nn.Module, path: Union[str, os.PathLike]) -> None:
-    """Load ``path`` strictly into ``model``, listing every missing, unexpected or mis-shaped key on failure."""
-    load_state_dict_into(model, load_state_dict_file(path), str(path))
-
-
-def load_state_dict_into(model: torch.nn.Module, state_dict: Dict[str, Any], source: str) -> None:
-    """Filter (unwrap, strip pre-training keys, resample pos_embed) and load strictly; errors list the misfits."""
-    target = _unwrap(model)
-    state_dict = checkpoint_filter_fn(state_dict, target)
-    own = target.state_dict()
-    if target is not model:  # features_only: timm pruned the layers after the last feature block (norm, head)
-        state_dict = {k: v for k, v in state_dict.items() if k in own or not k.startswith(_PRUNED_BY_FEATURES)}
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    shapes = sorted(f'{k} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}'
-                    for k in set(own) & set(state_dict) if state_dict[k].shape != own[k].shape)
-    if missing or unexpected or shapes:
-        def fmt(title, items):
-            more = f' (+{len(items) - _MAX_LISTED} more)' if len(items) > _MAX_LISTED else ''
-            return f"{title}: {', '.join(items[:_MAX_LISTED])}{more}" if items else ''
-        parts = [p for p in (fmt('missing', missing), fmt('unexpected', unexpected), fmt('shape', shapes)) if p]
-        raise CheckpointMismatchError(
-            f"{source} does not fit {getattr(target, 'pretrained_cfg', {}).get('architecture', type(target).__name__)}"
-            f" -- {'; '.join(parts)}; build the model with the architecture the checkpoint was trained with")
-    target.load_state_dict(state_dict, strict=True)

@@ -36,6 +36,7 @@ def load_manifest(path: Union[str, os.PathLike]) -> List[Release]:
     if not path.is_file():
         raise Mask3DError(f"{path}: manifest not found (run from the repository root or pass --manifest)")
     data = yaml.safe_load(path.read_text())
+    org = data.get('org')
     releases = []
     for i, entry in enumerate(data.get('weights', [])):
         try:
@@ -46,6 +47,9 @@ def load_manifest(path: Union[str, os.PathLike]) -> List[Release]:
             raise Mask3DError(f"{path}: {rel.name}: status must be one of {STATUSES}, got {rel.status!r}")
         if rel.published and not (rel.sha256 and rel.revision):
             raise Mask3DError(f"{path}: {rel.name} is published but has no sha256/revision")
+        if org and rel.repo_id.split('/')[0] != org:
+            raise Mask3DError(f"{path}: {rel.name}: repo_id {rel.repo_id} is not under org {org!r}; "
+                              f"change org and every repo_id together")
         releases.append(rel)
     return releases
 

@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple, Union
 from .errors import InvalidWeightsFileError, Mask3DError
 from .licensing import license_conflict
 from .manifest import load_manifest, sha256_file
-from .weights import EXPORT_METADATA_KEY, SAFE_WEIGHTS_NAME
+from .loading import EXPORT_METADATA_KEY, SAFE_WEIGHTS_NAME
 
 UPLOADED_FILES = (SAFE_WEIGHTS_NAME, 'config.json', 'README.md')
 

@@ -8,9 +8,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from mask3d.cli import main
-from mask3d.errors import Mask3DError
+from mask3d.errors import LabelRangeError, Mask3DError
 from mask3d.training.data import scannet_sens
-from mask3d.training.data.folder import LabelRangeError, RGBDFolder, RGBDFolderError
+from mask3d.training.data.folder import RGBDFolder, RGBDFolderError
 from mask3d.training.data.inspect import inspect, open_dataset
 from mask3d.training.data.nyu import NYUSyncFrames
 from mask3d.training.data.scannet import ScanNetFrames

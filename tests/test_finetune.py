@@ -16,6 +16,7 @@ from mask3d.training.finetune.data import TaskSamples, build_task_frames, collat
 from mask3d.training.finetune.engine import build_finetune_optimizer, evaluate_model, finetune
 from mask3d.training.finetune.models import build_task_model
 from mask3d.training.finetune.tasks import predict
+from mask3d.training.runtime import read_metrics
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'training' / 'configs' / 'finetune'
 SMALL = ['model.model_args={depth: 4}', 'model.head_channels=32', 'model.drop_path_rate=0.0',
@@ -48,7 +49,7 @@ def test_each_task_trains_and_beats_the_untrained_model(tmp_path, task, metric, 
     summary = finetune(cfg, tmp_path / 'run', progress=False)
     after = summary['val'][metric]
     assert np.isfinite(after) and better * (after - before) > 0, (before, after)
-    records = [json.loads(line) for line in (tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()]
+    records = read_metrics(tmp_path / 'run')
     train = [r for r in records if r['split'] == 'train']
     assert train[-1]['loss'] < train[0]['loss']
     saved = json.loads((tmp_path / 'run' / 'eval' / 'metrics_val.json').read_text())

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 import mask3d
 from conftest import tiny_kwargs
-from mask3d import weights as weights_mod
+from mask3d import loading as loading_mod
 from mask3d.manifest import Release, sha256_file
 
 PLANNED_REPO = 'mask3d/mask3d_vit_tiny_patch16.scannet'  # the manifest's repo for mask3d_vit_tiny_patch16.scannet
@@ -187,7 +187,7 @@ def test_sha256_mismatch_is_refused(tiny, tmp_path, offline_hub, monkeypatch):
     entry = Release(name='mask3d_vit_tiny_patch16.scannet', repo_id=PLANNED_REPO, status='published',
                     license='apache-2.0', init='scratch', training_config='x', training_data='x', revision=COMMIT,
                     sha256='0' * 64)
-    monkeypatch.setattr(weights_mod, 'manifest_entry', lambda repo_id: entry if repo_id == PLANNED_REPO else None)
+    monkeypatch.setattr(loading_mod, 'manifest_entry', lambda repo_id: entry if repo_id == PLANNED_REPO else None)
     with pytest.raises(mask3d.InvalidWeightsFileError) as e:
         timm.create_model('mask3d_vit_tiny.scannet', pretrained=True, **tiny_kwargs())
     msg = _one_line(e)

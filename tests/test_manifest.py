@@ -2,8 +2,10 @@
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO_ROOT
 
+from mask3d.errors import Mask3DError
 from mask3d.manifest import load_manifest
 from mask3d.models.mask3d_vit import default_cfgs
 import yaml
@@ -26,6 +28,14 @@ def test_manifest_and_default_cfgs_agree():
         assert rel.license == cfgs[name].license
         config_file = rel.training_config.split()[0]
         assert (REPO_ROOT / config_file).is_file(), config_file
+
+
+def test_every_repo_id_is_under_the_manifest_org(tmp_path):
+    text = MANIFEST.read_text()
+    moved = tmp_path / 'manifest.yaml'
+    moved.write_text(text.replace('\norg: mask3d\n', '\norg: another-org\n', 1))
+    with pytest.raises(Mask3DError, match="mask3d_vit_tiny_patch16.scannet: repo_id mask3d/.* not under org 'anoth"):
+        load_manifest(moved)
 
 
 def test_no_invented_urls_in_cfgs():

@@ -10,7 +10,7 @@ def run_models(args) -> int:
 
     from .. import list_models
     from ..manifest import load_manifest
-    from ..weights import SAFE_WEIGHTS_NAME
+    from ..loading import SAFE_WEIGHTS_NAME
 
     status = {r.repo_id: r.status for r in load_manifest(manifest_path())} if manifest_path().is_file() else {}
     print(f"{'model':28s}  weights (tag: manifest status, hub repo[, cached])")

@@ -19,8 +19,9 @@ from timm.models.vision_transformer import checkpoint_filter_fn as _timm_vit_fil
 
 from mask3d_cli.bundled import manifest_path
 
+from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from ..loading import check_pretrained_source, translate_hub_errors
 from ..manifest import load_manifest
-from ..weights import check_pretrained_source, translate_hub_errors
 
 __all__ = ['checkpoint_filter_fn', 'default_cfgs', 'DEFAULT_IMG_SIZE', 'SIZES', 'stock_timm_architecture']
 
@@ -59,8 +60,8 @@ def _cfg(arch: str, tag: str, **kwargs) -> Dict[str, Any]:
         'fixed_input_size': False,
         'interpolation': 'bicubic',
         'crop_pct': 1.0,
-        'mean': (0.485, 0.456, 0.406),
-        'std': (0.229, 0.224, 0.225),
+        'mean': IMAGENET_DEFAULT_MEAN,
+        'std': IMAGENET_DEFAULT_STD,
         'first_conv': 'patch_embed.proj',
         'classifier': 'head',
         'license': 'apache-2.0',

@@ -19,7 +19,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ..errors import ConfigError, Mask3DError
-from ..factory import create_model, load_checkpoint, load_state_dict_into
+from ..factory import create_model
+from ..loading import load_checkpoint, load_state_dict_into
 from .checkpoint import load_training_checkpoint
 from .config import PretrainConfig, config_from_dict, mixture_parts
 from .data.mixture import MixtureFrames
@@ -328,7 +329,7 @@ def run_metadata(cfg: PretrainConfig, run_dir: Optional[Path], metrics: Dict[str
 def export_encoder(encoder: torch.nn.Module, cfg: PretrainConfig, out_dir, *, metrics: Dict[str, Any],
                    run_dir: Optional[Path] = None) -> Path:
     """The encoder as a Hub folder (model.safetensors + config.json + card), described from the run itself."""
-    from ..hub import save_pretrained
+    from ..export import save_pretrained
     meta = run_metadata(cfg, run_dir, metrics)
     steps = f', {meta["steps"]} steps' if meta['steps'] is not None else ''
     license_note = '' if meta['init_license'] or not cfg.model.init else \

@@ -17,23 +17,20 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from ...errors import Mask3DError
+from ...constants import IGNORE_INDEX
+from ...errors import BadDataFileError, DataError, LabelRangeError, MissingDataError
+from ...errors import RGBDFolderError  # noqa: F401  (the readers import it from here)
 
 RGB_EXTS = ('.png', '.jpg', '.jpeg')
 DEPTH_EXTS = ('.png', '.npy', '.tif', '.tiff')
-IGNORE_LABEL = 255
 _log = logging.getLogger(__name__)
-
-
-class RGBDFolderError(Mask3DError, ValueError):
-    """A dataset file or folder is missing, unreadable or not in the expected format (the message names it)."""
 
 
 def read_depth(path: Union[str, os.PathLike], depth_scale: float, invalid: Optional[int] = None) -> np.ndarray:
     """Depth file -> float32 metres [H, W], 0 where invalid; errors name the file and the problem."""
     path = Path(path)
     if not path.is_file():
-        raise RGBDFolderError(f'{path}: depth file not found')
+        raise MissingDataError(f'{path}: depth file not found')
     return decode_depth(path.read_bytes(), path.suffix, depth_scale, str(path), invalid)
 
 
@@ -47,28 +44,28 @@ def decode_depth(data: bytes, suffix: str, depth_scale: float, where: str,
         if suffix == '.npy':
             arr = np.load(io.BytesIO(data), allow_pickle=False)
             if not np.issubdtype(arr.dtype, np.floating):
-                raise RGBDFolderError(f'{where}: .npy depth must be float metres, got dtype {arr.dtype}')
+                raise BadDataFileError(f'{where}: .npy depth must be float metres, got dtype {arr.dtype}')
             depth = arr.astype(np.float32)
         else:
             with Image.open(io.BytesIO(data)) as im:
                 arr = np.array(im)
             if suffix == '.png':
                 if arr.dtype != np.uint16 and not (arr.dtype == np.int32 and arr.max() < 65536):
-                    raise RGBDFolderError(f'{where}: depth PNG must be 16-bit (got {arr.dtype}, mode {im.mode}); '
+                    raise BadDataFileError(f'{where}: depth PNG must be 16-bit (got {arr.dtype}, mode {im.mode}); '
                                           f'8-bit images are colour-mapped, not depth')
                 depth = arr.astype(np.float32) / float(depth_scale)
                 if invalid is not None:
                     depth[arr == invalid] = 0
             else:
                 if not np.issubdtype(arr.dtype, np.floating):
-                    raise RGBDFolderError(f'{where}: TIFF depth must be 32-bit float metres, got {arr.dtype}')
+                    raise BadDataFileError(f'{where}: TIFF depth must be 32-bit float metres, got {arr.dtype}')
                 depth = arr.astype(np.float32)
     except RGBDFolderError:
         raise
     except Exception as e:  # truncated / corrupt files
-        raise RGBDFolderError(f'{where}: cannot read depth ({e})') from e
+        raise BadDataFileError(f'{where}: cannot read depth ({e})') from e
     if depth.ndim != 2:
-        raise RGBDFolderError(f'{where}: depth must be one channel [H, W], got shape {depth.shape}')
+        raise BadDataFileError(f'{where}: depth must be one channel [H, W], got shape {depth.shape}')
     depth[~np.isfinite(depth) | (depth < 0)] = 0
     return depth
 
@@ -77,7 +74,7 @@ def read_rgb(path: Union[str, os.PathLike]) -> np.ndarray:
     """Colour file -> uint8 [3, H, W]."""
     path = Path(path)
     if not path.is_file():
-        raise RGBDFolderError(f'{path}: colour file not found')
+        raise MissingDataError(f'{path}: colour file not found')
     return decode_rgb(path.read_bytes(), str(path))
 
 
@@ -90,7 +87,7 @@ def decode_rgb(data: bytes, where: str, size: Optional[Tuple[int, int]] = None) 
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             arr = np.array(im)
     except Exception as e:
-        raise RGBDFolderError(f'{where}: cannot read image ({e})') from e
+        raise BadDataFileError(f'{where}: cannot read image ({e})') from e
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
@@ -100,10 +97,10 @@ def decode_rgbd(rgb: bytes, depth: bytes, *, depth_suffix: str, depth_scale: flo
     depth_m = decode_depth(depth, depth_suffix, depth_scale, depth_where, depth_invalid)
     rgb_arr = decode_rgb(rgb, rgb_where, depth_m.shape if resize_rgb_to_depth else None)
     if depth_m.shape != rgb_arr.shape[1:]:
-        raise RGBDFolderError(f'{depth_where}: depth is {depth_m.shape}, colour {Path(rgb_where).name} is '
+        raise BadDataFileError(f'{depth_where}: depth is {depth_m.shape}, colour {Path(rgb_where).name} is '
                               f'{rgb_arr.shape[1:]}; they must be registered at the same size')
     if not (depth_m > 0).any():
-        raise RGBDFolderError(f'{depth_where}: no valid depth pixel (all zero or invalid)')
+        raise BadDataFileError(f'{depth_where}: no valid depth pixel (all zero or invalid)')
     return rgb_arr, depth_m
 
 
@@ -114,25 +111,25 @@ def read_matrix(path: Union[str, os.PathLike], shapes: Sequence[Tuple[int, int]]
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        raise RGBDFolderError(f'{path}: cannot read {what} ({e.__class__.__name__}: {e})') from e
+        raise BadDataFileError(f'{path}: cannot read {what} ({e.__class__.__name__}: {e})') from e
     try:
         values = np.array([float(v) for v in text.replace(',', ' ').split()], dtype=np.float64)
     except ValueError as e:
-        raise RGBDFolderError(f'{path}: {what} must be numbers, {e}') from e
+        raise BadDataFileError(f'{path}: {what} must be numbers, {e}') from e
     for shape in shapes:
         if values.size == shape[0] * shape[1]:
             if not np.isfinite(values).all() and what != 'pose':
-                raise RGBDFolderError(f'{path}: {what} holds NaN or infinite values')
+                raise BadDataFileError(f'{path}: {what} holds NaN or infinite values')
             return values.reshape(shape)
     wanted = ' or '.join(f'{r}x{c} ({r * c} values)' for r, c in shapes)
-    raise RGBDFolderError(f'{path}: {what} must be {wanted}, found {values.size} values')
+    raise BadDataFileError(f'{path}: {what} must be {wanted}, found {values.size} values')
 
 
 def read_intrinsics(path: Union[str, os.PathLike]) -> np.ndarray:
     """``intrinsics.txt`` (3x3, or 4x4 as ScanNet writes it) -> float32 3x3 with a positive focal length."""
     K = read_matrix(path, ((3, 3), (4, 4)), 'intrinsics')[:3, :3].astype(np.float32)
     if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise RGBDFolderError(f'{path}: intrinsics need fx, fy > 0, got fx={K[0, 0]:g} fy={K[1, 1]:g}')
+        raise BadDataFileError(f'{path}: intrinsics need fx, fy > 0, got fx={K[0, 0]:g} fy={K[1, 1]:g}')
     return K
 
 
@@ -149,21 +146,17 @@ def read_label(path: Union[str, os.PathLike], size: Optional[Tuple[int, int]] = 
     """A label / instance PNG -> int64 [H, W]; ``size`` (h, w): resized with nearest neighbour."""
     path = Path(path)
     if not path.is_file():
-        raise RGBDFolderError(f'{path}: label file not found')
+        raise MissingDataError(f'{path}: label file not found')
     try:
         with Image.open(path) as im:
             if size is not None and (im.height, im.width) != tuple(size):
                 im = im.resize((size[1], size[0]), Image.NEAREST)
             arr = np.array(im)
     except Exception as e:
-        raise RGBDFolderError(f'{path}: cannot read label image ({e.__class__.__name__}: {e})') from e
+        raise BadDataFileError(f'{path}: cannot read label image ({e.__class__.__name__}: {e})') from e
     if arr.ndim != 2:
-        raise RGBDFolderError(f'{path}: labels must be one channel of class ids, got shape {arr.shape}')
+        raise BadDataFileError(f'{path}: labels must be one channel of class ids, got shape {arr.shape}')
     return arr.astype(np.int64)
-
-
-class LabelRangeError(RGBDFolderError):
-    """A label image holds class ids the task does not have."""
 
 
 def check_label_ids(label: np.ndarray, num_classes: Optional[int], where: str) -> np.ndarray:
@@ -171,11 +164,11 @@ def check_label_ids(label: np.ndarray, num_classes: Optional[int], where: str) -
     file, so it is an error naming the file and the ids."""
     if num_classes is None or not label.size:
         return label
-    bad = np.unique(label[((label < 0) | (label >= num_classes)) & (label != IGNORE_LABEL)])
+    bad = np.unique(label[((label < 0) | (label >= num_classes)) & (label != IGNORE_INDEX)])
     if bad.size:
         shown = ', '.join(str(int(v)) for v in bad[:8]) + (', ...' if bad.size > 8 else '')
         raise LabelRangeError(f'{where}: label ids {shown} outside the {num_classes} classes (0..{num_classes - 1}, '
-                              f'{IGNORE_LABEL} = ignore)')
+                              f'{IGNORE_INDEX} = ignore)')
     return label
 
 
@@ -197,7 +190,7 @@ def files_by_stem(folder: Path, exts: Sequence[str], what: str, stem=lambda p: p
                 continue
             message = f'{folder}: two {what} files for frame {key}: {found[key].name} and {p.name}; keep one'
             if skip is None:
-                raise RGBDFolderError(message)
+                raise BadDataFileError(message)
             skip(message)
             found[key] = None
             continue
@@ -218,7 +211,7 @@ def check_partners(colors: Dict[str, Optional[Path]], depths: Dict[str, Optional
                     skip(f'{have[key]}: frame {key} without a colour/depth partner (no {kind} file for it in {where})')
                 continue
             more = f' (and {len(orphans) - 1} more)' if len(orphans) > 1 else ''
-            raise RGBDFolderError(f'{have[orphans[0]]}: frame {orphans[0]} without a colour/depth partner (no {kind} '
+            raise MissingDataError(f'{have[orphans[0]]}: frame {orphans[0]} without a colour/depth partner (no {kind} '
                                   f'file for it in {where}){more}')
     return sorted(k for k, p in colors.items() if p is not None and depths.get(k) is not None)
 
@@ -256,7 +249,7 @@ class RGBDFrames:
         rgb_path, depth_path = self.frames[index]
         for path, what in ((rgb_path, 'colour'), (depth_path, 'depth')):
             if not path.is_file():
-                raise RGBDFolderError(f'{path}: {what} file not found')
+                raise MissingDataError(f'{path}: {what} file not found')
         # e.g. ScanNet: 1296x968 colour, 640x480 depth; colour intrinsics are the depth ones then
         rgb, depth = decode_rgbd(rgb_path.read_bytes(), depth_path.read_bytes(), depth_suffix=depth_path.suffix,
                                  depth_scale=self.depth_scale, resize_rgb_to_depth=self.resize_rgb_to_depth,
@@ -269,7 +262,7 @@ class RGBDFrames:
         if label_path is not None:
             label = read_label(label_path)
             if label.shape != depth.shape:
-                raise RGBDFolderError(f'{label_path}: labels are {label.shape}, depth is {depth.shape}')
+                raise BadDataFileError(f'{label_path}: labels are {label.shape}, depth is {depth.shape}')
             sample['semantic'] = check_label_ids(label, self.num_classes, str(label_path))
         return sample
 
@@ -285,12 +278,12 @@ class RGBDFolder(RGBDFrames):
         self.root = Path(root)
         skip = self._skipper(skip_bad)
         if depth_scale <= 0:
-            raise RGBDFolderError(f'depth_scale must be > 0, got {depth_scale}')
+            raise DataError(f'depth_scale must be > 0, got {depth_scale}')
         self.depth_scale = float(depth_scale)
         rgb_root, depth_root = self.root / rgb_dir, self.root / depth_dir
         for d in (rgb_root, depth_root):
             if not d.is_dir():
-                raise RGBDFolderError(f'{d}: folder not found (expected ROOT/{rgb_dir}/ and ROOT/{depth_dir}/)')
+                raise MissingDataError(f'{d}: folder not found (expected ROOT/{rgb_dir}/ and ROOT/{depth_dir}/)')
         rgbs = files_by_stem(rgb_root, RGB_EXTS, 'colour', skip=skip)
         depths = files_by_stem(depth_root, DEPTH_EXTS, 'depth', skip=skip)
         keys = check_partners(rgbs, depths, self.root, skip)
@@ -301,13 +294,13 @@ class RGBDFolder(RGBDFrames):
                 message = (f'{self.root / "semantic" / (unlabelled[0] + ".png")}: label file missing for frame '
                            f'{unlabelled[0]} ({len(unlabelled)} of {len(keys)} frames have none)')
                 if skip is None:
-                    raise RGBDFolderError(message)
+                    raise MissingDataError(message)
                 for k in unlabelled:
                     skip(f'{self.root / "semantic" / (k + ".png")}: label file missing for frame {k}')
                 keys = [k for k in keys if k in stems]
         self.frames: List[Tuple[Path, Path]] = [(rgbs[k], depths[k]) for k in keys]
         if not self.frames:
-            raise RGBDFolderError(f'{self.root}: no frames found')
+            raise MissingDataError(f'{self.root}: no frames found')
         if intrinsics is None and (self.root / 'intrinsics.txt').is_file():
             intrinsics = read_intrinsics(self.root / 'intrinsics.txt')
         self.intrinsics = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float32)
@@ -332,7 +325,7 @@ def read_class_names(path: Path) -> Tuple[str, ...]:
     try:
         names = json.loads(path.read_text())['names']
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise RGBDFolderError(f'{path}: expected JSON with a "names" list ({e.__class__.__name__}: {e})') from e
+        raise BadDataFileError(f'{path}: expected JSON with a "names" list ({e.__class__.__name__}: {e})') from e
     if not isinstance(names, list) or not names:
-        raise RGBDFolderError(f'{path}: "names" must be a non-empty list')
+        raise BadDataFileError(f'{path}: "names" must be a non-empty list')
     return tuple(str(n) for n in names)

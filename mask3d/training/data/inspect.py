@@ -5,8 +5,9 @@ from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
-from ...errors import Mask3DError
-from .folder import RGBDFolder, RGBDFolderError
+from ...constants import IGNORE_INDEX
+from ...errors import BadDataFileError, DataError, Mask3DError, MissingDataError
+from .folder import RGBDFolder
 
 FORMATS = ('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k', 'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes',
            'tum', '7scenes', 'folder', 'synthetic', 'shards')
@@ -20,9 +21,9 @@ def detect_format(path: Path) -> str:
             return 'scannet-sens'
         if path.suffix == '.mat':
             return 'nyu-mat'
-        raise RGBDFolderError(f'{path}: cannot tell the format of this file (expected .sens or .mat)')
+        raise BadDataFileError(f'{path}: cannot tell the format of this file (expected .sens or .mat)')
     if not path.is_dir():
-        raise RGBDFolderError(f'{path}: no such file or folder')
+        raise MissingDataError(f'{path}: no such file or folder')
     if (path / 'shards.json').is_file():
         return 'shards'
     if (path / 'leftImg8bit').is_dir():
@@ -43,7 +44,7 @@ def detect_format(path: Path) -> str:
         return 'nyu-raw'
     if next(path.rglob('image'), None) is not None:
         return 'sunrgbd'
-    raise RGBDFolderError(f'{path}: format not recognised; pass --format ({", ".join(FORMATS[1:])})')
+    raise BadDataFileError(f'{path}: format not recognised; pass --format ({", ".join(FORMATS[1:])})')
 
 
 def open_dataset(path: Union[str, os.PathLike], fmt: str = 'auto', *, depth_scale: float = 1000.0,
@@ -93,7 +94,7 @@ def open_dataset(path: Union[str, os.PathLike], fmt: str = 'auto', *, depth_scal
     if fmt == 'folder':
         ds = RGBDFolder(path, depth_scale=depth_scale)
         return ds, getattr(ds, 'class_names', None), fmt
-    raise RGBDFolderError(f'unknown format {fmt!r}; one of {", ".join(FORMATS)}')
+    raise DataError(f'unknown format {fmt!r}; one of {", ".join(FORMATS)}')
 
 
 class _SensFrames:
@@ -119,7 +120,7 @@ def inspect(dataset, class_names=None, fmt: str = '', max_frames: int = 50) -> D
     ids outside the classes) does not stop the inspection: its one-line error is listed under ``problems``."""
     n = len(dataset)
     if n == 0:
-        raise RGBDFolderError('dataset is empty')
+        raise MissingDataError('dataset is empty')
     picks = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
     depths, valid_total, pixel_total, labels, problems = [], 0, 0, {}, []
     size = None
@@ -138,13 +139,14 @@ def inspect(dataset, class_names=None, fmt: str = '', max_frames: int = 50) -> D
             depths.append(d[v])
         if 'semantic' in s:
             ids, counts = np.unique(np.asarray(s['semantic']), return_counts=True)
-            outside = [k for k in ids.tolist() if class_names and k != 255 and not 0 <= k < len(class_names)]
+            outside = [k for k in ids.tolist() if class_names and k != IGNORE_INDEX and not 0 <= k < len(class_names)]
             if outside:
                 problems.append(f"{s.get('source', i)}: label ids {', '.join(map(str, outside[:8]))} outside the "
-                                f'{len(class_names)} classes (0..{len(class_names) - 1}, 255 = ignore)')
+                                f'{len(class_names)} classes (0..{len(class_names) - 1}, {IGNORE_INDEX} = ignore)')
             for k, c in zip(ids.tolist(), counts.tolist()):
-                name = 'ignore' if k == 255 else (class_names[k] if class_names and 0 <= k < len(class_names)
-                                                  else str(k) if not class_names else f'{k} (outside the classes)')
+                known = class_names and 0 <= k < len(class_names)
+                name = 'ignore' if k == IGNORE_INDEX else (class_names[k] if known else str(k) if not class_names
+                                                           else f'{k} (outside the classes)')
                 labels[name] = labels.get(name, 0) + c
     all_d = np.concatenate(depths) if depths else np.zeros(0)
     report = {'format': fmt, 'frames': n, 'inspected_frames': len(picks), 'image_size': size,
@@ -174,7 +176,7 @@ def contact_sheet(dataset, out: Union[str, os.PathLike], frames: int = 4) -> Pat
         fig.colorbar(im, ax=axes[r, 1], fraction=0.046, label='m')
         if cols == 3 and 'semantic' in s:
             sem = np.asarray(s['semantic']).astype(float)
-            axes[r, 2].imshow(np.where(sem == 255, np.nan, sem), cmap='tab20', interpolation='nearest')
+            axes[r, 2].imshow(np.where(sem == IGNORE_INDEX, np.nan, sem), cmap='tab20', interpolation='nearest')
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])

@@ -13,7 +13,9 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from .folder import LabelRangeError, RGBDFolderError, RGBDFrames
+from ...constants import IGNORE_INDEX
+from ...errors import LabelRangeError
+from .folder import RGBDFolderError, RGBDFrames
 
 NYU40_NAMES = ('wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 'door', 'window', 'bookshelf',
                'picture', 'counter', 'blinds', 'desk', 'shelves', 'curtain', 'dresser', 'pillow', 'mirror',
@@ -27,7 +29,6 @@ NYU40_TO_13 = np.array([12, 5, 6, 1, 4, 9, 10, 12, 13, 6, 8, 6, 13, 10, 6, 13, 6
                         7, 7, 7, 7, 6, 7, 7, 7, 7, 7, 7, 6, 7], dtype=np.int64)
 # labelled-set camera (full 640x480 frame)
 NYU_INTRINSICS = np.array([[518.8579, 0, 325.5824], [0, 519.4696, 253.7362], [0, 0, 1]], dtype=np.float32)
-IGNORE_INDEX = 255
 
 
 def _loadmat(path: Path) -> Dict[str, object]:

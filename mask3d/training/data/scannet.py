@@ -13,8 +13,9 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from .folder import (LabelRangeError, RGBDFolderError, RGBDFrames, check_partners, files_by_stem, read_intrinsics,
-                     read_label)
+from ...constants import IGNORE_INDEX
+from ...errors import LabelRangeError
+from .folder import RGBDFolderError, RGBDFrames, check_partners, files_by_stem, read_intrinsics, read_label
 from .scannet_sens import check_export
 
 DEPTH_SCALE = 1000.0  # ScanNet depth PNGs are millimetres
@@ -81,7 +82,6 @@ SCANNET20_NAMES = ('wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 
                    'bathtub', 'otherfurniture')
 # the 18 instance / detection classes: the 20 without wall and floor
 SCANNET18_NYU40_IDS = SCANNET20_NYU40_IDS[2:]
-IGNORE_INDEX = 255
 
 _NYU40_TO_20 = np.full(256, IGNORE_INDEX, dtype=np.int64)
 for _i, _nyu in enumerate(SCANNET20_NYU40_IDS):

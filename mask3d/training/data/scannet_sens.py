@@ -21,7 +21,7 @@ from typing import BinaryIO, Iterator, Optional, Union
 
 import numpy as np
 
-from .folder import RGBDFolderError
+from ...errors import BadDataFileError
 
 SENS_VERSION = 4
 COLOR_JPEG = 2
@@ -29,8 +29,8 @@ DEPTH_ZLIB_USHORT = 1
 EXPORT_MARKER = 'mask3d-export.json'
 
 
-class SensFormatError(RGBDFolderError):
-    pass
+class SensFormatError(BadDataFileError):
+    """A .sens file is truncated, of another version or compression, or not a .sens file."""
 
 
 @dataclass

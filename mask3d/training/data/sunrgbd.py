@@ -11,7 +11,8 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
-from .folder import LabelRangeError, RGBDFolderError, RGBDFrames, read_label, read_matrix
+from ...errors import LabelRangeError
+from .folder import RGBDFolderError, RGBDFrames, read_label, read_matrix
 from .nyu import NYU40_NAMES
 
 SUNRGBD37_NAMES = NYU40_NAMES[:37]

@@ -15,10 +15,11 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from ...constants import IGNORE_INDEX
+
 CLASS_NAMES = ('wall', 'floor', 'ceiling', 'table', 'chair', 'cabinet', 'bed', 'sofa', 'lamp', 'pillar',
                'ball', 'picture')
 CLASS_IDS = {n: i for i, n in enumerate(CLASS_NAMES)}
-IGNORE_INDEX = 255
 
 
 @dataclass

@@ -12,6 +12,8 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ...constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
 
 def random_resized_crop_params(rng: np.random.Generator, height: int, width: int, scale: Tuple[float, float],
                                ratio: Tuple[float, float]) -> Tuple[int, int, int, int]:
@@ -42,8 +44,8 @@ class JointTransform:
     then RGB normalisation. ``scale=(1, 1)`` and ``hflip=0`` give a deterministic resize (evaluation)."""
 
     def __init__(self, image_size: Sequence[int], *, scale: Tuple[float, float] = (0.5, 1.0),
-                 hflip: float = 0.5, color_jitter: float = 0.0, mean: Sequence[float] = (0.485, 0.456, 0.406),
-                 std: Sequence[float] = (0.229, 0.224, 0.225)):
+                 hflip: float = 0.5, color_jitter: float = 0.0, mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+                 std: Sequence[float] = IMAGENET_DEFAULT_STD):
         self.size = (int(image_size[0]), int(image_size[1]))
         self.scale, self.hflip, self.color_jitter = tuple(scale), hflip, color_jitter
         aspect = self.size[1] / self.size[0]

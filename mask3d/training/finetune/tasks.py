@@ -11,10 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...constants import IGNORE_INDEX
 from ..visualize import save_figure, show_row
 from .metrics import DepthMetrics, InstanceMetrics, SegmentationMetrics
 
-IGNORE_INDEX = 255
 PRIMARY_METRIC = {'semseg': ('miou', 'max'), 'depth': ('abs_rel', 'min'), 'instance': ('segm_AP50', 'max')}
 
 

@@ -21,8 +21,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ...errors import ConfigError
-from ..data.folder import RGBDFolderError, read_pose
+from ...errors import ConfigError, MissingDataError
+from ..data.folder import read_pose
 from ..data.transforms import JointTransform
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def _seven_scenes(d, mean, std):
     from ..data.seven_scenes import SevenScenesFrames
     ds = SevenScenesFrames(d.root)
     if len(ds) < 3:
-        raise RGBDFolderError(f'{d.root}: {len(ds)} 7-Scenes frame(s); the probe needs at least 3')
+        raise MissingDataError(f'{d.root}: {len(ds)} 7-Scenes frame(s); the probe needs at least 3')
     samples = _read(ds, range(len(ds)), 'read 7-Scenes')
     cut = 2 * len(samples) // 3
     train, test = _stack(samples[:cut], d.image_size, mean, std), _stack(samples[cut:], d.image_size, mean, std)

@@ -11,9 +11,11 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
+from ...constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ...errors import ConfigError
 from ...factory import create_model
-from ..finetune.models import backbone_source, build_backbone
+from ...heads import build_backbone
+from ..finetune.models import backbone_source
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ def build_frozen_backbone(model_cfg, blocks: Sequence[int]) -> Tuple[nn.Module, 
     recipe = {'spec': model_cfg.backbone, 'name': name, 'pretrained_weights': bool(pretrained or weights),
               'weights': weights, 'model_args': args, 'blocks': list(indices), 'depth': depth,
               'patch_size': int(vit.patch_embed.patch_size[0]),
-              'mean': list(cfg.get('mean', (0.485, 0.456, 0.406))), 'std': list(cfg.get('std', (0.229, 0.224, 0.225)))}
+              'mean': list(cfg.get('mean', IMAGENET_DEFAULT_MEAN)), 'std': list(cfg.get('std', IMAGENET_DEFAULT_STD))}
     log.info('backbone %s (%s), blocks %s of %d, %s weights', model_cfg.backbone, name, list(indices), depth,
              'loaded' if recipe['pretrained_weights'] else 'random')
     return net, recipe

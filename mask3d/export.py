@@ -14,7 +14,7 @@ from timm.models import save_for_hf
 
 from .manifest import sha256_file
 from .models.mask3d_vit import stock_timm_architecture
-from .weights import EXPORT_METADATA_KEY, SAFE_WEIGHTS_NAME
+from .loading import EXPORT_METADATA_KEY, SAFE_WEIGHTS_NAME
 
 __all__ = ['save_pretrained', 'render_model_card']
 

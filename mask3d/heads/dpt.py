@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pyramid import ViTPyramid
+from .pyramid import SimpleFeaturePyramid
 
 
 class _ResidualConvUnit(nn.Module):
@@ -35,7 +35,7 @@ class _Fusion(nn.Module):
 class DPTDepthHead(nn.Module):
     def __init__(self, in_channels: Sequence[int], channels: int = 256, max_depth: float = 10.0):
         super().__init__()
-        self.pyramid = ViTPyramid(in_channels, channels)
+        self.pyramid = SimpleFeaturePyramid(in_channels, channels)
         self.fusions = nn.ModuleList([_Fusion(channels, with_skip=i < 3) for i in range(4)])
         self.out = nn.Sequential(nn.Conv2d(channels, channels // 2, 3, padding=1), nn.ReLU(),
                                  nn.Conv2d(channels // 2, 1, 1))

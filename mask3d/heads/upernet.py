@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pyramid import ViTPyramid
+from .pyramid import SimpleFeaturePyramid
 
 
 def _conv(i: int, o: int, k: int = 3) -> nn.Sequential:
@@ -21,7 +21,7 @@ class UPerNetHead(nn.Module):
     def __init__(self, in_channels: Sequence[int], num_classes: int, channels: int = 256,
                  pool_scales: Sequence[int] = (1, 2, 3, 6), dropout: float = 0.1):
         super().__init__()
-        self.pyramid = ViTPyramid(in_channels, channels)
+        self.pyramid = SimpleFeaturePyramid(in_channels, channels)
         self.ppm = nn.ModuleList([nn.Sequential(nn.AdaptiveAvgPool2d(s), _conv(channels, channels, 1))
                                   for s in pool_scales])
         self.ppm_bottleneck = _conv(channels * (len(pool_scales) + 1), channels)

@@ -1,20 +1,25 @@
-"""Where pretrained weights come from, and turning Hub failures into errors that say what to do.
+"""Loading weights: fetch from the Hub or a local folder, check sha256, read a state dict safely, load it strictly.
 
 Which weights exist is the Hub's answer, not a list frozen into the package: ``pretrained=True`` on an official
 tag asks the Hub (through huggingface_hub, so the cache and ``HF_HUB_OFFLINE`` work as everywhere else) and turns
 "repository not found" into "not published yet". What the files must be is the release manifest's answer
 (``hub/manifest.yaml``, shipped in the wheel): its sha256 is checked on every load, and so is the sha256 that
-``save_pretrained`` records in each export's ``config.json``.
+``save_pretrained`` records in each export's ``config.json``. Files the user names are read as safetensors or
+with ``torch.load(weights_only=True)``, never unpickled, and loaded strictly with every misfit listed.
 """
 import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
+import torch
 from timm.models import PretrainedCfg, resolve_pretrained_cfg
 
-from .errors import InvalidWeightsFileError, WeightsDownloadError, WeightsNotCachedError, WeightsNotPublishedError
+from .errors import (CheckpointMismatchError, InvalidWeightsFileError, WeightsDownloadError, WeightsNotCachedError,
+                     WeightsNotPublishedError)
 
+_MAX_LISTED = 8
 SAFE_WEIGHTS_NAME = 'model.safetensors'
 EXPORT_METADATA_KEY = 'mask3d'
 """Top-level ``config.json`` key holding what mask3d records about an export (sha256, init, data, steps)."""
@@ -147,3 +152,60 @@ def translate_hub_errors(location: str):
             f"(a pickle such as pytorch_model.bin is refused)") from e
     except SafetensorError as e:
         raise InvalidWeightsFileError(f"{location}: not a valid safetensors file ({e})") from e
+
+
+def load_state_dict_file(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """Read a weights file the user chose: safetensors, or a torch checkpoint with ``weights_only=True``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SAFE_WEIGHTS_NAME
+    if not path.is_file():
+        raise InvalidWeightsFileError(f"{path}: no such file")
+    if path.suffix == '.safetensors':
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path), device='cpu')
+        except SafetensorError as e:
+            raise InvalidWeightsFileError(f"{path}: not a valid safetensors file ({e})") from e
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError from a zip reader, ...
+        raise InvalidWeightsFileError(
+            f"{path}: cannot be read as a safe torch checkpoint (weights_only=True): {str(e).splitlines()[0]}") from e
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    # features_only wrappers (FeatureGetterNet) hold the backbone as `.model`
+    return model if hasattr(model, 'patch_embed') else getattr(model, 'model', model)
+
+
+_PRUNED_BY_FEATURES = ('norm.', 'fc_norm.', 'head.', 'head_drop.')
+
+
+def load_checkpoint(model: torch.nn.Module, path: Union[str, os.PathLike]) -> None:
+    """Load ``path`` strictly into ``model``, listing every missing, unexpected or mis-shaped key on failure."""
+    load_state_dict_into(model, load_state_dict_file(path), str(path))
+
+
+def load_state_dict_into(model: torch.nn.Module, state_dict: Dict[str, Any], source: str) -> None:
+    """Filter (unwrap, strip pre-training keys, resample pos_embed) and load strictly; errors list the misfits."""
+    from .models.mask3d_vit import checkpoint_filter_fn  # the model module imports this one
+    target = _unwrap(model)
+    state_dict = checkpoint_filter_fn(state_dict, target)
+    own = target.state_dict()
+    if target is not model:  # features_only: timm pruned the layers after the last feature block (norm, head)
+        state_dict = {k: v for k, v in state_dict.items() if k in own or not k.startswith(_PRUNED_BY_FEATURES)}
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = sorted(f'{k} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}'
+                    for k in set(own) & set(state_dict) if state_dict[k].shape != own[k].shape)
+    if missing or unexpected or shapes:
+        def fmt(title, items):
+            more = f' (+{len(items) - _MAX_LISTED} more)' if len(items) > _MAX_LISTED else ''
+            return f"{title}: {', '.join(items[:_MAX_LISTED])}{more}" if items else ''
+        parts = [p for p in (fmt('missing', missing), fmt('unexpected', unexpected), fmt('shape', shapes)) if p]
+        raise CheckpointMismatchError(
+            f"{source} does not fit {getattr(target, 'pretrained_cfg', {}).get('architecture', type(target).__name__)}"
+            f" -- {'; '.join(parts)}; build the model with the architecture the checkpoint was trained with")
+    target.load_state_dict(state_dict, strict=True)
