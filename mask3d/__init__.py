@@ -4,7 +4,8 @@
 """
 from . import models  # noqa: F401  (registration side effect)
 from .errors import (BadDataFileError, CheckpointMismatchError, ConfigError, DataError,  # noqa: F401
-                     InvalidWeightsFileError, LabelRangeError, Mask3DError, MissingDataError, UnknownModelError,
+                     InvalidWeightsFileError, LabelRangeError, Mask3DError, MissingDataError, NonFiniteLossError,
+                     UnknownModelError,
                      WeightsDownloadError, WeightsNotCachedError, WeightsNotPublishedError)
 from .export import save_pretrained  # noqa: F401
 from .factory import create_model, list_models  # noqa: F401

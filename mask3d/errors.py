@@ -75,3 +75,7 @@ class BadDataFileError(DataError):
 
 class LabelRangeError(DataError):
     """A label image holds class ids outside the dataset's classes."""
+
+
+class NonFiniteLossError(Mask3DError, FloatingPointError):
+    """A training loss became NaN or infinite (checked at log and checkpoint steps, before anything is saved)."""

@@ -10,6 +10,18 @@ SHARED_RGBD = REPO_ROOT.parent / 'shared' / 'data' / 'rgbd'
 
 torch.set_num_threads(2)
 
+# pytest-timeout limits per tier (seconds): 2.5-7x the slowest test of the tier measured on 2 cores shared with 5 other
+# jobs (docs/testing.md), so a busy machine does not trip them but a hung torchrun or pip does; unit tests get `timeout`
+# from pyproject.toml and a test's own @pytest.mark.timeout wins.
+TIER_TIMEOUTS = {'e2e': 900, 'bench': 600, 'ddp': 900, 'packaging': 900, 'slow': 900}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        limits = [limit for tier, limit in TIER_TIMEOUTS.items() if item.get_closest_marker(tier)]
+        if limits and not item.get_closest_marker('timeout'):
+            item.add_marker(pytest.mark.timeout(max(limits)))
+
 
 class _BlockedSocket(socket.socket):
     def __init__(self, *args, **kwargs):

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 
 from conftest import REPO_ROOT
 
@@ -18,6 +19,7 @@ def _run(script, *args, timeout=300):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.bench
 def test_pretrain_throughput_json():
     r = _run('pretrain_throughput.py', *TINY, '--image-size', '64', '96', '--batch-size', '2', '--decoder-depth', '1',
              '--decoder-dim', '64', '--iters', '1', '--warmup', '0', '--json')
@@ -27,12 +29,14 @@ def test_pretrain_throughput_json():
     assert r['full_tokens_gflops_per_img'] > r['mask3d_gflops_per_img'] > 0
 
 
+@pytest.mark.bench
 def test_inference_json():
     r = _run('inference.py', *TINY, '--timm-model', 'vit_tiny_patch16_224', '--image-size', '64', '96',
              '--batch-size', '2', '--out-indices', '0', '--iters', '1', '--warmup', '0', '--json')
     assert r['same_features'] and r['mask3d_img_s'] > 0 and r['mask3d_features_only_img_s'] > 0
 
 
+@pytest.mark.bench
 def test_fast_paths_json():
     r = _run('fast_paths.py', *TINY, '--image-size', '64', '96', '--batch-size', '2', '--decoder-depth', '1',
              '--decoder-dim', '64', '--iters', '1', '--only', 'fused_attention', 'visible_gather', 'fused_adamw',
@@ -41,6 +45,7 @@ def test_fast_paths_json():
     assert 'alternative_step_memory_mb' in r['pairs'][-1]
 
 
+@pytest.mark.bench
 def test_cost_scaling_json_and_plot(tmp_path):
     out = tmp_path / 'plot.png'
     raw = tmp_path / 'raw.json'
@@ -51,18 +56,21 @@ def test_cost_scaling_json_and_plot(tmp_path):
     assert out.stat().st_size > 10_000 and len(json.loads(raw.read_text())['rows']) == 4
 
 
+@pytest.mark.bench
 def test_loop_throughput_json():
     r = _run('loop_throughput.py', '--steps', '6', '--set', 'model.model_args={depth: 1}', '--set',
              'data.image_size=[64,96]', '--set', 'data.batch_size=2', '--set', 'data.num_workers=0', '--json')
     assert r['loop_img_s'] > 0 and r['step_only_img_s'] > 0 and r['generator_fps'] > 0
 
 
+@pytest.mark.bench
 def test_data_throughput_json():
     r = _run('data_throughput.py', '--frames', '2', '--total', '8', '--json')
     assert r['synthetic_generator_fps_one_core'] > 0
     assert {'folder (synthetic PNGs)', 'scannet exported (.sens)', 'sunrgbd', 'cityscapes'} <= set(r['readers'])
 
 
+@pytest.mark.bench
 def test_precision_loss_curve_json(tmp_path):
     r = _run('precision_loss_curve.py', '--steps', '3', '--set', 'model.model_args={depth: 1}', '--set',
              'data.image_size=[64,96]', '--set', 'data.batch_size=2', '--set', 'data.num_workers=0',
@@ -70,6 +78,7 @@ def test_precision_loss_curve_json(tmp_path):
     assert len(r['fp32']) == len(r['bf16']) == 3 and (tmp_path / 'c.png').is_file()
 
 
+@pytest.mark.bench
 def test_replicate_smoke_end_to_end_and_reuses_finished_runs(tmp_path):
     def replicate():
         out = subprocess.run([sys.executable, str(REPO_ROOT / 'benchmarks' / 'replicate.py'), '--preset', 'smoke',
@@ -140,6 +149,7 @@ def test_replicate_verdict_rules_applied_literally():
     assert R.verdict(pairs(below, below, good, good, [0.0, 0.0, 0.0], below))['outcome'] == 'inconclusive'
 
 
+@pytest.mark.bench
 def test_visible_stats_scale_counts_visible_patches(tmp_path):
     from mask3d.training.data.cli import write_synthetic
     write_synthetic(tmp_path / 'rooms', 4, 0, (64, 80), progress=False)
@@ -152,6 +162,7 @@ def test_visible_stats_scale_counts_visible_patches(tmp_path):
     assert all(r['mean_abs_target_visible_stats'] > 0 and r['mean_abs_target_all_pixel_stats'] > 0 for r in rows)
 
 
+@pytest.mark.bench
 def test_replicate_gpu_preset_dry_run_validates_every_config(tmp_path):
     out = subprocess.run([sys.executable, str(REPO_ROOT / 'benchmarks' / 'replicate.py'), '--preset', 'gpu',
                           '--dry-run', '--device', 'cuda', '--out', str(tmp_path)], capture_output=True, text=True,
@@ -161,6 +172,7 @@ def test_replicate_gpu_preset_dry_run_validates_every_config(tmp_path):
     assert not any(tmp_path.iterdir())   # nothing ran, nothing written
 
 
+@pytest.mark.bench
 def test_cli_startup_json():
     r = _run('cli_startup.py', '--repeats', '1', '--json')
     assert set(r) == {'mask3d --help', 'mask3d --version', 'mask3d configs', 'import mask3d', 'repeats'}

@@ -21,6 +21,7 @@ def test_models_lists_weights_and_status(capsys):
     assert 'mask3d/mask3d_vit_base_patch16.scannet' in out and 'mask3d_vit_base ' in out
 
 
+@pytest.mark.e2e
 def test_console_script_entry_point():
     out = subprocess.run([sys.executable, '-m', 'mask3d', 'models', '*tiny*'], capture_output=True, text=True)
     assert out.returncode == 0 and 'mask3d_vit_tiny_patch16' in out.stdout and 'base' not in out.stdout
@@ -126,6 +127,7 @@ def test_push_refuses_a_licence_that_conflicts_with_the_init(exported, tmp_path,
     hf_api.assert_not_called()
 
 
+@pytest.mark.e2e
 def test_version_help_and_configs_do_not_import_mask3d():
     code = ('import sys, contextlib, io\nfrom mask3d_cli import main\n'
             'for argv in (["--version"], ["--help"], ["configs"]):\n'

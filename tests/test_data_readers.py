@@ -182,8 +182,45 @@ def test_transforms_keep_alignment_and_depth_values():
     assert out['rgb'].shape == (3, 240, 320) and out['rgb'].dtype == torch.float32
     K = out['intrinsics'].numpy()
     assert K[0, 0] > 1.2 * f['intrinsics'][0, 0]  # a crop of at most 60 % of the area, zoomed back: longer focal
-    # a 3-D point keeps projecting onto the same content: the principal point moves with the crop
-    assert np.isfinite(K).all() and K[2, 2] == 1
+
+
+K_OFF_CENTRE = np.array([[300, 0, 150], [0, 310, 110], [0, 0, 1]], np.float32)
+
+
+def _frame_with_pixel_ids(height=240, width=320):
+    """Depth that names its source pixel: 1 m + (row * width + col) * 10 um (exact in float32)."""
+    ids = np.arange(height * width, dtype=np.float64).reshape(1, height, width)
+    return {'rgb': np.zeros((3, height, width), np.uint8), 'depth': (1 + ids * 1e-5).astype(np.float32),
+            'intrinsics': K_OFF_CENTRE.copy()}
+
+
+def test_fixed_crop_moves_the_principal_point(monkeypatch):
+    """Rows 30-149, columns 40-199 of a 240x320 frame, resized back to 240x320: lengths double, and the principal
+    point (150, 110) moves to ((150 - 40) * 2, (110 - 30) * 2) = (220, 160); a flip mirrors it to 320 - 220 = 100."""
+    from mask3d.training.data import transforms
+    monkeypatch.setattr(transforms, 'random_resized_crop_params', lambda rng, h, w, scale, ratio: (30, 40, 120, 160))
+    f = _frame_with_pixel_ids()
+    K = JointTransform((240, 320), hflip=0.0)(f, np.random.default_rng(0))['intrinsics'].numpy()
+    assert np.allclose(K, [[600, 0, 220], [0, 620, 160], [0, 0, 1]])
+    K = JointTransform((240, 320), hflip=1.0)(f, np.random.default_rng(0))['intrinsics'].numpy()
+    assert np.allclose(K, [[600, 0, 100], [0, 620, 160], [0, 0, 1]])
+
+
+@pytest.mark.parametrize('seed,hflip', [(0, 0.0), (1, 0.0), (2, 1.0), (3, 1.0)])
+def test_random_crop_intrinsics_project_onto_the_same_content(seed, hflip):
+    """Through every output pixel, the ray of the new intrinsics lands, under the old intrinsics, on the source pixel
+    whose depth the crop copied there (within one source pixel: nearest resampling rounds down)."""
+    f = _frame_with_pixel_ids()
+    out = JointTransform((240, 320), scale=(0.3, 0.6), hflip=hflip)(f, np.random.default_rng(seed))
+    K = out['intrinsics'].numpy().astype(np.float64)
+    ids = np.round((out['depth'][0].numpy().astype(np.float64) - 1) * 1e5).astype(int)
+    src_v, src_u = np.divmod(ids, 320)
+    v, u = np.mgrid[0:240, 0:320] + 0.5
+    x, y = (u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]  # the ray through each output pixel centre
+    if hflip:
+        x = -x  # a flipped image is a mirrored scene: x points the other way in the source camera
+    u_old, v_old = x * K_OFF_CENTRE[0, 0] + K_OFF_CENTRE[0, 2], y * K_OFF_CENTRE[1, 1] + K_OFF_CENTRE[1, 2]
+    assert np.abs(u_old - (src_u + 0.5)).max() <= 1.0 and np.abs(v_old - (src_v + 0.5)).max() <= 1.0
 
 
 def test_sampler_shards_the_same_global_order():
@@ -223,6 +260,24 @@ def test_real_seven_scenes_as_a_folder(rgbd_data, tmp_path):
     assert s['rgb'].shape == (3, 480, 640) and 0.85 < valid.mean() < 0.95
     assert 1.5 < np.median(s['depth'][valid]) < 2.5  # README: median about 1.9 m
     assert np.allclose(s['intrinsics'][0, 0], 585)
+
+
+def test_capture_with_named_folders_and_intrinsics(tmp_path):
+    """The HoloLens / 7-Scenes-as-folder shape: images/ + depth/ (mm), K given by the caller; 20 frames."""
+    from rgbd_formats import depth_png, room_depth
+    (tmp_path / 'images').mkdir()
+    for i in range(20):
+        Image.fromarray(np.full((36, 54, 3), 10 * i, np.uint8)).save(tmp_path / 'images' / f'{i:03d}.png')
+        depth_png(tmp_path / 'depth' / f'{i:03d}.png', room_depth(36, 54, seed=i, holes=0.3), 1000)
+    K = np.array([[49.557, 0, 27], [0, 49.557, 18], [0, 0, 1]])
+    ds = RGBDFolder(tmp_path, depth_scale=1000, rgb_dir='images', depth_dir='depth', intrinsics=K)
+    assert len(ds) == 20
+    s = ds[7]
+    assert s['rgb'].shape == (3, 36, 54) and (s['rgb'] == 70).all()
+    assert np.allclose(s['depth'][0], room_depth(36, 54, seed=7, holes=0.3), atol=5e-4)
+    assert np.allclose(s['intrinsics'], K)
+    with pytest.raises(RGBDFolderError, match='expected ROOT/rgb/ and ROOT/depth/'):
+        RGBDFolder(tmp_path)
 
 
 def test_real_hololens_capture_as_a_folder(rgbd_data):

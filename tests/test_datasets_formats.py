@@ -18,12 +18,23 @@ from mask3d.training.data.synthetic import SyntheticRGBD
 from mask3d.training.data.transforms import JointTransform
 from mask3d.training.data.writers import (write_cityscapes_sample, write_nyu_mat, write_scannet25k_frame,
                                           write_sunrgbd_sample)
+from rgbd_formats import (room_depth, write_class_mapping_40, write_nyu_sync_frames, write_scannet_label_tsv,
+                          write_splits_mat, write_tum_frame)
 
 H, W = 12, 16
 
 
 @pytest.fixture
-def nyu_meta(rgbd_data):
+def nyu_meta(tmp_path):
+    """classMapping40.mat and splits.mat generated in the official MATLAB 5 layout (train 3, 4, 5; test 1, 2)."""
+    meta = tmp_path / 'nyuv2-meta-data'
+    write_class_mapping_40(meta / 'classMapping40.mat')
+    write_splits_mat(meta / 'splits.mat', train=[3, 4, 5], test=[1, 2])
+    return meta
+
+
+@pytest.fixture
+def real_nyu_meta(rgbd_data):
     return rgbd_data / 'ankurhanda-nyuv2-meta-data'
 
 
@@ -62,19 +73,29 @@ def test_nyu_mat_decodes_transposed_arrays_and_labels(tmp_path, nyu_meta):
     assert np.array_equal(ds13[2]['semantic'], np.where(l40 > 0, NYU40_TO_13[np.maximum(l40 - 1, 0)] - 1, 255))
 
 
-def test_nyu_builtin_40_to_13_table_matches_class13mapping(nyu_meta):
+def test_nyu_builtin_40_to_13_table_matches_class13mapping(real_nyu_meta):
     from scipy.io import loadmat
-    m = loadmat(nyu_meta / 'class13Mapping.mat', squeeze_me=True, struct_as_record=False)['classMapping13']
+    m = loadmat(real_nyu_meta / 'class13Mapping.mat', squeeze_me=True, struct_as_record=False)['classMapping13']
     assert np.array_equal(np.asarray(m.labels13).ravel(), NYU40_TO_13)
+
+
+def test_real_nyu_splits_and_class_mapping(real_nyu_meta):
+    splits = load_splits(real_nyu_meta / 'splits.mat')
+    assert len(splits['train']) == 795 and len(splits['test']) == 654
+    assert splits['train'][:3].tolist() == [2, 3, 4] and splits['test'][:3].tolist() == [0, 1, 8]
+    assert 1406 in splits['test']  # frame 1407 (1-based) is a test frame
+    lut = load_class_mapping_40(real_nyu_meta / 'classMapping40.mat')
+    assert lut.shape == (895,) and lut[0] == 0 and lut.max() == 40
+    assert [lut[raw] for raw in (5, 11, 21)] == [5, 2, 1]  # the raw ids the generated mapping keeps: chair, floor, wall
 
 
 def test_nyu_splits_and_bad_input(tmp_path, nyu_meta):
     splits = load_splits(nyu_meta / 'splits.mat')
-    assert len(splits['train']) == 795 and len(splits['test']) == 654
-    assert splits['train'][:3].tolist() == [2, 3, 4] and splits['test'][:3].tolist() == [0, 1, 8]
-    assert 1406 in splits['test']  # frame 1407 (1-based) is a test frame
+    assert splits['train'].tolist() == [2, 3, 4] and splits['test'].tolist() == [0, 1]  # 1-based -> 0-based
     path, *_ = _nyu_mat(tmp_path)
-    with pytest.raises(RGBDFolderError, match='split index .* > 3 frames'):
+    assert len(NYUv2Labeled(path, class_mapping_40=nyu_meta / 'classMapping40.mat', split='test',
+                            splits_mat=nyu_meta / 'splits.mat')) == 2
+    with pytest.raises(RGBDFolderError, match='split index 5 > 3 frames'):
         NYUv2Labeled(path, class_mapping_40=nyu_meta / 'classMapping40.mat', split='train',
                      splits_mat=nyu_meta / 'splits.mat')
     with pytest.raises(RGBDFolderError, match='outside the 894-class mapping'):
@@ -85,9 +106,9 @@ def test_nyu_splits_and_bad_input(tmp_path, nyu_meta):
         NYUv2Labeled(bogus, class_mapping_40=nyu_meta / 'classMapping40.mat')
 
 
-def test_real_nyu_frame_1407_labels(rgbd_data, nyu_meta):
+def test_real_nyu_frame_1407_labels(rgbd_data, real_nyu_meta):
     l40 = np.array(Image.open(rgbd_data / 'h-0-0-nyuv2-meta-data' / 'test_labels_40' / 'new_nyu_class40_1407.png'))
-    l13 = np.array(Image.open(nyu_meta / 'test_labels_13' / 'new_nyu_class13_1407.png'))
+    l13 = np.array(Image.open(real_nyu_meta / 'test_labels_13' / 'new_nyu_class13_1407.png'))
     mapped = np.where(l40 > 0, NYU40_TO_13[np.maximum(l40.astype(int) - 1, 0)], 0)
     assert np.array_equal(mapped, l13)  # README: mapping 40 -> 13 reproduces the 13-class file exactly
     assert set(np.unique(l40).tolist()) == {0, 1, 2, 3, 5, 6, 7, 8, 11, 15, 22, 26, 37, 40}
@@ -105,7 +126,19 @@ def test_real_nyu_sync_frames(rgbd_data):
     assert np.isclose(s['intrinsics'][0, 0], 518.8579)
 
 
-def test_sunrgbd_bit_rotation_fixture_and_real_file(tmp_path, rgbd_data):
+def test_nyu_sync_frames_bts_layout(tmp_path):
+    root = write_nyu_sync_frames(tmp_path / 'nyu_demo', indices=(0, 50, 100), size=(48, 64))
+    ds = NYUSyncFrames(root)
+    assert len(ds) == 3
+    s = ds[1]
+    assert s['rgb'].shape == (3, 48, 64) and np.allclose(s['depth'][0], room_depth(48, 64, seed=1), atol=5e-4)
+    assert np.isclose(s['intrinsics'][0, 0], 518.8579)  # the NYU Kinect intrinsics
+    (root / 'rgb' / 'rgb_00050.jpg').unlink()
+    with pytest.raises(RGBDFolderError, match='sync_depth_00050.png: no matching rgb_00050.jpg'):
+        NYUSyncFrames(root)
+
+
+def test_sunrgbd_bit_rotation_fixture(tmp_path):
     mm = np.array([[0, 1, 2000, 8000], [9000, 65535 >> 3, 123, 4567]], np.uint16)
     png = encode_sunrgbd_depth(mm)
     assert png[0, 2] == 16000 and np.array_equal(decode_sunrgbd_depth(png), np.minimum(mm / 1000.0, 8.0).astype(np.float32))
@@ -117,6 +150,9 @@ def test_sunrgbd_bit_rotation_fixture_and_real_file(tmp_path, rgbd_data):
     s = SUNRGBDFrames(tmp_path)[0]
     assert np.allclose(s['depth'], 2.5) and np.isclose(s['intrinsics'][1, 1], 519.5)
     assert np.array_equal(s['semantic'], np.where(labels > 0, labels - 1, 255))
+
+
+def test_real_sunrgbd_depth_file(rgbd_data):
     real = np.array(Image.open(rgbd_data / 'open3d' / 'examples' / 'test_data' / 'RGBD' / 'other_formats' / 'SUN_depth.png'))
     d = decode_sunrgbd_depth(real)
     valid = d > 0
@@ -154,6 +190,13 @@ def test_cityscapes_tree(tmp_path):
 def test_scannet_label_chain_on_the_official_tsv(rgbd_data):
     lut = load_label_map(rgbd_data / 'scanrefer-scannet-meta' / 'data' / 'scannet' / 'meta_data' /
                          'scannetv2-labels.combined.tsv')
+    assert raw_to_nyu40(np.array([1, 2, 3, 22, 99999]), lut).tolist() == [1, 5, 2, 23, 0]
+    assert len(lut) == 1358 and lut.max() == 40  # 607 rows, raw ids up to 1357
+
+
+def test_scannet_label_chain_on_a_generated_tsv(tmp_path):
+    lut = load_label_map(write_scannet_label_tsv(tmp_path / 'scannetv2-labels.combined.tsv'))
+    assert lut.tolist()[:4] == [0, 1, 5, 2] and lut[22] == 23 and lut[10] == 0  # ids not listed: 0
     assert raw_to_nyu40(np.array([1, 2, 3, 22, 99999]), lut).tolist() == [1, 5, 2, 23, 0]
     assert nyu40_to_scannet20(np.array([1, 2, 14, 39, 40, 0, 13])).tolist() == [0, 1, 12, 19, 255, 255, 255]
     with pytest.raises(RGBDFolderError, match='outside 0..40'):
@@ -222,6 +265,17 @@ def test_inspect_json_and_sheet(tmp_path, capsys):
     assert main(['data', 'inspect', str(tmp_path / 'nothing')]) == 2
 
 
+def test_inspect_tum_frame(tmp_path, capsys):
+    depth = room_depth(48, 64, seed=0, holes=0.25)
+    write_tum_frame(tmp_path / 'tum', depth)
+    assert main(['data', 'inspect', str(tmp_path / 'tum'), '--depth-scale', '5000', '--json']) == 0
+    r = json.loads(capsys.readouterr().out)
+    valid = depth[depth > 0]
+    assert r['image_size'] == [48, 64] and r['depth_valid_fraction'] == pytest.approx((depth > 0).mean())
+    assert r['depth_m']['median'] == pytest.approx(np.median(valid), abs=2e-4)
+    assert r['depth_m']['max'] == pytest.approx(valid.max(), abs=2e-4)
+
+
 def test_inspect_real_tum_frame(rgbd_data, tmp_path, capsys):
     o3d = rgbd_data / 'open3d' / 'examples' / 'test_data' / 'RGBD' / 'other_formats'
     (tmp_path / 'rgb').mkdir()
@@ -234,10 +288,10 @@ def test_inspect_real_tum_frame(rgbd_data, tmp_path, capsys):
     assert 0.78 < r['depth_valid_fraction'] < 0.84
 
 
-def test_scannet_exported_scene_with_label_filt(tmp_path, rgbd_data):
+def test_scannet_exported_scene_with_label_filt(tmp_path):
     from mask3d.training.data.scannet import ScanNetLabeledFrames
     from mask3d.training.data.scannet_sens import extract_sens, write_sens
-    tsv = rgbd_data / 'scanrefer-scannet-meta' / 'data' / 'scannet' / 'meta_data' / 'scannetv2-labels.combined.tsv'
+    tsv = write_scannet_label_tsv(tmp_path / 'scannetv2-labels.combined.tsv')  # raw 1 wall, 2 chair, 3 floor
     K4 = np.eye(4)
     write_sens(tmp_path / 'a.sens', [np.zeros((24, 32, 3), np.uint8)], [np.full((12, 16), 2000, np.uint16)],
                [np.eye(4)], intrinsic_color=K4, intrinsic_depth=K4)

@@ -1,9 +1,12 @@
 """The own-training-loop example in docs/finetuning.md runs as written and learns."""
 import re
 
+import pytest
+
 from conftest import REPO_ROOT
 
 
+@pytest.mark.e2e
 def test_finetuning_doc_example_runs_and_learns(capsys):
     text = (REPO_ROOT / 'docs' / 'finetuning.md').read_text()
     code = re.search(r'<!-- runnable example -->\n```python\n(.*?)```', text, re.S).group(1)

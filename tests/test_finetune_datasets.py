@@ -9,6 +9,7 @@ from mask3d.training.data.writers import write_cityscapes_sample, write_nyu_mat,
 from mask3d.training.finetune.config import load_finetune_config
 from mask3d.training.finetune.data import build_task_frames
 from mask3d.training.finetune.engine import finetune
+from rgbd_formats import write_class_mapping_40, write_nyu_sync_frames
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'training' / 'configs' / 'finetune'
 REAL = sorted(p.name for p in CONFIGS.glob('*.yaml') if not p.name.startswith('synthetic_'))
@@ -49,9 +50,9 @@ def scannet25k(tmp_path):
 
 
 @pytest.fixture
-def nyu_mat(tmp_path, rgbd_data):
+def nyu_mat(tmp_path):
     """Two 480x640 frames in the labelled .mat layout; raw ids 11 (floor), 21 (wall) and 5 (chair), looked up
-    through classMapping40."""
+    through a generated classMapping40.mat that maps them as the official one does."""
     rng = np.random.default_rng(0)
     h, w = 480, 640
     rgbs = [rng.integers(0, 255, (3, h, w), dtype=np.uint8) for _ in range(2)]
@@ -65,8 +66,8 @@ def nyu_mat(tmp_path, rgbd_data):
         ins[250:400, 100:300] = 1
         ins[250:400, 350:600] = 2
     path = write_nyu_mat(tmp_path / 'nyu_depth_v2_labeled.mat', rgbs, depths, depths, labels, inst)
-    meta = rgbd_data / 'ankurhanda-nyuv2-meta-data'
-    return [f'data.root={path}', f'data.class_mapping={meta / "classMapping40.mat"}', 'data.splits_mat=null',
+    mapping = write_class_mapping_40(tmp_path / 'classMapping40.mat')
+    return [f'data.root={path}', f'data.class_mapping={mapping}', 'data.splits_mat=null',
             'data.train_split=all', 'data.val_split=all', 'data.image_size=[96,128]']
 
 
@@ -92,6 +93,7 @@ def _run(tmp_path, config, sets):
     return cfg, finetune(cfg, tmp_path / 'run', progress=False)['val']
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('config', ['scannet20_semseg_vit_base.yaml', 'scannet_instance_vit_base.yaml'])
 def test_scannet_configs_train_and_evaluate(tmp_path, scannet25k, config):
     cfg, val = _run(tmp_path, config, scannet25k)
@@ -102,6 +104,7 @@ def test_scannet_configs_train_and_evaluate(tmp_path, scannet25k, config):
         assert set(val) >= {'bbox_AP50', 'segm_AP50'} and val['frames'] == 2
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('config', ['nyu40_semseg_vit_base.yaml', 'nyu_instance_vit_base.yaml'])
 def test_nyu_configs_train_and_evaluate(tmp_path, nyu_mat, config):
     cfg, val = _run(tmp_path, config, nyu_mat + ['data.min_instance_pixels=100'])
@@ -115,14 +118,17 @@ def test_nyu_configs_train_and_evaluate(tmp_path, nyu_mat, config):
         assert set(val) >= {'bbox_AP50', 'segm_AP50'} and val['frames'] == 2
 
 
-def test_nyu_depth_config_sync_frames_then_eigen_crop(tmp_path, nyu_mat, rgbd_data):
+@pytest.mark.e2e
+def test_nyu_depth_config_sync_frames_then_eigen_crop(tmp_path, nyu_mat):
+    sync = write_nyu_sync_frames(tmp_path / 'nyu_demo', indices=(0, 50, 100), size=(480, 640))
     sets = nyu_mat[:2] + ['data.splits_mat=null', 'data.val_split=all', 'data.image_size=[96,128]',
-                          f'data.root={rgbd_data / "metric3d" / "data" / "nyu_demo"}',
+                          f'data.root={sync}',
                           f'data.val_root={nyu_mat[0].split("=", 1)[1]}', 'data.batch_size=1']
     cfg, val = _run(tmp_path, 'nyu_depth_vit_base.yaml', sets)
     assert cfg.eval.eigen_crop and val['frames'] == 2 and 0 < val['delta3'] <= 1 and val['rmse'] > 0
 
 
+@pytest.mark.e2e
 def test_cityscapes_config_trains_and_evaluates(tmp_path, cityscapes):
     cfg, val = _run(tmp_path, 'cityscapes19_semseg_vit_base.yaml', cityscapes + ['data.batch_size=2'])
     assert len(val['iou_per_class']) == 19 and not np.isnan(val['iou_per_class']['road'])

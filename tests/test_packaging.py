@@ -12,6 +12,8 @@ import pytest
 
 from conftest import REPO_ROOT
 
+pytestmark = pytest.mark.packaging
+
 OFFLINE_BUILD_ENV = {'PATH': '/usr/bin:/bin'}  # no index, no build isolation: nothing is downloaded
 
 

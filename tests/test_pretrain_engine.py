@@ -51,6 +51,7 @@ def _assert_same_weights(run_a: Path, run_b: Path, atol: float, rtol: float) -> 
         assert torch.allclose(a[k], b[k], atol=atol, rtol=rtol), k
 
 
+@pytest.mark.e2e
 def test_cli_run_loss_falls_and_outputs(tmp_path):
     cfg = _config(tmp_path, train={'steps': 60, 'figure_every': 60}, data={'synthetic_length': 8})
     run = tmp_path / 'run'
@@ -76,6 +77,7 @@ def test_cli_run_loss_falls_and_outputs(tmp_path):
     assert all(torch.equal(v, sd[f'encoder.{k}']) for k, v in model.state_dict().items())
 
 
+@pytest.mark.e2e
 def test_kill_and_resume_equals_uninterrupted(tmp_path):
     cfg = _config(tmp_path)
     full = tmp_path / 'full'
@@ -98,6 +100,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     _assert_same_weights(full, killed, atol=1e-6, rtol=0)
 
 
+@pytest.mark.ddp
 def test_ddp_two_processes_match_single_process(tmp_path):
     single = tmp_path / 'single'
     cfg1 = _config(tmp_path, train={'steps': 3}, data={'batch_size': 4})
@@ -114,6 +117,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     assert len(state['rng']) == 2  # every rank's RNG state
 
 
+@pytest.mark.e2e
 def test_export_command_round_trip(tmp_path):
     cfg = load_config(_config(tmp_path, train={'steps': 2, 'export_at_end': False}))
     run = tmp_path / 'run'
@@ -152,6 +156,7 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
     assert result.returncode == 2 and str(path) in result.stderr and "'model.nme'" in result.stderr
 
 
+@pytest.mark.e2e
 def test_resume_and_overwrite_guards(tmp_path):
     cfg = load_config(_config(tmp_path, train={'steps': 2, 'export_at_end': False}))
     with pytest.raises(mask3d.Mask3DError, match='nothing to resume'):
@@ -164,6 +169,7 @@ def test_resume_and_overwrite_guards(tmp_path):
         pretrain(cfg, tmp_path / 'run', resume=True, progress=False)
 
 
+@pytest.mark.e2e
 def test_non_finite_loss_stops_with_clear_message(tmp_path):
     cfg = load_config(_config(tmp_path, optim={'lr': 1.0e30, 'warmup_steps': 0, 'clip_grad': None},
                               train={'steps': 6, 'export_at_end': False}))
@@ -171,6 +177,7 @@ def test_non_finite_loss_stops_with_clear_message(tmp_path):
         pretrain(cfg, tmp_path / 'run', progress=False)
 
 
+@pytest.mark.e2e
 def test_gradient_accumulation_matches_the_full_batch(tmp_path):
     a = load_config(_config(tmp_path, train={'steps': 2, 'export_at_end': False}, data={'batch_size': 4}))
     b = load_config(_config(tmp_path, train={'steps': 2, 'export_at_end': False}, data={'batch_size': 2},
@@ -217,6 +224,7 @@ def test_mixture_config_builds_and_validates(tmp_path):
             load_config(_config(tmp_path), ['data.source=mixture', f'data.mixture={bad}']).validate()
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_torch_compile_run_matches_eager(tmp_path):
     """About 45 s on 2 cores (inductor compiles C++), so it is marked slow and left out of CI: pytest -m slow."""
@@ -227,6 +235,7 @@ def test_torch_compile_run_matches_eager(tmp_path):
     _assert_same_weights(tmp_path / 'eager', tmp_path / 'compiled', atol=1e-3, rtol=1e-3)
 
 
+@pytest.mark.e2e
 def test_mixture_of_labelled_and_unlabelled_sources_trains(tmp_path):
     from mask3d.training.data.cli import write_synthetic
     from PIL import Image

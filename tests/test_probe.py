@@ -151,6 +151,7 @@ def _run(tmp_path, *extra):
     return out, json.loads((out / 'probe.json').read_text())
 
 
+@pytest.mark.e2e
 def test_probe_command_end_to_end_on_synthetic_rooms(tmp_path):
     out, result = _run(tmp_path, 'data.train_frames=4', 'data.test_frames=2')
     for task, keys in (('depth', ('abs_rel', 'delta1', 'rmse')), ('normals', ('mean_angle_deg', 'within_11_25')),
@@ -164,6 +165,7 @@ def test_probe_command_end_to_end_on_synthetic_rooms(tmp_path):
         assert (out / png).stat().st_size > 1000
 
 
+@pytest.mark.e2e
 def test_probe_on_a_synth_folder_with_poses_and_skips_what_it_lacks(tmp_path):
     from mask3d.training.data.cli import write_synthetic
     train = write_synthetic(tmp_path / 'train', 3, seed=0, image_size=(32, 48), progress=False)
@@ -194,6 +196,7 @@ def test_probe_config_errors_name_the_key(tmp_path, capsys):
     assert 'features.blocks: block 5 does not exist in a 2-block backbone' in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_real_seven_scenes_pairs(rgbd_data, tmp_path):
     """Real posed frames: the ground truth agrees with the 7-Scenes poses, and the probe runs on them."""
     src = rgbd_data / 'tsdf-fusion-python-7scenes' / 'data'
@@ -216,6 +219,24 @@ def test_real_seven_scenes_pairs(rgbd_data, tmp_path):
     assert len(uv_a) > 0.6 * int((d[0] > 0).sum())
 
 
+@pytest.mark.e2e
+def test_seven_scenes_sequence_layout(tmp_path):
+    """A 7-Scenes sequence folder written from rendered posed views (frame-%06d.color.jpg, .depth.png in mm,
+    .pose.txt camera-to-world, camera-intrinsics.txt): the probe reads it, splits it 4 + 2 and pairs the test frames."""
+    from PIL import Image
+    seq = tmp_path / 'seq'
+    seq.mkdir()
+    views = render_views(0, 0, views=6, height=48, width=64, sensor_noise=False)
+    for i, v in enumerate(views):
+        Image.fromarray(np.ascontiguousarray(v['rgb'].transpose(1, 2, 0))).save(seq / f'frame-{i:06d}.color.jpg')
+        Image.fromarray(np.round(v['depth'][0] * 1000).astype(np.uint16)).save(seq / f'frame-{i:06d}.depth.png')
+        np.savetxt(seq / f'frame-{i:06d}.pose.txt', v['pose'])
+    np.savetxt(seq / 'camera-intrinsics.txt', views[0]['intrinsics'])
+    _, result = _run(tmp_path, 'data.source=7scenes', f'data.root={seq}', 'tasks=[depth, correspondence]')
+    assert result['frames'] == {'train': 4, 'test': 2} and result['correspondence']['pairs'] == 1
+    assert result['correspondence']['matches'] > 100 and 0 < result['depth']['abs_rel'] < 5
+
+
 def test_heads_learn_from_informative_features():
     """A linear probe on features that encode the class reaches ~100 % pixel accuracy in 40 steps (the schedule
     really trains: a scheduler stuck at its warm-up lr would not)."""
@@ -230,6 +251,7 @@ def test_heads_learn_from_informative_features():
     assert last < 0.5 and (_predict(head, feats, cfg, torch.device('cpu')).argmax(1) == labels).float().mean() > 0.99
 
 
+@pytest.mark.e2e
 def test_real_nyu_frame_through_the_nyu_source(rgbd_data, tmp_path):
     """The real labelled NYU frame 1407 in the .mat layout (test split; two flipped copies as the train split):
     depth, normals and the 40-class linear probe run on it, correspondence is skipped (no poses)."""
@@ -256,6 +278,29 @@ def test_real_nyu_frame_through_the_nyu_source(rgbd_data, tmp_path):
     assert result['frames'] == {'train': 2, 'test': 1} and 'correspondence' in result['skipped']
     assert 0 < result['depth']['abs_rel'] < 5 and 0 < result['normals']['mean_angle_deg'] < 180
     assert len(result['semseg']['iou']) == 40 and result['semseg']['class_names'][0] == 'wall'
+
+
+@pytest.mark.e2e
+def test_nyu_source_on_a_generated_mat(tmp_path):
+    """The .mat layout with a generated classMapping40.mat and splits.mat (frames 1, 2 train; 3 test): raw ids
+    21, 11, 5 arrive as wall, floor, chair; correspondence is skipped (no poses)."""
+    from mask3d.training.data.writers import write_nyu_mat
+    from rgbd_formats import room_depth, write_class_mapping_40, write_splits_mat
+    raw = np.full((48, 64), 21, np.uint16)
+    raw[32:] = 11
+    raw[10:30, 20:40] = 5
+    rng = np.random.default_rng(0)
+    rgbs = [rng.integers(0, 255, (3, 48, 64), dtype=np.uint8) for _ in range(3)]
+    depths = [room_depth(48, 64, seed=i, holes=0) for i in range(3)]
+    mat = write_nyu_mat(tmp_path / 'nyu.mat', rgbs, depths, depths, [raw] * 3, [np.zeros_like(raw)] * 3)
+    mapping = write_class_mapping_40(tmp_path / 'classMapping40.mat')
+    splits = write_splits_mat(tmp_path / 'splits.mat', train=[1, 2], test=[3])
+    _, result = _run(tmp_path, 'data.source=nyu', f'data.root={mat}', f'data.class_mapping={mapping}',
+                     f'data.splits_mat={splits}')
+    assert result['frames'] == {'train': 2, 'test': 1} and 'correspondence' in result['skipped']
+    iou = result['semseg']['iou']
+    assert len(iou) == 40 and result['semseg']['class_names'][:5] == ['wall', 'floor', 'cabinet', 'bed', 'chair']
+    assert not any(math.isnan(iou[c]) for c in (0, 1, 4))  # wall, floor and chair are in the test frame
 
 
 def test_frozen_backbone_from_a_weights_file_and_a_timm_name(tmp_path):
@@ -295,6 +340,7 @@ def test_render_views_keeps_view_zero_and_synth_writes_poses(tmp_path):
                        render_views(0, 0, 2, 16, 48)[1]['pose'], atol=1e-5)
 
 
+@pytest.mark.e2e
 def test_scannet_exported_scenes_pair_posed_frames(tmp_path):
     """ScanNet layout (color/, depth/ mm, pose/, intrinsics): consecutive frames of a scene pair up; a frame whose
     pose is -inf (lost tracking) is left out of the pairs."""

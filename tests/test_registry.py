@@ -38,9 +38,52 @@ def test_tags_and_hub_ids_are_data():
             assert len(cfg.mean) == len(cfg.std) == 3
 
 
+# Run in a fresh process: timm's registry before and after `import mask3d`, then after a deliberate collision
+# (a module registering timm's own vit_tiny_patch16_224), which must show up as an overwritten entrypoint.
+_COLLISION_PROBE = r"""
+import json, sys, types, warnings
+import timm
+from timm.models import _registry
+
+def overwritten(before, after):
+    return sorted(name for name, fn in before.items() if after.get(name) is not fn)
+
+def register_recording_warnings(action):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        action()
+    return [str(w.message) for w in caught if 'Overwriting' in str(w.message)]
+
+builtin = dict(_registry._model_entrypoints)
+mask3d_warnings = register_recording_warnings(lambda: __import__('mask3d'))
+after_mask3d = dict(_registry._model_entrypoints)
+sys.modules['collider'] = types.ModuleType('collider')
+def vit_tiny_patch16_224(pretrained=False, **kwargs):
+    raise AssertionError('never built')
+vit_tiny_patch16_224.__module__ = 'collider'
+collider_warnings = register_recording_warnings(lambda: timm.models.register_model(vit_tiny_patch16_224))
+print(json.dumps({'builtin': len(builtin), 'added': sorted(set(after_mask3d) - set(builtin)),
+                  'overwritten_by_mask3d': overwritten(builtin, after_mask3d), 'mask3d_warnings': mask3d_warnings,
+                  'overwritten_by_collider': overwritten(after_mask3d, dict(_registry._model_entrypoints)),
+                  'collider_warnings': collider_warnings}))
+"""
+
+
 def test_no_name_collides_with_timm_builtin_models():
-    builtin = set(timm.list_models(module='vision_transformer'))
-    assert not builtin & set(ARCHS)
+    import json
+    import os
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, '-c', _COLLISION_PROBE], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, 'HF_HUB_OFFLINE': '1'})
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report['builtin'] > 1000  # timm's own models were registered before mask3d was imported
+    assert report['added'] == sorted(ARCHS + ALIASES)
+    assert report['overwritten_by_mask3d'] == [] and report['mask3d_warnings'] == []
+    # the same check catches a real collision
+    assert report['overwritten_by_collider'] == ['vit_tiny_patch16_224']
+    assert len(report['collider_warnings']) == 1 and 'vit_tiny_patch16_224' in report['collider_warnings'][0]
 
 
 @pytest.mark.parametrize('arch,dim,depth', [('mask3d_vit_tiny_patch16', 192, 12), ('mask3d_vit_small_patch16', 384, 12),

@@ -168,6 +168,7 @@ def _weights(run):
     return torch.load(run / 'checkpoints' / 'last.pt', map_location='cpu', weights_only=True)
 
 
+@pytest.mark.e2e
 def test_pretrain_on_shards_resumes_exactly(folder, tmp_path):
     from mask3d.training.config import load_config
     from mask3d.training.engine import pretrain
@@ -186,6 +187,7 @@ def test_pretrain_on_shards_resumes_exactly(folder, tmp_path):
                  progress=False)
 
 
+@pytest.mark.ddp
 def test_two_process_gloo_pretraining_on_shards(folder, tmp_path):
     out = _shard(folder, tmp_path / 'shards', 2)
     cfg_path = tmp_path / 'cfg.yaml'

@@ -10,8 +10,7 @@ def run_pretrain(args) -> int:
     from .runtime import clear_run_dir
 
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-    cfg = load_config(args.config, args.set)
-    cfg.validate()
+    cfg = load_config(args.config, args.set)  # validated
     clear_run_dir(Path(args.output), getattr(args, 'overwrite', False), args.resume)
     summary = pretrain(cfg, args.output, resume=args.resume)
     if 'export' not in summary and 'first' not in summary:

@@ -1,22 +1,209 @@
-"""Pre-training configuration: nested dataclasses, loaded from YAML, overridden with ``--set a.b=value``.
+"""The configuration system of pre-training, fine-tuning and probing: nested dataclasses loaded from YAML and
+overridden with ``--set a.b=value`` (one loader), shared base sections, one validation table per config, and the
+one list of keys that may change on ``--resume``.
 
-Unknown keys and out-of-range values are errors that name the key and the file, raised before any work starts.
+Unknown keys, wrong types and out-of-range values are errors that name the key (and the file), raised before any
+work starts. Every numeric and choice knob is a row of a table (``KNOBS``: key -> :class:`Rule`), so the rules and
+their messages live in one place and a test can enumerate them; rules that tie two keys together are
+:class:`Relation` rows. The image size is checked against the model's own patch size where the model is built.
 """
 import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
 from ..errors import ConfigError
-from .pretrainer import PretrainMethodConfig
+from .depth_targets import DEPTH_NORMS
+from .losses import LOSSES
+from .pretrainer import DEPTH_NORM_STATS, LOSS_ON, PretrainMethodConfig
 
 DATA_SOURCES = ('synthetic', 'folder', 'scannet', 'nyu-raw', 'sunrgbd', 'tum', '7scenes', 'shards', 'mixture')
 PRECISIONS = ('fp32', 'bf16', 'fp16')
+DEVICES = ('auto', 'cpu', 'cuda')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
+# keys that may change between a run and its resumption (they do not change the maths); a key a config does not
+# have is simply never compared
+RESUMABLE_CHANGES = ('train.steps', 'train.log_every', 'train.ckpt_every', 'train.figure_every', 'train.keep_every',
+                     'train.eval_every', 'train.device', 'train.export_at_end', 'train.figure_samples',
+                     'data.num_workers', 'eval.batch_size', 'eval.max_frames', 'eval.figure_samples')
+
+
+# ---- validation rules ----
+
+@dataclass(frozen=True)
+class Rule:
+    """One knob's allowed values: ``ok(value)``, described as ``allowed`` in the error message (``KEY must be
+    ALLOWED, got VALUE``); ``bad`` is one value outside the range (the validation test uses it)."""
+    allowed: str
+    ok: Callable[[Any], bool]
+    bad: Any
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A rule between keys: ``ok(cfg)``; ``message(cfg)`` names the keys and their values; ``bad`` is a set of
+    ``--set`` overrides that breaks it (for the test)."""
+    keys: Tuple[str, ...]
+    ok: Callable[[Any], bool]
+    message: Callable[[Any], str]
+    bad: Tuple[str, ...]
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def at_least(n: int) -> Rule:
+    return Rule(f'>= {n}', lambda v: _num(v) and v >= n, n - 1)
+
+
+def positive(bad: Any = 0) -> Rule:
+    return Rule('> 0', lambda v: _num(v) and v > 0, bad)
+
+
+def positive_or_null() -> Rule:
+    return Rule('> 0 or null', lambda v: v is None or (_num(v) and v > 0), -3)
+
+
+def non_negative() -> Rule:
+    return Rule('>= 0', lambda v: _num(v) and v >= 0, -1)
+
+
+def in_unit(low_open: bool = False, high_open: bool = False) -> Rule:
+    """A ratio in [0, 1], with either end open."""
+    allowed = f"in {'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+    return Rule(allowed, lambda v: _num(v) and (0 < v if low_open else 0 <= v) and (v < 1 if high_open else v <= 1),
+                1.5)
+
+
+def one_of(choices: Sequence[str]) -> Rule:
+    bad = 'bogus' if all(isinstance(c, str) for c in choices) else max(choices) + 1
+    return Rule(f'one of {tuple(choices)}', lambda v: v in choices, bad)
+
+
+def size_pair() -> Rule:
+    return Rule('[H, W] with two positive integers', lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(
+        _num(s) and int(s) == s and s > 0 for s in v), [0, 320])
+
+
+def unit_range() -> Rule:
+    return Rule('[min, max] with 0 < min <= max <= 1', lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and
+                all(_num(s) for s in v) and 0 < v[0] <= v[1] <= 1, [0.8, 0.5])
+
+
+def _get(cfg, key: str):
+    for part in key.split('.'):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def min_lr_below_lr(lr_key: str = 'optim.lr') -> Relation:
+    def lr(cfg):
+        value = _get(cfg, lr_key)
+        return value if value is not None else cfg.optim.base_lr  # pre-training: lr derived from base_lr
+    name = lambda cfg: lr_key if _get(cfg, lr_key) is not None else 'optim.base_lr'  # noqa: E731
+    return Relation(('optim.min_lr', lr_key), lambda cfg: cfg.optim.min_lr <= lr(cfg),
+                    lambda cfg: f'optim.min_lr ({cfg.optim.min_lr}) must be <= {name(cfg)} ({lr(cfg)})',
+                    ('optim.min_lr=0.01', f'{lr_key}=0.001'))
+
+
+def validate_config(cfg, knobs: Mapping[str, Rule], relations: Sequence[Relation] = (), prefix: str = '') -> None:
+    """Every row of the table, then the relations; the first violation is a one-line :class:`ConfigError`."""
+    for key, rule in knobs.items():
+        value = _get(cfg, key)
+        if not rule.ok(value):
+            raise ConfigError(f'{prefix}{key} must be {rule.allowed}, got {value!r}')
+    for relation in relations:
+        if not relation.ok(cfg):
+            raise ConfigError(relation.message(cfg))
+
+
+def ensure_valid(cfg) -> None:
+    """``cfg.validate()`` unless this exact config passed already: the loaders validate what they load, and the
+    training entry points (which also take configs built or edited in code) check again only what changed."""
+    snapshot = cfg.to_dict()
+    if getattr(cfg, '_validated', None) != snapshot:
+        cfg.validate()
+        cfg._validated = snapshot
+
+
+def check_image_size(image_size: Sequence[int], patch_size: int, model: str) -> None:
+    """``data.image_size`` against the patch size of the model actually built."""
+    if any(int(s) % patch_size for s in image_size):
+        raise ConfigError(f'data.image_size {list(image_size)} must be [H, W], both divisible by the patch size '
+                          f'{patch_size} of {model}')
+
+
+# ---- shared sections ----
+
+class ValidatedConfig:
+    """What the three top-level configs share: ``to_dict`` and ``validate`` against the table the class names
+    (``class PretrainConfig(ValidatedConfig, knobs=..., relations=...)``)."""
+    KNOBS: Dict[str, Rule] = {}
+    RELATIONS: Tuple[Relation, ...] = ()
+
+    def __init_subclass__(cls, knobs: Mapping[str, Rule] = None, relations: Sequence[Relation] = (), **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.KNOBS, cls.RELATIONS = dict(knobs or {}), tuple(relations)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        validate_config(self, self.KNOBS, self.RELATIONS)
+
+
+@dataclass
+class BaseOptimConfig:
+    """What every optimizer section has (pre-training and fine-tuning: AdamW, warmup, clipping, accumulation)."""
+    min_lr: float = 0.0
+    weight_decay: float = 0.05
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
+    warmup_steps: int = 0
+    warmup_fraction: float = 0.05           # used when warmup_steps == 0
+    clip_grad: Optional[float] = None
+    accum_steps: int = 1
+    fused: bool = True                      # fused AdamW kernel (CPU and CUDA)
+
+
+@dataclass
+class BaseTrainConfig:
+    """What every training section has (the shared loop's knobs)."""
+    steps: int = 1000                       # optimizer steps
+    precision: str = 'bf16'
+    device: str = 'auto'                    # auto | cpu | cuda
+    seed: int = 0
+    deterministic: bool = False
+    log_every: int = 10
+    ckpt_every: int = 500
+    keep_every: int = 0                     # also keep step_N.pt every N steps (0: only last.pt)
+
+
+@dataclass
+class BaseDataConfig:
+    """What every training data section has."""
+    source: str = 'synthetic'
+    image_size: List[int] = field(default_factory=lambda: [240, 320])
+    batch_size: int = 64                    # per process
+    num_workers: int = 4
+    scale: List[float] = field(default_factory=lambda: [0.5, 1.0])  # random resized crop area range
+    hflip: float = 0.5
+
+
+OPTIM_KNOBS = {'optim.min_lr': non_negative(), 'optim.weight_decay': non_negative(),
+               'optim.warmup_steps': non_negative(), 'optim.warmup_fraction': in_unit(high_open=True),
+               'optim.clip_grad': positive_or_null(), 'optim.accum_steps': at_least(1)}
+TRAIN_KNOBS = {'train.steps': at_least(1), 'train.precision': one_of(PRECISIONS), 'train.device': one_of(DEVICES),
+               'train.log_every': at_least(1), 'train.ckpt_every': at_least(1), 'train.keep_every': non_negative()}
+DATA_KNOBS = {'data.image_size': size_pair(), 'data.batch_size': at_least(1), 'data.num_workers': non_negative(),
+              'data.scale': unit_range(), 'data.hflip': in_unit()}
+
+
+# ---- pre-training ----
 
 @dataclass
 class ModelConfig:
@@ -28,13 +215,7 @@ class ModelConfig:
 
 
 @dataclass
-class DataConfig:
-    source: str = 'synthetic'
-    image_size: List[int] = field(default_factory=lambda: [240, 320])
-    batch_size: int = 64                    # per process
-    num_workers: int = 4
-    scale: List[float] = field(default_factory=lambda: [0.5, 1.0])  # random resized crop area range
-    hflip: float = 0.5
+class DataConfig(BaseDataConfig):
     skip_bad: bool = False                  # log and skip unreadable frames instead of stopping
     # synthetic
     synthetic_length: int = 10000
@@ -54,90 +235,64 @@ class DataConfig:
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(BaseOptimConfig):
     base_lr: float = 1.5e-4                 # lr = base_lr * effective_batch / 256 (MAE)
     lr: Optional[float] = None              # absolute lr; overrides base_lr
-    min_lr: float = 0.0
-    weight_decay: float = 0.05
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
-    warmup_steps: int = 0
-    warmup_fraction: float = 0.05           # used when warmup_steps == 0
-    clip_grad: Optional[float] = None
-    accum_steps: int = 1
-    fused: bool = True                      # fused AdamW kernel (CPU and CUDA)
 
 
 @dataclass
-class TrainConfig:
-    steps: int = 1000                       # optimizer steps
-    precision: str = 'bf16'
-    device: str = 'auto'                    # auto | cpu | cuda
+class TrainConfig(BaseTrainConfig):
     compile: bool = False                   # torch.compile the model (forward + backward), static shapes
     compile_mode: str = 'default'           # default | reduce-overhead (CUDA graphs) | max-autotune |
                                             # max-autotune-no-cudagraphs
     grad_checkpointing: bool = False
     fused_attn: str = 'auto'                # auto: SDPA kernels on CUDA, plain matmul attention on CPU (measured
-                                            # 9 % faster per step here, docs/performance.md) | 'on' | 'off'
-    seed: int = 0
-    deterministic: bool = False
-    log_every: int = 10
-    ckpt_every: int = 500
-    keep_every: int = 0                     # also keep step_N.pt every N steps (0: only last.pt)
+                                            # faster per step here, docs/performance.md) | 'on' | 'off'
     figure_every: int = 500
     figure_samples: int = 4
     export_at_end: bool = True
 
 
+METHOD_KNOBS = {
+    'method.rgb_mask_ratio': in_unit(high_open=True), 'method.depth_mask_ratio': in_unit(),
+    'method.depth_drop_prob': in_unit(), 'method.depth_encoder_depth': non_negative(),
+    'method.decoder_dim': at_least(1), 'method.decoder_depth': non_negative(), 'method.decoder_num_heads': at_least(1),
+    'method.loss': one_of(LOSSES), 'method.loss_on': one_of(LOSS_ON), 'method.depth_norm': one_of(DEPTH_NORMS),
+    'method.depth_norm_stats': one_of(DEPTH_NORM_STATS), 'method.metric_depth_scale': positive(),
+    'method.depth_loss_weight': non_negative(), 'method.rgb_loss_weight': non_negative()}
+METHOD_RELATIONS = (
+    Relation(('method.decoder_dim', 'method.decoder_num_heads'),
+             lambda c: c.method.decoder_dim % c.method.decoder_num_heads == 0,
+             lambda c: f'method.decoder_dim {c.method.decoder_dim} is not divisible by method.decoder_num_heads '
+                       f'{c.method.decoder_num_heads}', ('method.decoder_dim=100', 'method.decoder_num_heads=8')),
+    Relation(('method.depth_loss_weight', 'method.rgb_loss_weight'),
+             lambda c: c.method.depth_loss_weight > 0 or c.method.rgb_loss_weight > 0,
+             lambda c: 'at least one of method.depth_loss_weight and method.rgb_loss_weight must be > 0',
+             ('method.depth_loss_weight=0', 'method.rgb_loss_weight=0')))
+
+PRETRAIN_KNOBS = {
+    'model.drop_path_rate': in_unit(high_open=True), **METHOD_KNOBS,
+    'data.source': one_of(DATA_SOURCES), **DATA_KNOBS, 'data.synthetic_length': at_least(1),
+    'data.depth_scale': positive(), 'data.every': at_least(1), 'data.shuffle_buffer': at_least(1),
+    'data.mixture_length': at_least(1),
+    'optim.base_lr': positive(), 'optim.lr': positive_or_null(), **OPTIM_KNOBS,
+    **TRAIN_KNOBS, 'train.compile_mode': one_of(COMPILE_MODES), 'train.fused_attn': one_of(('auto', 'on', 'off')),
+    'train.figure_every': at_least(1), 'train.figure_samples': at_least(1)}
+PRETRAIN_RELATIONS = METHOD_RELATIONS + (
+    min_lr_below_lr(),
+    Relation(('data.source', 'data.root'), lambda c: c.data.source in ('synthetic', 'mixture') or bool(c.data.root),
+             lambda c: f'data.root is required for data.source={c.data.source}', ('data.source=folder',)),
+    Relation(('data.mixture',), lambda c: c.data.source != 'mixture' or bool(mixture_parts(c.data)),
+             lambda c: 'data.mixture must list at least one source', ('data.source=mixture',)))
+
+
 @dataclass
-class PretrainConfig:
+class PretrainConfig(ValidatedConfig, knobs=PRETRAIN_KNOBS, relations=PRETRAIN_RELATIONS):
     model: ModelConfig = field(default_factory=ModelConfig)
     method: PretrainMethodConfig = field(default_factory=PretrainMethodConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def validate(self, patch_size: int = 16) -> None:
-        try:
-            self.method.validate()
-        except ValueError as e:
-            raise ConfigError(f'method.{e}') from e
-        d, o, t = self.data, self.optim, self.train
-        if d.source not in DATA_SOURCES:
-            raise ConfigError(f'data.source must be one of {DATA_SOURCES}, got {d.source!r}')
-        if len(d.image_size) != 2 or any(s % patch_size or s <= 0 for s in d.image_size):
-            raise ConfigError(f'data.image_size {d.image_size} must be [H, W] with both divisible by the patch '
-                              f'size {patch_size}')
-        if d.source not in ('synthetic', 'mixture') and not d.root:
-            raise ConfigError(f'data.root is required for data.source={d.source}')
-        if d.source == 'mixture':
-            mixture_parts(d)
-        if not (0 < d.scale[0] <= d.scale[1] <= 1):
-            raise ConfigError(f'data.scale must satisfy 0 < min <= max <= 1, got {d.scale}')
-        if not 0 <= d.hflip <= 1:
-            raise ConfigError(f'data.hflip must be in [0, 1], got {d.hflip}')
-        for name, value in (('data.batch_size', d.batch_size), ('optim.accum_steps', o.accum_steps),
-                            ('train.steps', t.steps), ('train.log_every', t.log_every),
-                            ('train.ckpt_every', t.ckpt_every), ('train.figure_every', t.figure_every),
-                            ('data.shuffle_buffer', d.shuffle_buffer)):
-            if value < 1:
-                raise ConfigError(f'{name} must be >= 1, got {value}')
-        if d.num_workers < 0:
-            raise ConfigError(f'data.num_workers must be >= 0, got {d.num_workers}')
-        if t.precision not in PRECISIONS:
-            raise ConfigError(f'train.precision must be one of {PRECISIONS}, got {t.precision!r}')
-        if t.fused_attn not in ('auto', 'on', 'off'):
-            raise ConfigError(f"train.fused_attn must be auto, on or off, got {t.fused_attn!r}")
-        if t.compile_mode not in COMPILE_MODES:
-            raise ConfigError(f'train.compile_mode must be one of {COMPILE_MODES}, got {t.compile_mode!r}')
-        if t.device not in ('auto', 'cpu', 'cuda'):
-            raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
-        if not 0 <= o.warmup_fraction < 1:
-            raise ConfigError(f'optim.warmup_fraction must be in [0, 1), got {o.warmup_fraction}')
-        if (o.lr if o.lr is not None else o.base_lr) <= 0:
-            raise ConfigError('optim.lr / optim.base_lr must be > 0')
 
 
 def mixture_parts(data: 'DataConfig') -> List[Tuple['DataConfig', float]]:
@@ -250,7 +405,10 @@ def dataclass_config_from_dict(cls, values: Dict[str, Any], where: str = 'checkp
 
 
 def load_config(path: Optional[Union[str, os.PathLike]] = None, overrides: Sequence[str] = ()) -> PretrainConfig:
-    return load_dataclass_config(PretrainConfig, path, overrides)
+    """The pre-training config from YAML and ``--set`` overrides, validated."""
+    cfg = load_dataclass_config(PretrainConfig, path, overrides)
+    ensure_valid(cfg)
+    return cfg
 
 
 def config_from_dict(values: Dict[str, Any]) -> PretrainConfig:

@@ -4,10 +4,7 @@ Builds everything from a :class:`PretrainConfig`, then runs optimizer steps with
 accumulation and clipping, per-iteration warmup + cosine (timm's scheduler), atomic checkpoints, metrics.jsonl,
 TensorBoard (when installed), a progress bar and reconstruction figures.
 """
-import contextlib
 import json
-import logging
-import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -18,11 +15,11 @@ from timm.scheduler import CosineLRScheduler
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ..errors import ConfigError, Mask3DError
+from ..errors import ConfigError, NonFiniteLossError  # noqa: F401 (NonFiniteLossError: re-exported)
 from ..factory import create_model
 from ..loading import load_checkpoint, load_state_dict_into
 from .checkpoint import load_training_checkpoint
-from .config import PretrainConfig, config_from_dict, mixture_parts
+from .config import PretrainConfig, check_image_size, config_from_dict, mixture_parts
 from .data.mixture import MixtureFrames
 from .data.nyu import NYUSyncFrames
 from .data.sunrgbd import SUNRGBDFrames
@@ -31,21 +28,11 @@ from .data.scannet import ScanNetFrames
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
 from .data.synthetic import SyntheticRGBD
 from .data.transforms import JointTransform
-from .distributed import DistInfo, all_reduce_mean
+from .distributed import DistInfo
 from .pretrainer import Mask3DPretrainer
 from .reliance import rgb_reliance
-from .runtime import MetricsLogger, autocast_context, launch, optimizer_step, restore_training_state, save_training_state
-
-_log = logging.getLogger(__name__)
-
-# config keys that may change between a run and its resumption (they do not change the maths)
-RESUMABLE_CHANGES = ('train.steps', 'train.log_every', 'train.ckpt_every', 'train.figure_every', 'train.keep_every',
-                     'train.device', 'train.export_at_end', 'data.num_workers', 'train.figure_samples')
-
-
-class NonFiniteLossError(Mask3DError, FloatingPointError):
-    pass
-
+from .loop import LoopSettings, TrainingLoop
+from .runtime import MetricsLogger, launch, read_metrics, restore_training_state
 
 def build_encoder(cfg: PretrainConfig) -> torch.nn.Module:
     """The backbone, through the same path as ``mask3d.create_model``; ``model.init`` loads initial weights."""
@@ -122,20 +109,19 @@ def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTr
 
 def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Run (or resume) pre-training into ``run_dir``; returns a summary dict (also written as summary.json)."""
-    return launch(_pretrain, cfg, run_dir, resume, RESUMABLE_CHANGES, progress)
+    return launch(_pretrain, cfg, run_dir, resume, progress)
 
 
 def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
               progress: bool) -> Dict[str, Any]:
     t_cfg, d_cfg, o_cfg = cfg.train, cfg.data, cfg.optim
     device = info.device
+    # ---- model ----
+    encoder = build_encoder(cfg)
+    check_image_size(d_cfg.image_size, encoder.patch_embed.patch_size[0], cfg.model.name)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-
-    # ---- model ----
-    encoder = build_encoder(cfg)
-    cfg.validate(patch_size=encoder.patch_embed.patch_size[0])
     model = build_pretrainer(cfg, encoder, device)
     eff_batch = d_cfg.batch_size * o_cfg.accum_steps * info.world_size
     lr = o_cfg.lr if o_cfg.lr is not None else o_cfg.base_lr * eff_batch / 256
@@ -183,112 +169,66 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
                             generator=torch.Generator().manual_seed(t_cfg.seed))))  # leaves the global RNG to the model
 
     logger = MetricsLogger(run_dir, info.is_main, 'pretrain')
-    bar = None
-    if info.is_main and progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=t_cfg.steps, initial=step, desc='pretrain', unit='step', dynamic_ncols=True)
+    loop = TrainingLoop(
+        LoopSettings.from_config(cfg, desc='pretrain', progress=progress, lr_hint='optim.base_lr'),
+        model=model, train_model=train_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, info=info,
+        run_dir=run_dir, steps_per_epoch=steps_per_epoch, logger=logger, start_step=step,
+        checkpoint_payload=lambda _: {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+                                      'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict(),
+                                      'config': cfg.to_dict()})
 
-    def save(tag_step: int) -> None:
-        save_training_state(info, run_dir, tag_step, t_cfg.keep_every, lambda: {
-            'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
-            'scaler': scaler.state_dict(), 'epoch': tag_step // steps_per_epoch, 'config': cfg.to_dict()})
-
-    # ---- loop ----
-    autocast = autocast_context(device, t_cfg.precision)
-    last_record: Dict[str, Any] = {}
-    skipped_total = 0
-    window_t, window_imgs = time.perf_counter(), 0
-    model.train()
-    epoch = step // steps_per_epoch
-    start_micro = (step % steps_per_epoch) * o_cfg.accum_steps
-    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
-    while step < t_cfg.steps:
+    def epoch_batches(epoch: int, start_micro: int):
         sampler.set_epoch(epoch, start=start_micro * d_cfg.batch_size)
-        # losses stay on the device: the host waits for the GPU only every log_every steps (and at checkpoints)
-        micro, loss_acc, depth_acc = start_micro, torch.zeros((), device=device), torch.zeros((), device=device)
-        for batch in loader:
-            if micro >= steps_per_epoch * o_cfg.accum_steps:
-                break  # an epoch is whole steps: no gradient is carried into the next epoch
-            rgb = batch['rgb'].to(device, non_blocking=True)
-            depth = batch['depth'].to(device, non_blocking=True)
-            noise = batch['mask_noise'].to(device, non_blocking=True)
-            skipped_total += int(batch['skipped'].sum())
-            sync = (micro + 1) % o_cfg.accum_steps == 0
-            no_sync = train_model.no_sync if (info.distributed and not sync and hasattr(train_model, 'no_sync')) \
-                else contextlib.nullcontext
-            if t_cfg.compile and t_cfg.compile_mode == 'reduce-overhead':
-                torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step may reuse output memory
-            with no_sync():
-                with autocast:
-                    out = train_model(rgb, depth, mask_noise=noise)
-                loss = out['loss']
-                nonfinite |= ~torch.isfinite(loss.detach())
-                scaler.scale(loss / o_cfg.accum_steps).backward()
-            loss_acc += loss.detach() / o_cfg.accum_steps
-            depth_acc += out['loss_depth'].detach() / o_cfg.accum_steps
-            micro += 1
-            window_imgs += rgb.shape[0] * info.world_size
-            if not sync:
-                continue
-            optimizer_step(model, optimizer, scaler, o_cfg.clip_grad)
-            step += 1
-            scheduler.step_update(num_updates=step)
+        return loader
 
-            checkpoint_now = step % t_cfg.ckpt_every == 0 or step == t_cfg.steps
-            if step % t_cfg.log_every == 0 or step == 1 or checkpoint_now:
-                if bool(nonfinite):  # checked before any checkpoint is written, so last.pt stays good
-                    raise NonFiniteLossError(
-                        f'non-finite loss (last: {float(loss_acc)}) at step {step} or in the {t_cfg.log_every - 1} steps '
-                        f'before; lower optim.base_lr, set optim.clip_grad, or try train.precision=fp32. '
-                        f'Last good checkpoint: {run_dir / "checkpoints" / "last.pt"}')
-            if step % t_cfg.log_every == 0 or step == t_cfg.steps or step == 1:
-                # one extra no-grad forward pair on this micro-batch: does the loss need the encoder?
-                reliance = rgb_reliance(model, rgb, depth, mask_noise=noise, autocast=autocast) \
-                    if rgb.shape[0] > 1 else float('nan')
-                stats = all_reduce_mean(torch.stack([loss_acc.float(), depth_acc.float(),
-                                                     torch.tensor(reliance, device=loss_acc.device)]), info).tolist()
-                now = time.perf_counter()
-                img_s = window_imgs / max(now - window_t, 1e-9)
-                window_t, window_imgs = now, 0
-                last_record = {'step': step, 'epoch': epoch, 'loss': stats[0], 'loss_depth': stats[1],
-                               'rgb_reliance': stats[2],
-                               'lr': optimizer.param_groups[0]['lr'], 'img_s': img_s, 'skipped_frames': skipped_total}
-                logger.log(last_record)
-                if bar is not None:
-                    bar.set_postfix(loss=f'{stats[0]:.4f}', rgb_rel=f'{stats[2]:.3f}', lr=f"{last_record['lr']:.2e}", img_s=f'{img_s:.1f}')
-            if bar is not None:
-                bar.update(1)
-            if info.is_main and (step % t_cfg.figure_every == 0 or step == t_cfg.steps):
-                from .visualize import save_reconstruction_figure
-                save_reconstruction_figure(
-                    run_dir / 'figures' / f'step_{step:07d}.png', rgb, depth, out['pred_depth'], out['rgb_mask'],
-                    out['depth_mask'], patch_size=model.patch_size, mean=mean, std=std,
-                    max_samples=t_cfg.figure_samples, pred_depth_normalized=out['pred_depth_normalized'].detach(),
-                    title=f"step {step}  loss {float(loss_acc):.4f}  "
-                          f"rgb_reliance {last_record.get('rgb_reliance', float('nan')):.3f}")
-            if checkpoint_now:
-                save(step)
-            loss_acc, depth_acc = torch.zeros_like(loss_acc), torch.zeros_like(depth_acc)
-            if step >= t_cfg.steps:
-                break
-        epoch += 1
-        start_micro = 0
-    if bar is not None:
-        bar.close()
+    last: Dict[str, Any] = {}  # the latest micro-batch and its outputs: rgb_reliance and figures use them
+    skipped = [0]
+
+    def forward(net, batch, autocast):
+        rgb = batch['rgb'].to(device, non_blocking=True)
+        depth = batch['depth'].to(device, non_blocking=True)
+        noise = batch['mask_noise'].to(device, non_blocking=True)
+        skipped[0] += int(batch['skipped'].sum())
+        if t_cfg.compile and t_cfg.compile_mode == 'reduce-overhead':
+            torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step may reuse output memory
+        with autocast:
+            out = net(rgb, depth, mask_noise=noise)
+        last.update(rgb=rgb, depth=depth, noise=noise, out=out)
+        return {'loss': out['loss'], 'loss_depth': out['loss_depth']}
+
+    def reliance() -> Dict[str, float]:
+        # one extra no-grad forward pair on the last micro-batch: does the loss need the encoder?
+        rgb = last['rgb']
+        return {'rgb_reliance': rgb_reliance(model, rgb, last['depth'], mask_noise=last['noise'],
+                                             autocast=loop.autocast) if rgb.shape[0] > 1 else float('nan')}
+
+    def figure(step: int, losses: Dict[str, torch.Tensor]) -> None:
+        if info.is_main and (step % t_cfg.figure_every == 0 or step == t_cfg.steps):
+            from .visualize import save_reconstruction_figure
+            out = last['out']
+            save_reconstruction_figure(
+                run_dir / 'figures' / f'step_{step:07d}.png', last['rgb'], last['depth'], out['pred_depth'],
+                out['rgb_mask'], out['depth_mask'], patch_size=model.patch_size, mean=mean, std=std,
+                max_samples=t_cfg.figure_samples, pred_depth_normalized=out['pred_depth_normalized'].detach(),
+                title=f"step {step}  loss {float(losses['loss']):.4f}  "
+                      f"rgb_reliance {loop.last_record.get('rgb_reliance', float('nan')):.3f}")
+
+    last_record = loop.run(epoch_batches, forward, log_extras=reliance,
+                           record_extras=lambda: {'skipped_frames': skipped[0]}, after_step=figure)
+    step = loop.step
     logger.close()
 
-    summary = {'run_dir': str(run_dir), 'steps': step, 'final': last_record, 'skipped_frames': skipped_total,
+    summary = {'run_dir': str(run_dir), 'steps': step, 'final': last_record, 'skipped_frames': skipped[0],
                'checkpoint': str(run_dir / 'checkpoints' / 'last.pt')}
     if info.is_main:
-        records = [json.loads(line) for line in (run_dir / 'metrics.jsonl').read_text().splitlines()] \
-            if (run_dir / 'metrics.jsonl').is_file() else []
+        records = read_metrics(run_dir)
         if records:
             summary['first'] = records[0]
             summary['rgb_reliance'] = {'first': records[0].get('rgb_reliance'),
                                        'last': records[-1].get('rgb_reliance')}
         if t_cfg.export_at_end:
             summary['export'] = str(export_encoder(model.encoder, cfg, run_dir / 'export', metrics=last_record,
-                                                       run_dir=run_dir))
+                                                   run_dir=run_dir))
         (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -350,10 +290,7 @@ def export_run(run_dir, out_dir, checkpoint: Optional[str] = None) -> Path:
     encoder = create_model(cfg.model.name, **cfg.model.model_args)
     model = Mask3DPretrainer(encoder, cfg.method)
     model.load_state_dict(state['model'])
-    metrics = {'step': int(state['step'])}
-    if (run_dir / 'metrics.jsonl').is_file():
-        lines = (run_dir / 'metrics.jsonl').read_text().splitlines()
-        if lines:
-            metrics = json.loads(lines[-1])
+    records = read_metrics(run_dir)
+    metrics = records[-1] if records else {'step': int(state['step'])}
     return export_encoder(model.encoder, cfg, out_dir, metrics=metrics, run_dir=run_dir)
 

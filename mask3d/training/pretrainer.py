@@ -53,27 +53,11 @@ class PretrainMethodConfig:
     rgb_loss_weight: float = 0.0       # optional RGB reconstruction (norm-pix MSE on masked patches)
 
     def validate(self) -> None:
-        if not 0.0 <= self.rgb_mask_ratio < 1.0:
-            raise ValueError(f'rgb_mask_ratio must be in [0, 1), got {self.rgb_mask_ratio}')
-        for name in ('depth_mask_ratio', 'depth_drop_prob'):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f'{name} must be in [0, 1], got {value}')
-        if self.depth_norm_stats not in DEPTH_NORM_STATS:
-            raise ValueError(f'depth_norm_stats must be one of {DEPTH_NORM_STATS}, got {self.depth_norm_stats!r}')
-        if self.loss not in LOSSES:
-            raise ValueError(f'loss must be one of {LOSSES}, got {self.loss!r}')
-        if self.loss_on not in LOSS_ON:
-            raise ValueError(f'loss_on must be one of {LOSS_ON}, got {self.loss_on!r}')
-        if self.depth_norm not in DEPTH_NORMS:
-            raise ValueError(f'depth_norm must be one of {DEPTH_NORMS}, got {self.depth_norm!r}')
-        if self.decoder_dim % self.decoder_num_heads:
-            raise ValueError(f'decoder_dim {self.decoder_dim} is not divisible by decoder_num_heads '
-                             f'{self.decoder_num_heads}')
-        if self.depth_loss_weight <= 0 and self.rgb_loss_weight <= 0:
-            raise ValueError('at least one of depth_loss_weight and rgb_loss_weight must be > 0')
-        if min(self.depth_encoder_depth, self.decoder_depth) < 0:
-            raise ValueError('depth_encoder_depth and decoder_depth must be >= 0')
+        """The ``method.*`` rows of the pre-training validation table (mask3d.training.config)."""
+        from types import SimpleNamespace
+
+        from .config import METHOD_KNOBS, METHOD_RELATIONS, validate_config
+        validate_config(SimpleNamespace(method=self), METHOD_KNOBS, METHOD_RELATIONS)
 
 
 def _blocks(n: int, dim: int, heads: int) -> nn.ModuleList:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, Mask3DError
+from .config import RESUMABLE_CHANGES, ensure_valid
 from .checkpoint import load_training_checkpoint, rng_state, save_atomic, set_rng_state
 from .distributed import DistInfo, cleanup, init_distributed
 
@@ -47,11 +48,12 @@ def check_resume_config(saved: Dict[str, Any], current: Dict[str, Any], allowed:
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in allowed)
     if changed:
         raise ConfigError('--resume with a different config: ' + ', '.join(
-            f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in changed) + ' (only ' + ', '.join(allowed) + ' may change)')
+            f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in changed) + ' (only ' + ', '.join(k for k in allowed if k in b) +
+            ' may change)')
 
 
 def open_run(run_dir: Path, resume: bool, current_config: Dict[str, Any],
-             allowed_changes: Sequence[str]) -> Optional[Dict[str, Any]]:
+             allowed_changes: Sequence[str] = RESUMABLE_CHANGES) -> Optional[Dict[str, Any]]:
     """The training state to resume from (``resume=True``), or None for a fresh run in an unused directory."""
     last = run_dir / 'checkpoints' / 'last.pt'
     if resume:
@@ -66,12 +68,12 @@ def open_run(run_dir: Path, resume: bool, current_config: Dict[str, Any],
     return None
 
 
-def launch(loop: Callable, cfg, run_dir, resume: bool, allowed_changes: Sequence[str], progress: bool):
-    """Validate, open the run directory (fresh or resumed), join torchrun's process group, seed, then run
+def launch(loop: Callable, cfg, run_dir, resume: bool, progress: bool):
+    """Validate (unless validated already), open the run directory (fresh or resumed), join torchrun's process group, seed, then run
     ``loop(cfg, run_dir, info, state, progress)``; the process group is left however the loop ends."""
-    cfg.validate()
+    ensure_valid(cfg)
     run_dir = Path(run_dir)
-    state = open_run(run_dir, resume, cfg.to_dict(), allowed_changes)
+    state = open_run(run_dir, resume, cfg.to_dict())
     info = init_distributed(cfg.train.device)
     try:
         seed_everything(cfg.train.seed + info.rank)
@@ -90,17 +92,6 @@ def restore_training_state(state: Dict[str, Any], info: DistInfo, model, optimiz
     scaler.load_state_dict(state['scaler'])
     set_rng_state(state['rng'][min(info.rank, len(state['rng']) - 1)])
     return int(state['step'])
-
-
-def optimizer_step(model, optimizer, scaler, clip_grad) -> None:
-    """One update after the accumulated backward passes: optional clipping (on unscaled gradients), the grad
-    scaler's step, and clearing the gradients."""
-    if clip_grad:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
 
 
 def clear_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:

@@ -3,12 +3,13 @@
 Checked before any work starts: unknown keys, out-of-range values, and (once the data is opened) a class count
 that does not match the dataset.
 """
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ...errors import ConfigError
-from ..config import PRECISIONS, dataclass_config_from_dict, load_dataclass_config
+from ..config import (DATA_KNOBS, OPTIM_KNOBS, TRAIN_KNOBS, BaseDataConfig, BaseOptimConfig, BaseTrainConfig, Relation,
+                      at_least, dataclass_config_from_dict, ensure_valid, in_unit, load_dataclass_config,
+                      min_lr_below_lr, non_negative, one_of, positive, ValidatedConfig)
 
 TASKS = ('semseg', 'depth', 'instance')
 FINETUNE_SOURCES = ('synthetic', 'scannet', 'scannet-25k', 'nyuv2', 'nyu-raw', 'cityscapes', 'folder')
@@ -35,13 +36,8 @@ class BackboneConfig:
 
 
 @dataclass
-class FinetuneDataConfig:
-    source: str = 'synthetic'
-    image_size: List[int] = field(default_factory=lambda: [240, 320])
+class FinetuneDataConfig(BaseDataConfig):
     batch_size: int = 8                   # per process
-    num_workers: int = 4
-    scale: List[float] = field(default_factory=lambda: [0.5, 1.0])  # random resized crop area range (train)
-    hflip: float = 0.5
     color_jitter: float = 0.2
     # synthetic: train frames come from synthetic_seed, validation frames from synthetic_val_seed (disjoint)
     synthetic_length: int = 2000
@@ -76,91 +72,57 @@ class EvalConfig:
 
 
 @dataclass
-class FinetuneOptimConfig:
+class FinetuneOptimConfig(BaseOptimConfig):
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     lr: float = 1e-4
     layer_decay: float = 0.65             # per-block lr decay through timm's optimizer factory (BEiT/MAE)
-    weight_decay: float = 0.05
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     schedule: str = 'poly'                # poly | cosine, per iteration, after warmup
     poly_power: float = 1.0
-    warmup_steps: int = 0
-    warmup_fraction: float = 0.05         # used when warmup_steps == 0
-    min_lr: float = 0.0
-    clip_grad: Optional[float] = None
-    accum_steps: int = 1
-    fused: bool = True
 
 
 @dataclass
-class FinetuneTrainConfig:
-    steps: int = 1000
-    precision: str = 'bf16'
-    device: str = 'auto'
-    seed: int = 0
-    deterministic: bool = False
-    log_every: int = 10
+class FinetuneTrainConfig(BaseTrainConfig):
     eval_every: int = 0                   # 0: only at the end
-    ckpt_every: int = 500
-    keep_every: int = 0
+
+
+FINETUNE_KNOBS = {
+    'task': one_of(TASKS), 'model.drop_path_rate': in_unit(high_open=True), 'model.head': one_of(('upernet', 'linear')),
+    'model.head_channels': at_least(1), 'model.max_depth': positive(),
+    'data.source': one_of(FINETUNE_SOURCES), **DATA_KNOBS, 'data.color_jitter': in_unit(),
+    'data.synthetic_length': at_least(1), 'data.synthetic_val_length': at_least(1),
+    'data.nyu_classes': one_of((40, 13)), 'data.nyu_depth': one_of(('raw', 'filled')), 'data.every': at_least(1),
+    'data.min_instance_pixels': non_negative(), 'data.depth_scale': positive(),
+    'eval.batch_size': at_least(1), 'eval.max_frames': non_negative(), 'eval.min_depth': positive(),
+    'eval.max_depth': positive(), 'eval.figure_samples': non_negative(),
+    'optim.lr': positive(), 'optim.layer_decay': in_unit(low_open=True), 'optim.schedule': one_of(SCHEDULES),
+    'optim.poly_power': positive(), **OPTIM_KNOBS, **TRAIN_KNOBS, 'train.eval_every': non_negative()}
+FINETUNE_RELATIONS = (
+    min_lr_below_lr(),
+    Relation(('data.val_source',), lambda c: (c.data.val_source or c.data.source) in FINETUNE_SOURCES,
+             lambda c: f'data.val_source must be one of {FINETUNE_SOURCES}, got {c.data.val_source!r}',
+             ('data.val_source=bogus',)),
+    Relation(('data.source', 'data.root'), lambda c: c.data.source == 'synthetic' or bool(c.data.root),
+             lambda c: f'data.root is required for data.source={c.data.source}', ('data.source=folder',)),
+    Relation(('task', 'model.num_classes'), lambda c: c.task == 'depth' or c.model.num_classes >= 1,
+             lambda c: f'model.num_classes must be >= 1, got {c.model.num_classes}', ('model.num_classes=0',)),
+    Relation(('model.head', 'data.batch_size'),
+             lambda c: not (c.task == 'semseg' and c.model.head == 'upernet' and c.data.batch_size < 2),
+             lambda c: 'data.batch_size=1 with model.head=upernet: its pyramid pooling normalises 1x1 maps with '
+                       'BatchNorm, which needs >= 2 images per batch; use batch_size >= 2 or model.head=linear',
+             ('data.batch_size=1', 'model.head=upernet')),
+    Relation(('eval.min_depth', 'eval.max_depth'), lambda c: c.eval.min_depth < c.eval.max_depth,
+             lambda c: f'eval.min_depth ({c.eval.min_depth}) must be < eval.max_depth ({c.eval.max_depth})',
+             ('eval.min_depth=20',)))
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(ValidatedConfig, knobs=FINETUNE_KNOBS, relations=FINETUNE_RELATIONS):
     task: str = 'semseg'
     model: BackboneConfig = field(default_factory=BackboneConfig)
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     optim: FinetuneOptimConfig = field(default_factory=FinetuneOptimConfig)
     train: FinetuneTrainConfig = field(default_factory=FinetuneTrainConfig)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def validate(self) -> None:
-        m, d, e, o, t = self.model, self.data, self.eval, self.optim, self.train
-        if self.task not in TASKS:
-            raise ConfigError(f'task must be one of {TASKS}, got {self.task!r}')
-        for name, src in (('data.source', d.source), ('data.val_source', d.val_source or d.source)):
-            if src not in FINETUNE_SOURCES:
-                raise ConfigError(f'{name} must be one of {FINETUNE_SOURCES}, got {src!r}')
-        if d.source != 'synthetic' and not d.root:
-            raise ConfigError(f'data.root is required for data.source={d.source}')
-        if len(d.image_size) != 2 or any(s % 16 or s <= 0 for s in d.image_size):
-            raise ConfigError(f'data.image_size {d.image_size} must be [H, W], both multiples of 16')
-        if not (0 < d.scale[0] <= d.scale[1] <= 1):
-            raise ConfigError(f'data.scale must satisfy 0 < min <= max <= 1, got {d.scale}')
-        if self.task == 'semseg' and m.head not in ('upernet', 'linear'):
-            raise ConfigError(f"model.head must be 'upernet' or 'linear' for semseg, got {m.head!r}")
-        if self.task == 'semseg' and m.head == 'upernet' and d.batch_size < 2:
-            raise ConfigError('data.batch_size=1 with model.head=upernet: its pyramid pooling normalises 1x1 maps with '
-                              'BatchNorm, which needs >= 2 images per batch; use batch_size >= 2 or model.head=linear')
-        if self.task != 'depth' and m.num_classes < 1:
-            raise ConfigError(f'model.num_classes must be >= 1, got {m.num_classes}')
-        if o.schedule not in SCHEDULES:
-            raise ConfigError(f'optim.schedule must be one of {SCHEDULES}, got {o.schedule!r}')
-        if not 0 < o.layer_decay <= 1:
-            raise ConfigError(f'optim.layer_decay must be in (0, 1] (1: no decay), got {o.layer_decay}')
-        if o.lr <= 0:
-            raise ConfigError(f'optim.lr must be > 0, got {o.lr}')
-        if not 0 <= o.warmup_fraction < 1:
-            raise ConfigError(f'optim.warmup_fraction must be in [0, 1), got {o.warmup_fraction}')
-        for name, value in (('data.batch_size', d.batch_size), ('eval.batch_size', e.batch_size),
-                            ('optim.accum_steps', o.accum_steps), ('train.steps', t.steps),
-                            ('train.log_every', t.log_every), ('train.ckpt_every', t.ckpt_every)):
-            if value < 1:
-                raise ConfigError(f'{name} must be >= 1, got {value}')
-        if t.precision not in PRECISIONS:
-            raise ConfigError(f'train.precision must be one of {PRECISIONS}, got {t.precision!r}')
-        if t.device not in ('auto', 'cpu', 'cuda'):
-            raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
-        if not 0 < e.min_depth < e.max_depth:
-            raise ConfigError(f'eval.min_depth/max_depth must satisfy 0 < min < max, got {e.min_depth}, {e.max_depth}')
-
-
-# keys that may change between a run and its resumption (they do not change the maths)
-FINETUNE_RESUMABLE = ('train.steps', 'train.log_every', 'train.ckpt_every', 'train.keep_every', 'train.eval_every',
-                      'train.device', 'data.num_workers', 'eval.batch_size', 'eval.max_frames',
-                      'eval.figure_samples')
 
 
 def load_finetune_config(path=None, overrides=(), task: Optional[str] = None) -> FinetuneConfig:
@@ -170,7 +132,7 @@ def load_finetune_config(path=None, overrides=(), task: Optional[str] = None) ->
         if path is not None and cfg.task != task:
             raise ConfigError(f'--task {task} but {path} is a {cfg.task!r} config')
         cfg.task = task
-    cfg.validate()
+    ensure_valid(cfg)
     return cfg
 
 

@@ -5,10 +5,7 @@ poly or cosine per iteration (timm schedulers); atomic checkpoints with every RN
 resumes exactly; progress bars, metrics.jsonl, TensorBoard; evaluation writes metrics JSON and a PNG of
 predictions next to ground truth.
 """
-import contextlib
 import json
-import logging
-import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -19,23 +16,18 @@ from timm.scheduler import CosineLRScheduler, PolyLRScheduler
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from ...errors import ConfigError, Mask3DError
+from ...errors import ConfigError, Mask3DError, NonFiniteLossError  # noqa: F401 (re-exported)
 from ..checkpoint import load_training_checkpoint
 from ..data.pretrain_data import EpochIndexSampler
-from ..distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
-from ..runtime import MetricsLogger, autocast_context, launch, optimizer_step, restore_training_state, save_training_state
-from .config import FINETUNE_RESUMABLE, FinetuneConfig, finetune_config_from_dict
+from ..distributed import DistInfo, cleanup, init_distributed
+from ..loop import LoopSettings, TrainingLoop
+from ..runtime import MetricsLogger, autocast_context, launch, restore_training_state
+from ..config import check_image_size, ensure_valid
+from .config import FinetuneConfig, finetune_config_from_dict
 from .data import TaskSamples, build_task_frames, collate, task_transform
 from .models import build_task_model
 from .tasks import (PRIMARY_METRIC, build_metrics, ground_truth, predict, save_prediction_figure, training_loss,
                     update_metrics)
-
-_log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(Mask3DError, FloatingPointError):
-    pass
-
 
 def build_finetune_optimizer(cfg: FinetuneConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """AdamW from timm's factory: layer-wise lr decay from the backbone's group_matcher, no decay on norms,
@@ -64,22 +56,21 @@ def _mean_std(model: torch.nn.Module):
 
 def finetune(cfg: FinetuneConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Run (or resume) fine-tuning into ``run_dir``; returns a summary (also written as summary.json)."""
-    return launch(_finetune, cfg, run_dir, resume, FINETUNE_RESUMABLE, progress)
+    return launch(_finetune, cfg, run_dir, resume, progress)
 
 
 def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
               progress: bool) -> Dict[str, Any]:
-    t_cfg, d_cfg, o_cfg = cfg.train, cfg.data, cfg.optim
-    device = info.device
-
     # data first: a wrong class count or a missing dataset fails before any model is built or trained
     train_frames = build_task_frames(cfg, 'train')
     val_frames = build_task_frames(cfg, 'val')
+    t_cfg, d_cfg, o_cfg, device = cfg.train, cfg.data, cfg.optim, info.device
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     model, recipe = build_task_model(cfg, backbone=state['backbone'] if state else None)
+    check_image_size(d_cfg.image_size, model._vit()[0].patch_embed.patch_size[0], recipe['name'])
     model = model.to(device)
     if info.distributed and device.type == 'cuda':
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -105,15 +96,13 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
                         generator=torch.Generator().manual_seed(t_cfg.seed),  # keeps the global RNG (dropout) exact
                         prefetch_factor=4 if d_cfg.num_workers else None)
     logger = MetricsLogger(run_dir, info.is_main, f'finetune_{cfg.task}')
-    bar = None
-    if info.is_main and progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=t_cfg.steps, initial=step, desc=f'finetune {cfg.task}', unit='step', dynamic_ncols=True)
-
-    def save(tag_step: int) -> None:
-        save_training_state(info, run_dir, tag_step, t_cfg.keep_every, lambda: {
-            'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
-            'scaler': scaler.state_dict(), 'config': cfg.to_dict(), 'backbone': recipe, 'task': cfg.task})
+    loop = TrainingLoop(
+        LoopSettings.from_config(cfg, desc=f'finetune {cfg.task}', progress=progress),
+        model=model, train_model=train_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, info=info,
+        run_dir=run_dir, steps_per_epoch=steps_per_epoch, logger=logger, start_step=step, log_tags={'split': 'train'},
+        checkpoint_payload=lambda _: {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+                                      'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict(),
+                                      'config': cfg.to_dict(), 'backbone': recipe, 'task': cfg.task})
 
     def run_eval(tag_step: int, final: bool) -> Dict[str, Any]:
         out_dir = run_dir / 'eval' if final else None
@@ -126,59 +115,21 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
         model.train()
         return result
 
-    autocast = autocast_context(device, t_cfg.precision)
-    model.train()
-    epoch = step // steps_per_epoch
-    start_micro = (step % steps_per_epoch) * o_cfg.accum_steps
-    window_t, window_imgs, last = time.perf_counter(), 0, {}
-    while step < t_cfg.steps:
+    def epoch_batches(epoch: int, start_micro: int):
         sampler.set_epoch(epoch, start=start_micro * d_cfg.batch_size)
-        micro, acc = 0, {}
-        for batch in loader:
-            batch['rgb'] = batch['rgb'].to(device, non_blocking=True)
-            sync = (micro + 1) % o_cfg.accum_steps == 0
-            no_sync = train_model.no_sync if (info.distributed and not sync) else contextlib.nullcontext
-            with no_sync():
-                with autocast:
-                    losses = training_loss(cfg.task, train_model, batch, device, cfg.eval.min_depth)
-                loss = losses['loss']
-                if not torch.isfinite(loss.detach()):
-                    raise NonFiniteLossError(f'non-finite loss ({float(loss.detach())}) at step {step}; lower optim.lr, '
-                                             f'set optim.clip_grad or use train.precision=fp32')
-                scaler.scale(loss / o_cfg.accum_steps).backward()
-            for k, v in losses.items():
-                acc[k] = acc.get(k, 0.0) + float(v.detach()) / o_cfg.accum_steps
-            micro += 1
-            window_imgs += len(batch['rgb']) * info.world_size
-            if not sync:
-                continue
-            optimizer_step(model, optimizer, scaler, o_cfg.clip_grad)
-            step += 1
-            scheduler.step_update(num_updates=step)
-            if step % t_cfg.log_every == 0 or step == t_cfg.steps or step == 1:
-                keys = sorted(acc)
-                values = all_reduce_mean(torch.tensor([acc[k] for k in keys], device=device), info).tolist()
-                now = time.perf_counter()
-                last = {'step': step, 'epoch': epoch, 'split': 'train', **dict(zip(keys, values)),
-                        'lr': max(g['lr'] for g in optimizer.param_groups),
-                        'img_s': window_imgs / max(now - window_t, 1e-9)}
-                window_t, window_imgs = now, 0
-                logger.log(last)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}")
-            acc = {}
-            if bar is not None:
-                bar.update(1)
-            if t_cfg.eval_every and step % t_cfg.eval_every == 0 and step < t_cfg.steps:
-                run_eval(step, final=False)
-            if step % t_cfg.ckpt_every == 0 or step == t_cfg.steps:
-                save(step)
-            if step >= t_cfg.steps:
-                break
-        epoch += 1
-        start_micro = 0
-    if bar is not None:
-        bar.close()
+        return loader
+
+    def forward(net, batch, autocast):
+        batch['rgb'] = batch['rgb'].to(device, non_blocking=True)
+        with autocast:
+            return training_loss(cfg.task, net, batch, device, cfg.eval.min_depth)
+
+    def periodic_eval(step: int, losses) -> None:
+        if t_cfg.eval_every and step % t_cfg.eval_every == 0 and step < t_cfg.steps:
+            run_eval(step, final=False)
+
+    last = loop.run(epoch_batches, forward, after_step=periodic_eval)
+    step = loop.step
     result = run_eval(step, final=True)
     logger.close()
     summary = {'run_dir': str(run_dir), 'task': cfg.task, 'steps': step, 'final_train': last, 'val': result,
@@ -277,7 +228,7 @@ def evaluate(checkpoint, cfg: Optional[FinetuneConfig] = None, *, task: Optional
     info = init_distributed(cfg.train.device if cfg is not None else 'auto')
     try:
         model, cfg, step = load_finetuned(checkpoint, cfg, task)
-        cfg.validate()
+        ensure_valid(cfg)
         frames = build_task_frames(cfg, split)
         model = model.to(info.device)
         if out_dir is None:

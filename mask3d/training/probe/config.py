@@ -1,10 +1,9 @@
 """Probe configuration: training/configs/probe/*.yaml, ``--set`` overrides, checked before any work starts."""
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ...errors import ConfigError
-from ..config import load_dataclass_config
+from ..config import (DEVICES, Relation, Rule, at_least, ensure_valid, in_unit, load_dataclass_config, non_negative,
+                      one_of, positive, size_pair, ValidatedConfig)
 
 PROBE_TASKS = ('depth', 'normals', 'semseg', 'correspondence')
 PROBE_SOURCES = ('synthetic', 'folder', 'nyu', 'scannet', '7scenes')
@@ -69,8 +68,30 @@ class ProbeCorrespondenceConfig:
     occlusion_tolerance: float = 0.05     # relative depth difference still counted as visible
 
 
+PROBE_KNOBS = {
+    'tasks': Rule(f'a non-empty list of {PROBE_TASKS}', lambda v: isinstance(v, list) and bool(v) and all(
+        t in PROBE_TASKS for t in v), ['depth', 'pose']),
+    'features.blocks': Rule('a non-empty list of block indices (e.g. [-4, -3, -2, -1], the last four)',
+                            lambda v: isinstance(v, list) and bool(v) and all(
+                                isinstance(b, int) and not isinstance(b, bool) for b in v), []),
+    'features.batch_size': at_least(1),
+    'data.source': one_of(PROBE_SOURCES), 'data.image_size': size_pair(), 'data.train_frames': at_least(1),
+    'data.test_frames': at_least(1), 'data.views': at_least(1), 'data.pair_gap': at_least(1),
+    'data.depth_scale': positive(), 'data.every': at_least(1), 'data.max_depth': positive(),
+    'train.steps': at_least(1), 'train.batch_size': at_least(1), 'train.lr': positive(),
+    'train.weight_decay': non_negative(), 'train.hidden': at_least(1), 'train.device': one_of(DEVICES),
+    'correspondence.max_pairs': at_least(1), 'correspondence.max_queries': at_least(1),
+    'correspondence.occlusion_tolerance': in_unit(low_open=True), 'figure_samples': at_least(1)}
+PROBE_RELATIONS = (
+    Relation(('data.train_root', 'data.test_root'),
+             lambda c: c.data.source != 'folder' or bool(c.data.train_root and c.data.test_root),
+             lambda c: 'data.source=folder needs data.train_root and data.test_root', ('data.source=folder',)),
+    Relation(('data.root',), lambda c: c.data.source not in ('nyu', 'scannet', '7scenes') or bool(c.data.root),
+             lambda c: f'data.source={c.data.source} needs data.root', ('data.source=nyu',)))
+
+
 @dataclass
-class ProbeConfig:
+class ProbeConfig(ValidatedConfig, knobs=PROBE_KNOBS, relations=PROBE_RELATIONS):
     tasks: List[str] = field(default_factory=lambda: list(PROBE_TASKS))
     quick: bool = False                   # tiny budget for smoke tests (< 2 min on 2 CPU cores for ViT-Ti)
     model: ProbeModelConfig = field(default_factory=ProbeModelConfig)
@@ -79,37 +100,6 @@ class ProbeConfig:
     train: ProbeTrainConfig = field(default_factory=ProbeTrainConfig)
     correspondence: ProbeCorrespondenceConfig = field(default_factory=ProbeCorrespondenceConfig)
     figure_samples: int = 4
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def validate(self) -> None:
-        d, t = self.data, self.train
-        bad = [x for x in self.tasks if x not in PROBE_TASKS]
-        if bad or not self.tasks:
-            raise ConfigError(f'tasks must be a non-empty list of {PROBE_TASKS}, got {self.tasks}')
-        if d.source not in PROBE_SOURCES:
-            raise ConfigError(f'data.source must be one of {PROBE_SOURCES}, got {d.source!r}')
-        if d.source == 'folder' and not (d.train_root and d.test_root):
-            raise ConfigError('data.source=folder needs data.train_root and data.test_root')
-        if d.source in ('nyu', 'scannet', '7scenes') and not d.root:
-            raise ConfigError(f'data.source={d.source} needs data.root')
-        if len(d.image_size) != 2 or any(s <= 0 for s in d.image_size):
-            raise ConfigError(f'data.image_size must be [H, W], got {d.image_size}')
-        blocks = self.features.blocks
-        if not blocks or not all(isinstance(b, int) and not isinstance(b, bool) for b in blocks):
-            raise ConfigError(f'features.blocks must be a non-empty list of block indices (e.g. [-4, -3, -2, -1], '
-                              f'the last four), got {blocks!r}')
-        for name, value in (('train.steps', t.steps), ('train.batch_size', t.batch_size),
-                            ('data.train_frames', d.train_frames), ('data.test_frames', d.test_frames),
-                            ('data.views', d.views), ('data.pair_gap', d.pair_gap),
-                            ('features.batch_size', self.features.batch_size)):
-            if value < 1:
-                raise ConfigError(f'{name} must be >= 1, got {value}')
-        if t.lr <= 0:
-            raise ConfigError(f'train.lr must be > 0, got {t.lr}')
-        if t.device not in ('auto', 'cpu', 'cuda'):
-            raise ConfigError(f'train.device must be auto, cpu or cuda, got {t.device!r}')
 
     def apply_quick(self) -> None:
         """``quick``: a smoke-test budget; explicit sizes in the file still count as the full run's."""
@@ -123,6 +113,6 @@ class ProbeConfig:
 
 def load_probe_config(path=None, overrides=()) -> ProbeConfig:
     cfg = load_dataclass_config(ProbeConfig, path, overrides)
-    cfg.validate()
+    ensure_valid(cfg)
     cfg.apply_quick()
     return cfg

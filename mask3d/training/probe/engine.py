@@ -15,6 +15,9 @@ import torch
 from timm.scheduler import CosineLRScheduler
 
 from ...errors import ConfigError
+from ..config import check_image_size
+from ..distributed import DistInfo
+from ..loop import LoopSettings, TrainingLoop
 from .config import ProbeConfig
 from .correspondence import correspondence_recall, pair_errors
 from .data import ProbeSplit, load_probe_data
@@ -41,8 +44,8 @@ def _normals(split: ProbeSplit):
 
 
 def _train_head(head, feats: torch.Tensor, targets, loss_fn, cfg: ProbeConfig, device, desc: str):
-    """AdamW + cosine schedule for ``train.steps`` steps on batches of cached features."""
-    from tqdm.auto import tqdm
+    """AdamW + cosine schedule for ``train.steps`` steps on random batches of cached features, through the shared
+    training loop (single process, fp32, no checkpoints: a probe retrains in seconds)."""
     t = cfg.train
     head.to(device).train()
     opt = torch.optim.AdamW(head.parameters(), lr=t.lr, weight_decay=t.weight_decay)
@@ -50,19 +53,19 @@ def _train_head(head, feats: torch.Tensor, targets, loss_fn, cfg: ProbeConfig, d
                               t_in_epochs=False)  # stepped per update
     gen = torch.Generator().manual_seed(t.seed)
     size = tuple(cfg.data.image_size)
-    bar = tqdm(range(t.steps), desc=desc, unit='step')
-    loss = torch.zeros(())
-    for step in bar:
-        idx = torch.randint(len(feats), (min(t.batch_size, len(feats)),), generator=gen)
+
+    def batches(epoch: int, start_micro: int):
+        for _ in range(start_micro, t.steps):
+            yield torch.randint(len(feats), (min(t.batch_size, len(feats)),), generator=gen)
+
+    def forward(net, idx, autocast):
         x = feats[idx].float().flatten(1, 2).to(device)
-        loss = loss_fn(head(x, size), *[y[idx].to(device) for y in targets])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step_update(step + 1)
-        if step % 10 == 0:
-            bar.set_postfix(loss=f'{loss.item():.4f}')
-    return head.eval(), loss.item()
+        return {'loss': loss_fn(net(x, size), *[y[idx].to(device) for y in targets])}
+
+    loop = TrainingLoop(LoopSettings(steps=t.steps, precision='fp32', log_every=10, desc=desc, lr_hint='train.lr'),
+                        model=head, optimizer=opt, scheduler=sched, info=DistInfo(device=torch.device(device)))
+    record = loop.run(batches, forward, count=len)
+    return head.eval(), record['loss']
 
 
 @torch.no_grad()
@@ -86,8 +89,7 @@ def run_probe(cfg: ProbeConfig, out_dir, backbone_label: Optional[str] = None) -
     device = _device(cfg.train.device)
     net, recipe = build_frozen_backbone(cfg.model, cfg.features.blocks)
     p = recipe['patch_size']
-    if any(s % p for s in cfg.data.image_size):
-        raise ConfigError(f'data.image_size {cfg.data.image_size} must be multiples of the patch size {p}')
+    check_image_size(cfg.data.image_size, p, recipe.get('name', cfg.model.backbone))
     net.to(device)
     train, test, posed = load_probe_data(cfg, recipe['mean'], recipe['std'])
     f_train = extract_features(net, train.rgb, cfg.features.batch_size, device, 'features train')
