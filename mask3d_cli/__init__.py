@@ -144,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = data.add_parser('inspect', help='what a dataset holds: format, frames, size, depth range, labels')
     q.add_argument('path', help="a dataset file or folder, or 'synthetic'")
     q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',
-                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'folder',
-                                                         'synthetic', 'shards'))
+                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'tum', '7scenes',
+                                                         'folder', 'synthetic', 'shards'))
     q.add_argument('--depth-scale', type=float, default=1000.0, help='16-bit PNG units per metre (folder, nyu-raw)')
     q.add_argument('--class-mapping', default=None, help='nyu-mat: classMapping40.mat (default: next to the .mat)')
     q.add_argument('--max-frames', type=int, default=50, help='frames read for the statistics (evenly spaced)')
@@ -154,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = data.add_parser('shard', help='write a dataset as WebDataset tar shards (data.source: shards)')
     q.add_argument('src', help="a dataset file or folder (any format inspect opens), or 'synthetic'")
     q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',
-                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'folder',
-                                                         'synthetic'))
+                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'tum', '7scenes',
+                                                         'folder', 'synthetic'))
     q.add_argument('--out', required=True, help='an empty folder for shard-NNNNNN.tar and shards.json')
     q.add_argument('--frames-per-shard', type=int, default=1000)
     q.add_argument('--depth-scale', type=float, default=1000.0, help='16-bit PNG units per metre (folder, nyu-raw)')

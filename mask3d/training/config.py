@@ -20,7 +20,7 @@ from .depth_targets import DEPTH_NORMS
 from .losses import LOSSES
 from .pretrainer import DEPTH_NORM_STATS, LOSS_ON, PretrainMethodConfig
 
-DATA_SOURCES = ('synthetic', 'folder', 'scannet', 'nyu-raw', 'sunrgbd', 'shards', 'mixture')
+DATA_SOURCES = ('synthetic', 'folder', 'scannet', 'nyu-raw', 'sunrgbd', 'tum', '7scenes', 'shards', 'mixture')
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 DEVICES = ('auto', 'cpu', 'cuda')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
@@ -223,7 +223,7 @@ class DataConfig(BaseDataConfig):
     # folder / scannet
     root: Optional[str] = None
     depth_scale: float = 1000.0             # folder: 16-bit PNG units per metre (1000 mm, 5000 TUM)
-    split: Optional[str] = None             # scannet: scene list such as scannetv2_train.txt
+    split: Optional[str] = None             # scannet: scene list such as scannetv2_train.txt; 7scenes: train|test
     every: int = 1                          # scannet: keep every N-th frame of a scene
     # shards (`mask3d data shard`): root is a folder, a brace pattern or a URL; docs/datasets.md, "Shards"
     shard_index: Optional[str] = None       # shards.json (default: next to the shards)

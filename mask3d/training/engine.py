@@ -84,6 +84,12 @@ def _frames(d, seed: int):
         return RGBDFolder(d.root, depth_scale=d.depth_scale)
     if d.source == 'scannet':
         return ScanNetFrames(d.root, split=d.split, every=d.every)
+    if d.source == 'tum':
+        from .data.tum import TUMFrames
+        return TUMFrames(d.root)
+    if d.source == '7scenes':
+        from .data.seven_scenes import SevenScenesFrames
+        return SevenScenesFrames(d.root, split=d.split)
     raise ConfigError(f'unknown data.source {d.source!r}')
 
 
