@@ -133,6 +133,8 @@ CASES = [
     Case('set-value-then-subkey', lambda e: _pretrain(e, 'optim=1', 'optim.lr=2'), 'optim.lr=2', EXIT_USAGE),
     Case('set-wrong-type', lambda e: _pretrain(e, 'train.steps=abc'), 'train.steps', EXIT_USAGE),
     Case('lr-negative', lambda e: _pretrain(e, 'optim.lr=-1'), 'optim.lr', EXIT_USAGE),
+    Case('clip-grad-negative', lambda e: _pretrain(e, 'optim.clip_grad=-3'), 'optim.clip_grad', EXIT_USAGE),
+    Case('min-lr-above-lr', lambda e: _pretrain(e, 'optim.min_lr=1'), 'optim.min_lr', EXIT_USAGE),
     Case('precision-unknown', lambda e: _pretrain(e, 'train.precision=fp8'), 'fp8', EXIT_USAGE),
     Case('image-size-not-patch-multiple', lambda e: _pretrain(e, 'data.image_size=[100,96]'), 'data.image_size',
          EXIT_USAGE),
