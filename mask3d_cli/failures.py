@@ -123,6 +123,8 @@ def report(exc: BaseException, debug: bool, version: str) -> int:
     code, message = found
     if debug:
         traceback.print_exception(exc)
+        if getattr(exc, 'worker_traceback', None):  # a mask3d error re-raised from a DataLoader worker
+            print(exc.worker_traceback, file=sys.stderr)
     print(f'mask3d: error: {message}', file=sys.stderr)
     return code
 

@@ -276,6 +276,12 @@ def test_debug_flag_and_env_show_the_traceback(env, capsys, monkeypatch):
     monkeypatch.setenv('MASK3D_DEBUG', '1')
     assert main(argv) == EXIT_USAGE
     assert TRACEBACK in capsys.readouterr().err
+    # an error from a DataLoader worker: --debug adds the worker's own traceback
+    worker = _pretrain(env, 'data.source=folder', f'data.root={_folder_data(env, b"no")}', 'data.batch_size=1',
+                       'data.num_workers=1')
+    assert main(worker) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert 'in DataLoader worker process 0' in err and '000000.png' in _one_line(err)
 
 
 @pytest.mark.e2e
