@@ -262,11 +262,14 @@ def describe_data(data) -> str:
     """Where the pre-training frames came from, in words (the card's training data; no dataset is implied)."""
     if data.source == 'mixture':
         return 'mixture of ' + '; '.join(f'{describe_data(part)} (weight {w:g})' for part, w in mixture_parts(data))
-    return {'synthetic': 'built-in synthetic indoor RGB-D rooms (mask3d.training.data.synthetic), no real images',
-            'folder': f'RGB-D folder {data.root}',
-            'scannet': f'ScanNet v2 RGB-D frames ({data.split or "all scenes"}, every {data.every})',
-            'nyu-raw': f'NYU Depth v2 raw frames ({data.root})',
-            'sunrgbd': f'SUN RGB-D frames ({data.root})'}.get(data.source, f'{data.source} ({data.root})')
+    words = {'synthetic': 'built-in synthetic indoor RGB-D rooms (mask3d.training.data.synthetic), no real images',
+             'folder': f'RGB-D folder {data.root}',
+             'scannet': f'ScanNet v2 RGB-D frames ({data.split or "all scenes"}, every {data.every})',
+             'nyu-raw': f'NYU Depth v2 raw frames ({data.root})',
+             'sunrgbd': f'SUN RGB-D frames ({data.root})',
+             'tum': f'TUM RGB-D sequences ({data.root})',
+             '7scenes': f'Microsoft 7-Scenes frames ({data.split or "all"} sequences, {data.root})'}
+    return words.get(data.source, f'{data.source} ({data.root})')
 
 
 def run_metadata(cfg: PretrainConfig, run_dir: Optional[Path], metrics: Dict[str, Any]) -> Dict[str, Any]:
