@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mask3d.training.config import config_from_dict
@@ -44,6 +45,7 @@ def _records(run):
     return [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
 
 
+@pytest.mark.e2e
 def test_skips_are_logged_counted_and_survive_resume(tmp_path, caplog):
     root = _bad_folder(tmp_path / 'data')
     whole = pretrain(_cfg(root), tmp_path / 'whole', progress=False)

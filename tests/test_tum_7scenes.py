@@ -210,6 +210,7 @@ def test_real_seven_scenes_as_published(rgbd_data, tmp_path):
     assert np.allclose(s['pose'], np.loadtxt(src / 'frame-000000.pose.txt'))
 
 
+@pytest.mark.e2e
 def test_real_tum_and_seven_scenes_pretrain_as_a_mixture(rgbd_data, tmp_path):
     """Both sources in one pre-training mixture, end to end through the engine (2 steps of a tiny model)."""
     from mask3d.training.config import config_from_dict
