@@ -2,7 +2,31 @@
 
 
 class Mask3DError(Exception):
-    """Base class of every error mask3d raises on purpose."""
+    """Base class of every error mask3d raises on purpose.
+
+    Raised inside a DataLoader worker, it reaches the main process re-created by torch from one long string
+    ("Caught X in DataLoader worker process 0. Original Traceback ...", torch/_utils.py ExceptionWrapper). The
+    constructor recognises that string and keeps only the original one-line message as ``str(e)``; the worker's
+    traceback stays in ``e.worker_traceback`` (shown by ``mask3d --debug``).
+    """
+
+    worker_traceback = None
+
+    def __init__(self, *args):
+        if len(args) == 1 and isinstance(args[0], str) and args[0].startswith('Caught ') \
+                and '\nOriginal Traceback' in args[0]:
+            message = _original_message(args[0], type(self))
+            if message is not None:
+                self.worker_traceback = args[0]
+                args = (message,)
+        super().__init__(*args)
+
+
+def _original_message(wrapped: str, cls: type):
+    """The message of the exception at the end of a formatted traceback (``module.Class: message``)."""
+    name = cls.__qualname__ if cls.__module__ == 'builtins' else f'{cls.__module__}.{cls.__qualname__}'
+    at = wrapped.rfind(f'\n{name}: ')
+    return wrapped[at + len(name) + 3:].rstrip('\n') if at >= 0 else None
 
 
 class UnknownModelError(Mask3DError, RuntimeError):
@@ -23,6 +47,10 @@ class WeightsDownloadError(Mask3DError, OSError):
 
 class CheckpointMismatchError(Mask3DError, RuntimeError):
     """A checkpoint's keys or shapes do not fit the model."""
+
+
+class CheckpointWriteError(Mask3DError, OSError):
+    """A checkpoint could not be written (disk full, file-size limit, I/O error); the previous one is kept."""
 
 
 class InvalidWeightsFileError(Mask3DError, ValueError):

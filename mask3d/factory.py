@@ -1,5 +1,6 @@
 """``mask3d.create_model`` and ``mask3d.list_models``: thin over timm, with errors that say what to do."""
 import difflib
+import json
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -8,7 +9,7 @@ import timm
 import torch
 from timm.models import get_arch_pretrained_cfgs, parse_model_name, split_model_name_tag
 
-from .errors import InvalidWeightsFileError, UnknownModelError
+from .errors import CheckpointMismatchError, InvalidWeightsFileError, UnknownModelError
 from .loading import (SAFE_WEIGHTS_NAME, check_sha256, fetch_verified, load_checkpoint, recorded_sha256,
                       translate_hub_errors)
 
@@ -59,6 +60,38 @@ def _verify_source(name: str, overlay: Optional[Dict[str, Any]]) -> None:
                      str(folder / SAFE_WEIGHTS_NAME))
 
 
+def _weights_do_not_fit(model_name: str, kwargs: Dict[str, Any], error: Exception) -> str:
+    """One line for pretrained weights that do not fit the model asked for: what they hold, what was asked."""
+    from .weights_fit import mismatch_message, model_shapes
+    source, model_id = parse_model_name(model_name)
+    weights, held_name = None, None
+    if source == 'local-dir':
+        weights, config = Path(model_id) / SAFE_WEIGHTS_NAME, Path(model_id) / 'config.json'
+        held_name = json.loads(config.read_text()).get('architecture') if config.is_file() else None
+    elif source == 'hf-hub':
+        from huggingface_hub import try_to_load_from_cache
+        repo_id, _, revision = model_id.partition('@')
+        cached = try_to_load_from_cache(repo_id, SAFE_WEIGHTS_NAME, revision=revision or None)
+        weights = Path(cached) if isinstance(cached, str) else None
+    if weights is None or not weights.is_file():
+        first = next(line.strip() for line in str(error).splitlines()[1:] if line.strip())
+        return f"{model_name}: the weights do not fit the model asked for ({first})"
+    from safetensors import safe_open
+    with safe_open(str(weights), framework='pt') as f:
+        held = {k: f.get_slice(k).get_shape() for k in f.keys()}
+    with torch.device('meta'):
+        asked = model_shapes(timm.create_model(model_name, pretrained=False, **kwargs))
+    overrides = ', '.join(f'{k}={v}' for k, v in kwargs.items() if k in ('depth', 'embed_dim', 'num_heads',
+                                                                          'patch_size', 'mlp_ratio'))
+    if overrides:
+        asked_name, hint = f'{model_name} with {overrides}', f'drop {overrides} (the weights decide the size)'
+    else:
+        asked_name, hint = model_name, (f'its config.json does not describe its {SAFE_WEIGHTS_NAME} (files from two '
+                                        f'exports?): export the folder again' if source == 'local-dir' else
+                                        'build the architecture the weights hold')
+    return mismatch_message(model_name, held, asked, asked_name, hint, held_name)
+
+
 def create_model(
         model_name: str,
         pretrained: bool = False,
@@ -78,7 +111,12 @@ def create_model(
     if pretrained:
         _verify_source(model_name, kwargs.get('pretrained_cfg_overlay'))
     with translate_hub_errors(model_name):
-        model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+        try:
+            model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+        except RuntimeError as e:  # timm's strict load: one line per mis-shaped key
+            if pretrained and 'Error(s) in loading state_dict' in str(e):
+                raise CheckpointMismatchError(_weights_do_not_fit(model_name, kwargs, e)) from e
+            raise
     if checkpoint_path is not None:
         load_checkpoint(model, checkpoint_path)
     return model

@@ -18,6 +18,8 @@ from timm.models import PretrainedCfg, resolve_pretrained_cfg
 
 from .errors import (CheckpointMismatchError, InvalidWeightsFileError, WeightsDownloadError, WeightsNotCachedError,
                      WeightsNotPublishedError)
+from .safe_load import load_torch_file
+from .weights_fit import mismatch_message, vit_shape
 
 _MAX_LISTED = 8
 SAFE_WEIGHTS_NAME = 'model.safetensors'
@@ -51,7 +53,7 @@ def check_sha256(path: Union[str, Path], expected: Optional[str], recorded_in: s
     if actual != expected:
         raise InvalidWeightsFileError(
             f"{shown_as}: sha256 {actual} differs from {expected} recorded in {recorded_in}; the file is corrupt or "
-            f"was replaced: delete it ({path}) and download it again")
+            f"was replaced: delete it ({path}) and download or export it again")
 
 
 def recorded_sha256(config_path: Union[str, Path]) -> Optional[str]:
@@ -164,15 +166,14 @@ def load_state_dict_file(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     if path.suffix == '.safetensors':
         from safetensors import SafetensorError
         from safetensors.torch import load_file
+        if path.name == SAFE_WEIGHTS_NAME:  # inside an export: its config.json records the file's sha256
+            config = path.with_name('config.json')
+            check_sha256(path, recorded_sha256(config), str(config), str(path))
         try:
             return load_file(str(path), device='cpu')
         except SafetensorError as e:
             raise InvalidWeightsFileError(f"{path}: not a valid safetensors file ({e})") from e
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # UnpicklingError, RuntimeError from a zip reader, ...
-        raise InvalidWeightsFileError(
-            f"{path}: cannot be read as a safe torch checkpoint (weights_only=True): {str(e).splitlines()[0]}") from e
+    return load_torch_file(path, 'weights file')
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -200,12 +201,18 @@ def load_state_dict_into(model: torch.nn.Module, state_dict: Dict[str, Any], sou
     unexpected = sorted(set(state_dict) - set(own))
     shapes = sorted(f'{k} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}'
                     for k in set(own) & set(state_dict) if state_dict[k].shape != own[k].shape)
+    arch = getattr(target, 'pretrained_cfg', {}).get('architecture', type(target).__name__)
+    held = {k: tuple(v.shape) for k, v in state_dict.items() if hasattr(v, 'shape')}
+    asked = {k: tuple(v.shape) for k, v in own.items()}
+    if (missing or unexpected or shapes) and vit_shape(held) and vit_shape(held) != vit_shape(asked):
+        raise CheckpointMismatchError(mismatch_message(
+            source, held, asked, arch, 'build the model with the architecture the weights were trained with '
+            '(model.name, model.arch or model.model_args)'))
     if missing or unexpected or shapes:
         def fmt(title, items):
             more = f' (+{len(items) - _MAX_LISTED} more)' if len(items) > _MAX_LISTED else ''
             return f"{title}: {', '.join(items[:_MAX_LISTED])}{more}" if items else ''
         parts = [p for p in (fmt('missing', missing), fmt('unexpected', unexpected), fmt('shape', shapes)) if p]
         raise CheckpointMismatchError(
-            f"{source} does not fit {getattr(target, 'pretrained_cfg', {}).get('architecture', type(target).__name__)}"
-            f" -- {'; '.join(parts)}; build the model with the architecture the checkpoint was trained with")
+            f"{source} does not fit {arch} -- {'; '.join(parts)}; build the model with the architecture the checkpoint was trained with")
     target.load_state_dict(state_dict, strict=True)

@@ -4,6 +4,10 @@ This package is separate from ``mask3d`` so that ``mask3d --help``, ``--version`
 importing torch and timm (importing ``mask3d`` registers the models in timm, which takes seconds). Each subcommand
 names its implementation as ``'module:function'``; that module is imported only when the subcommand runs.
 
+Errors end in one line on stderr (``mask3d: error: ...``, exit 2 for a wrong command line or config, 1 for
+anything else a user can fix) and bugs in a traceback; ``--debug`` or ``MASK3D_DEBUG=1`` shows every traceback
+(``failures.py``).
+
 Adding a subcommand is a few lines in ``build_parser``::
 
     p = sub.add_parser('probe', help='...')
@@ -13,12 +17,12 @@ Adding a subcommand is a few lines in ``build_parser``::
 import argparse
 import importlib
 import re
-import sys
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable, List, Optional
 
 from .bundled import configs_root, list_configs, manifest_path
+from .failures import check_output_folder, debug_requested, report
 
 
 def version() -> str:
@@ -46,10 +50,21 @@ def _cmd_configs(args) -> int:
     return 0
 
 
+class _SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: also takes ``--debug`` after the subcommand's name (``mask3d pretrain ... --debug``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='mask3d', description='Mask3D RGB-D pre-trained ViT backbones.')
     parser.add_argument('--version', action='version', version=f'mask3d {version()}')
-    sub = parser.add_subparsers(dest='command', required=True)
+    parser.add_argument('--debug', action='store_true',
+                        help='show the full traceback of errors (also MASK3D_DEBUG=1); without it a mistake in the '
+                             'input is one line, exit 2 (command line, config) or 1 (anything else)')
+    sub = parser.add_subparsers(dest='command', required=True, parser_class=_SubcommandParser)
     config_help = 'a bundled config name (`mask3d configs`, e.g. {}) or a YAML file'
 
     p = sub.add_parser('models', help='list Mask3D backbones, their tags and where their weights are')
@@ -129,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = data.add_parser('inspect', help='what a dataset holds: format, frames, size, depth range, labels')
     q.add_argument('path', help="a dataset file or folder, or 'synthetic'")
     q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',
-                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'folder',
-                                                         'synthetic', 'shards'))
+                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'tum', '7scenes',
+                                                         'folder', 'synthetic', 'shards'))
     q.add_argument('--depth-scale', type=float, default=1000.0, help='16-bit PNG units per metre (folder, nyu-raw)')
     q.add_argument('--class-mapping', default=None, help='nyu-mat: classMapping40.mat (default: next to the .mat)')
     q.add_argument('--max-frames', type=int, default=50, help='frames read for the statistics (evenly spaced)')
@@ -139,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = data.add_parser('shard', help='write a dataset as WebDataset tar shards (data.source: shards)')
     q.add_argument('src', help="a dataset file or folder (any format inspect opens), or 'synthetic'")
     q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',
-                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'folder',
-                                                         'synthetic'))
+                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'tum', '7scenes',
+                                                         'folder', 'synthetic'))
     q.add_argument('--out', required=True, help='an empty folder for shard-NNNNNN.tar and shards.json')
     q.add_argument('--frames-per-shard', type=int, default=1000)
     q.add_argument('--depth-scale', type=float, default=1000.0, help='16-bit PNG units per metre (folder, nyu-raw)')
@@ -149,16 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# options naming a folder the command writes into
+_OUTPUT_FOLDERS = (('output', '--output'), ('out', '--out'))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        for attr, option in _OUTPUT_FOLDERS:
+            check_output_folder(option, getattr(args, attr, None))
         if getattr(args, 'config', None) and getattr(args, 'config_family', None):
             from .bundled import resolve_config
             args.config = str(resolve_config(args.config, args.config_family))
         return args.func(args) or 0
-    except Exception as e:
-        errors = sys.modules.get('mask3d.errors')  # loaded by then if a mask3d error can have been raised
-        if errors is None or not isinstance(e, errors.Mask3DError):
-            raise
-        print(f"mask3d {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as e:
+        return report(e, debug_requested(args.debug), version())

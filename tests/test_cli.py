@@ -61,9 +61,9 @@ def test_push_refuses_sha_mismatch_and_unknown_repo(exported, tmp_path, capsys):
     # a real push with a mismatch stops before any network call (sockets are blocked anyway)
     rc = main(['push', str(exported), '--repo-id', 'mask3d/mask3d_vit_tiny_patch16.scannet', '--manifest',
                str(manifest)])
-    assert rc == 2 and 'not pushing' in capsys.readouterr().err
+    assert rc == 1 and 'not pushing' in capsys.readouterr().err
     rc = main(['push', str(exported), '--repo-id', 'someone/else', '--manifest', str(manifest), '--dry-run'])
-    assert rc == 2 and 'no entry with repo_id someone/else' in capsys.readouterr().err
+    assert rc == 1 and 'no entry with repo_id someone/else' in capsys.readouterr().err
 
 
 def test_push_rejects_incomplete_or_invalid_folder(exported, tmp_path, capsys):
@@ -71,10 +71,10 @@ def test_push_rejects_incomplete_or_invalid_folder(exported, tmp_path, capsys):
     (exported / 'model.safetensors').write_bytes(b'garbage')
     rc = main(['push', str(exported), '--repo-id', 'mask3d/mask3d_vit_tiny_patch16.scannet', '--manifest',
                str(manifest), '--dry-run'])
-    assert rc == 2 and 'not a valid safetensors file' in capsys.readouterr().err
+    assert rc == 1 and 'not a valid safetensors file' in capsys.readouterr().err
     (exported / 'README.md').unlink()
     rc = main(['push', str(exported), '--repo-id', 'x/y', '--manifest', str(manifest), '--dry-run'])
-    assert rc == 2 and 'missing README.md' in capsys.readouterr().err
+    assert rc == 1 and 'missing README.md' in capsys.readouterr().err
 
 
 def _fake_api(commit_id='c' * 40):
@@ -123,7 +123,7 @@ def test_push_refuses_a_licence_that_conflicts_with_the_init(exported, tmp_path,
         rc = main(['push', str(exported), '--repo-id', 'mask3d/mask3d_vit_tiny_patch16.scannet', '--manifest',
                    str(manifest)])
     err = capsys.readouterr().err
-    assert rc == 2 and 'conflicts with the init weights' in err and 'cc-by-nc-4.0' in err
+    assert rc == 1 and 'conflicts with the init weights' in err and 'cc-by-nc-4.0' in err
     hf_api.assert_not_called()
 
 

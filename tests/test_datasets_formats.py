@@ -262,7 +262,7 @@ def test_inspect_json_and_sheet(tmp_path, capsys):
     assert sheet.stat().st_size > 5000
     assert main(['data', 'inspect', str(root)]) == 0
     assert 'median' in capsys.readouterr().out
-    assert main(['data', 'inspect', str(tmp_path / 'nothing')]) == 2
+    assert main(['data', 'inspect', str(tmp_path / 'nothing')]) == 1
 
 
 def test_inspect_tum_frame(tmp_path, capsys):

@@ -315,7 +315,9 @@ def test_user_pickle_loads_only_with_weights_only(tmp_path, tiny):
     torch.save({'model': Evil()}, path)
     with pytest.raises(mask3d.InvalidWeightsFileError) as e:
         mask3d.create_model('mask3d_vit_tiny_patch16', checkpoint_path=path)
-    assert 'weights_only=True' in _one_line(e)
+    msg = _one_line(e)
+    assert 'refused' in msg and '(print)' in msg and 'never unpickles' in msg
+    assert 'weights_only=False' not in msg and 'trust the source' not in msg  # no hint to unpickle
 
 
 def test_local_dir_without_config(tmp_path):

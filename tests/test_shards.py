@@ -102,7 +102,7 @@ def test_other_formats_store_lossless_arrays(tmp_path):
     out = _shard('synthetic', tmp_path / 'shards', 8)  # rendered on the fly: PNG colour + float metres
     src, _, _ = open_dataset('synthetic')
     _assert_same_samples(src, ShardFrames(out))
-    assert cli_main(['data', 'shard', 'synthetic', '--out', str(out)]) == 2  # one-line error, nothing overwritten
+    assert cli_main(['data', 'shard', 'synthetic', '--out', str(out)]) == 1  # one-line error, nothing overwritten
 
 
 def test_brace_pattern_and_missing_index(folder, tmp_path):

@@ -1,13 +1,23 @@
-"""Training checkpoints: atomic writes, every RNG state, and loading with ``weights_only=True``."""
+"""Training checkpoints: atomic writes, every RNG state, and loading with ``weights_only=True``.
+
+A checkpoint is written to ``.NAME.tmp.PID`` beside its final name, fsynced, then renamed: a kill or a full disk
+never leaves half a ``last.pt``. A failed write removes its temporary file; temporary files of writes that were
+killed are removed when the next run starts in that folder (:func:`remove_stale_temp_files`).
+"""
+import logging
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any, Dict, Union
 
 import numpy as np
 import torch
 
-from ..errors import Mask3DError
+from ..errors import CheckpointWriteError, Mask3DError
+from ..safe_load import load_torch_file
+
+_log = logging.getLogger(__name__)
 
 
 def rng_state() -> Dict[str, Any]:
@@ -35,25 +45,77 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f'.{path.name}.tmp.{os.getpid()}')
+
+
+def _os_error(exc: BaseException):
+    """The OSError behind ``exc``: torch.save reports a failed write of its file object as a RuntimeError
+    ("enforce fail ... unexpected pos") raised while handling the OSError (ENOSPC, EFBIG, EDQUOT, ...)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return f'{shutil.disk_usage(folder).free / 2 ** 20:.0f} MiB free there'
+    except OSError:
+        return 'free space unknown'
+
+
 def save_atomic(state: Dict[str, Any], path: Union[str, os.PathLike]) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename: a crash never leaves half a file."""
+    """Write to a temporary file in the same folder, fsync, then rename: a crash never leaves half a file.
+
+    A write that fails (disk full, file-size limit, quota, I/O error) or is interrupted removes its temporary file
+    and leaves ``path`` as it was; OS failures become a one-line :class:`CheckpointWriteError`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp.{os.getpid()}')
-    with open(tmp, 'wb') as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = _temp_name(path)
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:  # KeyboardInterrupt included: nothing half-written stays behind
+        tmp.unlink(missing_ok=True)
+        cause = _os_error(e)
+        if cause is None:
+            raise
+        kept = f'the previous {path.name} is kept' if path.is_file() else f'no earlier {path.name} exists'
+        raise CheckpointWriteError(
+            f'cannot write checkpoint {path}: {cause.strerror or cause} ({_free_space(path.parent)}); the partial '
+            f'file was removed and {kept}: free space (or raise the file-size limit), then continue with '
+            f'--resume') from e
     return path
+
+
+def remove_stale_temp_files(folder: Union[str, os.PathLike]) -> list:
+    """Remove the temporary files of checkpoint writes that were killed (``.NAME.tmp.PID``); returns their names.
+
+    Called when a run starts in ``folder`` (before any write of its own): a killed write can leave a file as large
+    as a whole checkpoint.
+    """
+    folder = Path(folder)
+    removed = []
+    for tmp in sorted(folder.glob('.*.tmp.*')) if folder.is_dir() else []:
+        if tmp.is_file() and tmp.name.rsplit('.', 1)[-1].isdigit():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.name)
+    if removed:
+        _log.warning('removed %d temporary file(s) of interrupted checkpoint writes in %s: %s', len(removed),
+                     folder, ', '.join(removed))
+    return removed
 
 
 def load_training_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise Mask3DError(f'{path}: checkpoint not found')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise Mask3DError(f'{path}: cannot load checkpoint safely (weights_only=True): '
-                          f'{str(e).splitlines()[0]}') from e
+    return load_torch_file(path, 'checkpoint')

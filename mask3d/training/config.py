@@ -21,7 +21,7 @@ from .depth_targets import DEPTH_NORMS
 from .losses import LOSSES
 from .pretrainer import DEPTH_NORM_STATS, LOSS_ON, PretrainMethodConfig
 
-DATA_SOURCES = ('synthetic', 'folder', 'scannet', 'nyu-raw', 'sunrgbd', 'shards', 'mixture')
+DATA_SOURCES = ('synthetic', 'folder', 'scannet', 'nyu-raw', 'sunrgbd', 'tum', '7scenes', 'shards', 'mixture')
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 DEVICES = ('auto', 'cpu', 'cuda')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
@@ -226,7 +226,7 @@ class DataConfig(BaseDataConfig):
     # folder / scannet
     root: Optional[str] = None
     depth_scale: float = 1000.0             # folder: 16-bit PNG units per metre (1000 mm, 5000 TUM)
-    split: Optional[str] = None             # scannet: scene list such as scannetv2_train.txt
+    split: Optional[str] = None             # scannet: scene list such as scannetv2_train.txt; 7scenes: train|test
     every: int = 1                          # scannet: keep every N-th frame of a scene
     # shards (`mask3d data shard`): root is a folder, a brace pattern or a URL; docs/datasets.md, "Shards"
     shard_index: Optional[str] = None       # shards.json (default: next to the shards)
@@ -368,6 +368,13 @@ def _coerce(current: Any, value: Any, key: str, where: str) -> Any:
     return value
 
 
+def yaml_problem(error: 'yaml.YAMLError') -> str:
+    """``line 3, column 7: expected ...`` from a PyYAML error (its own text spans several lines)."""
+    mark, problem = getattr(error, 'problem_mark', None), getattr(error, 'problem', None)
+    where = f'line {mark.line + 1}, column {mark.column + 1}: ' if mark is not None else ''
+    return where + (problem or next(line for line in str(error).splitlines() if line.strip()))
+
+
 def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
     """['optim.lr=1e-4', 'data.image_size=[224,224]'] -> nested dict (values parsed as YAML)."""
     nested: Dict[str, Any] = {}
@@ -375,11 +382,17 @@ def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
         if '=' not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=1e-4")
         key, raw = item.split('=', 1)
-        value = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f'--set {item!r}: the value is not valid YAML ({yaml_problem(e)}); write lists as '
+                              f'[a, b] and quote strings holding : or #') from e
         node = nested
         parts = key.strip().split('.')
         for part in parts[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f'--set {item!r}: {part} was set to a value by an earlier --set, not a section')
         node[parts[-1]] = value
     return nested
 
@@ -394,7 +407,7 @@ def load_dataclass_config(cls, path: Optional[Union[str, os.PathLike]] = None, o
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f'{path}: invalid YAML ({e})') from e
+            raise ConfigError(f'{path}: invalid YAML ({yaml_problem(e)})') from e
         _merge(cfg, values, str(path))
     if overrides:
         _merge(cfg, parse_overrides(overrides), '--set')

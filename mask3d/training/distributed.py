@@ -5,6 +5,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 
 @dataclass
 class DistInfo:
@@ -25,7 +27,8 @@ class DistInfo:
 def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     if preference == 'cuda' or (preference == 'auto' and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError('train.device=cuda but CUDA is not available')
+            raise ConfigError('train.device=cuda but CUDA is not available here (torch.cuda.is_available() is '
+                              'False); use train.device=cpu or auto')
         torch.cuda.set_device(local_rank)
         return torch.device('cuda', local_rank)
     return torch.device('cpu')

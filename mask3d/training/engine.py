@@ -29,7 +29,7 @@ from .data.device_decode import ColourDecoding
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
 from .data.synthetic import SyntheticRGBD
 from .data.transforms import JointTransform
-from .distributed import DistInfo
+from .distributed import DistInfo, all_reduce_mean
 from .pretrainer import Mask3DPretrainer
 from .reliance import rgb_reliance
 from .loop import LoopSettings, TrainingLoop
@@ -66,6 +66,24 @@ def build_optimizer(cfg: PretrainConfig, model: torch.nn.Module, lr: float) -> t
                                fused=o.fused)
 
 
+class SkipCounter:
+    """``data.skip_bad``'s count: frames left out while listing, plus bad frames skipped while reading on every
+    rank; the read part is stored in checkpoints, so the count goes on where ``--resume`` picks up."""
+
+    def __init__(self, info: DistInfo, *, listed: int, read: int):
+        self.info, self.listed, self.read, self.local, self._gathered = info, listed, read, 0, 0
+
+    def gather(self) -> None:
+        """Add the skips every rank made since the last call (a collective with DDP: all ranks call it)."""
+        new = torch.tensor([float(self.local)], device=self.info.device)
+        self.read += int(round(float(all_reduce_mean(new, self.info)[0]) * self.info.world_size))
+        self.local = 0
+
+    @property
+    def total(self) -> int:
+        return self.listed + self.read
+
+
 def build_frames(cfg: PretrainConfig):
     return _frames(cfg.data, cfg.train.seed)
 
@@ -75,16 +93,22 @@ def _frames(d, seed: int):
         return MixtureFrames([(_frames(part, seed), weight) for part, weight in mixture_parts(d)],
                              length=d.mixture_length, seed=seed)
     if d.source == 'nyu-raw':
-        return NYUSyncFrames(d.root, depth_scale=d.depth_scale)
+        return NYUSyncFrames(d.root, depth_scale=d.depth_scale, skip_bad=d.skip_bad)
     if d.source == 'sunrgbd':
-        return SUNRGBDFrames(d.root)
+        return SUNRGBDFrames(d.root, skip_bad=d.skip_bad)
     if d.source == 'synthetic':
         # rendered at the training size; the random resized crop then zooms in like on real frames
         return SyntheticRGBD(length=d.synthetic_length, seed=d.synthetic_seed, image_size=tuple(d.image_size))
     if d.source == 'folder':
-        return RGBDFolder(d.root, depth_scale=d.depth_scale)
+        return RGBDFolder(d.root, depth_scale=d.depth_scale, skip_bad=d.skip_bad)
     if d.source == 'scannet':
-        return ScanNetFrames(d.root, split=d.split, every=d.every)
+        return ScanNetFrames(d.root, split=d.split, every=d.every, skip_bad=d.skip_bad)
+    if d.source == 'tum':
+        from .data.tum import TUMFrames
+        return TUMFrames(d.root, skip_bad=d.skip_bad)
+    if d.source == '7scenes':
+        from .data.seven_scenes import SevenScenesFrames
+        return SevenScenesFrames(d.root, split=d.split, skip_bad=d.skip_bad)
     raise ConfigError(f'unknown data.source {d.source!r}')
 
 
@@ -146,11 +170,14 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     mean, std = encoder.pretrained_cfg['mean'], encoder.pretrained_cfg['std']
     transform = JointTransform(d_cfg.image_size, scale=tuple(d_cfg.scale), hflip=d_cfg.hflip, mean=mean, std=std)
     colour = ColourDecoding(d_cfg.decode_device, device, transform)  # data.decode_device: JPEGs decoded on a device
+    listed_skips = 0  # data.skip_bad: frames left out while listing (the same on every rank, every start)
     if d_cfg.source == 'shards':
         sampler, samples = _shard_stream(cfg, state, info, transform, model.patch_size, colour)
         frames_total, micro_per_epoch = sampler.shards.frames, sampler.batches_per_epoch
     else:
-        samples = PretrainSamples(colour.frames(build_frames(cfg), d_cfg.source), transform,
+        frames = build_frames(cfg)
+        listed_skips = len(getattr(frames, 'skipped_at_listing', ()))
+        samples = PretrainSamples(colour.frames(frames, d_cfg.source), transform,
                                   patch_size=model.patch_size, seed=t_cfg.seed,
                                   skip_bad=d_cfg.skip_bad)
         sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
@@ -175,20 +202,20 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
         run_dir=run_dir, steps_per_epoch=steps_per_epoch, logger=logger, start_step=step,
         checkpoint_payload=lambda _: {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                                       'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict(),
-                                      'config': cfg.to_dict()})
+                                      'config': cfg.to_dict(), 'skipped_frames_read': skips.read})
 
     def epoch_batches(epoch: int, start_micro: int):
         sampler.set_epoch(epoch, start=start_micro * d_cfg.batch_size)
         return colour.batches(loader)
 
     last: Dict[str, Any] = {}  # the latest micro-batch and its outputs: rgb_reliance and figures use them
-    skipped = [0]
+    skips = SkipCounter(info, listed=listed_skips, read=int(state.get('skipped_frames_read', 0)) if state else 0)
 
     def forward(net, batch, autocast):
         rgb = batch['rgb'].to(device, non_blocking=True)
         depth = batch['depth'].to(device, non_blocking=True)
         noise = batch['mask_noise'].to(device, non_blocking=True)
-        skipped[0] += int(batch['skipped'].sum())
+        skips.local += int(batch['skipped'].sum())
         if t_cfg.compile and t_cfg.compile_mode == 'reduce-overhead':
             torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step may reuse output memory
         with autocast:
@@ -197,12 +224,15 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
         return {'loss': out['loss'], 'loss_depth': out['loss_depth']}
 
     def reliance() -> Dict[str, float]:
+        skips.gather()  # every rank is here (a log step): the skip count of all ranks for record_extras
         # one extra no-grad forward pair on the last micro-batch: does the loss need the encoder?
         rgb = last['rgb']
         return {'rgb_reliance': rgb_reliance(model, rgb, last['depth'], mask_noise=last['noise'],
                                              autocast=loop.autocast) if rgb.shape[0] > 1 else float('nan')}
 
     def figure(step: int, losses: Dict[str, torch.Tensor]) -> None:
+        if t_cfg.ckpt_every and (step % t_cfg.ckpt_every == 0 or step == t_cfg.steps):
+            skips.gather()  # before the loop saves the checkpoint: it stores the count of this very step
         if info.is_main and (step % t_cfg.figure_every == 0 or step == t_cfg.steps):
             from .visualize import save_reconstruction_figure
             out = last['out']
@@ -214,11 +244,12 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
                       f"rgb_reliance {loop.last_record.get('rgb_reliance', float('nan')):.3f}")
 
     last_record = loop.run(epoch_batches, forward, log_extras=reliance,
-                           record_extras=lambda: {'skipped_frames': skipped[0]}, after_step=figure)
+                           record_extras=lambda: {'skipped_frames': skips.total}, after_step=figure)
     step = loop.step
     logger.close()
+    skips.gather()
 
-    summary = {'run_dir': str(run_dir), 'steps': step, 'final': last_record, 'skipped_frames': skipped[0],
+    summary = {'run_dir': str(run_dir), 'steps': step, 'final': last_record, 'skipped_frames': skips.total,
                'checkpoint': str(run_dir / 'checkpoints' / 'last.pt')}
     if info.is_main:
         records = read_metrics(run_dir)
@@ -237,11 +268,14 @@ def describe_data(data) -> str:
     """Where the pre-training frames came from, in words (the card's training data; no dataset is implied)."""
     if data.source == 'mixture':
         return 'mixture of ' + '; '.join(f'{describe_data(part)} (weight {w:g})' for part, w in mixture_parts(data))
-    return {'synthetic': 'built-in synthetic indoor RGB-D rooms (mask3d.training.data.synthetic), no real images',
-            'folder': f'RGB-D folder {data.root}',
-            'scannet': f'ScanNet v2 RGB-D frames ({data.split or "all scenes"}, every {data.every})',
-            'nyu-raw': f'NYU Depth v2 raw frames ({data.root})',
-            'sunrgbd': f'SUN RGB-D frames ({data.root})'}.get(data.source, f'{data.source} ({data.root})')
+    words = {'synthetic': 'built-in synthetic indoor RGB-D rooms (mask3d.training.data.synthetic), no real images',
+             'folder': f'RGB-D folder {data.root}',
+             'scannet': f'ScanNet v2 RGB-D frames ({data.split or "all scenes"}, every {data.every})',
+             'nyu-raw': f'NYU Depth v2 raw frames ({data.root})',
+             'sunrgbd': f'SUN RGB-D frames ({data.root})',
+             'tum': f'TUM RGB-D sequences ({data.root})',
+             '7scenes': f'Microsoft 7-Scenes frames ({data.split or "all"} sequences, {data.root})'}
+    return words.get(data.source, f'{data.source} ({data.root})')
 
 
 def run_metadata(cfg: PretrainConfig, run_dir: Optional[Path], metrics: Dict[str, Any]) -> Dict[str, Any]:

@@ -1,8 +1,11 @@
 """What every training loop here shares (pre-training and fine-tuning): seeding, autocast, run directories that
 refuse to be overwritten and resume only with a compatible config, checkpoints carrying every rank's RNG, and
-metrics.jsonl + TensorBoard logging."""
+metrics.jsonl + TensorBoard logging. A resumed run lists each step once: the lines logged after its checkpoint are
+dropped before they are logged again."""
 import contextlib
 import json
+import logging
+import os
 import random
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -12,8 +15,10 @@ import torch
 
 from ..errors import ConfigError, Mask3DError
 from .config import RESUMABLE_CHANGES, ensure_valid
-from .checkpoint import load_training_checkpoint, rng_state, save_atomic, set_rng_state
+from .checkpoint import load_training_checkpoint, remove_stale_temp_files, rng_state, save_atomic, set_rng_state
 from .distributed import DistInfo, cleanup, init_distributed
+
+_log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -55,6 +60,8 @@ def check_resume_config(saved: Dict[str, Any], current: Dict[str, Any], allowed:
 def open_run(run_dir: Path, resume: bool, current_config: Dict[str, Any],
              allowed_changes: Sequence[str] = RESUMABLE_CHANGES) -> Optional[Dict[str, Any]]:
     """The training state to resume from (``resume=True``), or None for a fresh run in an unused directory."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f'{run_dir}: is an existing file, not a run directory; choose another --output')
     last = run_dir / 'checkpoints' / 'last.pt'
     if resume:
         if not last.is_file():
@@ -76,12 +83,46 @@ def launch(loop: Callable, cfg, run_dir, resume: bool, progress: bool):
     state = open_run(run_dir, resume, cfg.to_dict())
     info = init_distributed(cfg.train.device)
     try:
+        if info.is_main:
+            tidy_run_dir(run_dir, state)
         seed_everything(cfg.train.seed + info.rank)
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         return loop(cfg, run_dir, info, state, progress)
     finally:
         cleanup(info)
+
+
+def tidy_run_dir(run_dir: Path, state: Optional[Dict[str, Any]]) -> None:
+    """Before a run writes anything (main process): remove the temporary files of checkpoint writes that were
+    killed, and when resuming drop the metrics.jsonl lines logged after the checkpoint (they are logged again)."""
+    remove_stale_temp_files(run_dir / 'checkpoints')
+    if state is not None:
+        drop_metrics_after(run_dir / 'metrics.jsonl', int(state['step']))
+
+
+def drop_metrics_after(path: Path, step: int) -> int:
+    """Keep the records of steps <= ``step``, and drop a last line cut short by a kill; returns how many went."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:  # written half when the process was killed
+            record = None
+        if not isinstance(record, dict) or record.get('step', 0) > step:
+            dropped += 1
+            continue
+        kept.append(line + '\n')
+    if dropped:
+        tmp = path.with_name(f'.{path.name}.tmp.{os.getpid()}')
+        tmp.write_text(''.join(kept))
+        os.replace(tmp, path)
+        _log.info('resuming at step %d: dropped %d line(s) of %s logged after that checkpoint', step, dropped, path)
+    return dropped
 
 
 def restore_training_state(state: Dict[str, Any], info: DistInfo, model, optimizer, scheduler, scaler) -> int:
@@ -129,9 +170,11 @@ class MetricsLogger:
         if not enabled:
             return
         self.path = run_dir / 'metrics.jsonl'
+        logged = read_metrics(run_dir)  # a resumed run: TensorBoard hides events past the last kept step
+        purge_step = max(r.get('step', 0) for r in logged) + 1 if logged else None
         try:
             from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(run_dir / 'tensorboard'))
+            self.tb = SummaryWriter(str(run_dir / 'tensorboard'), purge_step=purge_step)
         except Exception:  # tensorboard not installed
             self.tb = None
 

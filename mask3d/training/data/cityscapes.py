@@ -12,7 +12,7 @@ from typing import Dict, Union
 import numpy as np
 from PIL import Image
 
-from .folder import RGBDFolderError, read_rgb
+from .folder import RGBDFolderError, read_label, read_rgb
 
 # labelId -> trainId (cityscapesscripts/helpers/labels.py); every other id is 255
 LABEL_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
@@ -44,6 +44,18 @@ def disparity_to_depth(png: np.ndarray, camera: Dict, where: str = '', max_depth
     return depth
 
 
+def read_camera(path: Path) -> Dict:
+    """``*_camera.json`` -> dict with numeric ``intrinsic`` fx, fy, u0, v0 (checked, so a broken file is one line)."""
+    try:
+        camera = json.loads(path.read_text())
+        for key in ('fx', 'fy', 'u0', 'v0'):
+            camera['intrinsic'][key] = float(camera['intrinsic'][key])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RGBDFolderError(f'{path}: not a Cityscapes camera json with intrinsic fx, fy, u0, v0 '
+                              f'({e.__class__.__name__}: {e})') from e
+    return camera
+
+
 class CityscapesRGBD:
     """Cityscapes ``split`` (train/val/test) as samples: rgb, depth (metres), semantic (trainIds), intrinsics."""
 
@@ -72,20 +84,26 @@ class CityscapesRGBD:
         image_path = self._tv.images[i]
         rgb = read_rgb(image_path)
         label_path = self._tv.targets[i][0]
-        with Image.open(label_path) as im:
-            label = np.array(im)
+        label = read_label(label_path)
+        if label.shape != rgb.shape[1:]:
+            raise RGBDFolderError(f'{label_path}: labels are {label.shape}, image is {rgb.shape[1:]}')
         sample = {'rgb': rgb, 'semantic': label_ids_to_train_ids(label), 'source': image_path}
         camera_path = self._sibling(image_path, 'camera', 'camera.json')
         if camera_path.is_file():
-            camera = json.loads(camera_path.read_text())
-            K = np.array([[camera['intrinsic']['fx'], 0, camera['intrinsic']['u0']],
-                          [0, camera['intrinsic']['fy'], camera['intrinsic']['v0']], [0, 0, 1]], np.float32)
-            sample['intrinsics'] = K
+            camera = read_camera(camera_path)
+            sample['intrinsics'] = np.array([[camera['intrinsic']['fx'], 0, camera['intrinsic']['u0']],
+                                             [0, camera['intrinsic']['fy'], camera['intrinsic']['v0']], [0, 0, 1]],
+                                            np.float32)
         if self.with_depth:
             disp_path = self._sibling(image_path, 'disparity', 'disparity.png')
             if not disp_path.is_file() or not camera_path.is_file():
                 raise RGBDFolderError(f'{image_path}: depth needs {disp_path} and {camera_path}')
-            with Image.open(disp_path) as im:
-                png = np.array(im)
+            try:
+                with Image.open(disp_path) as im:
+                    png = np.array(im)
+            except Exception as e:
+                raise RGBDFolderError(f'{disp_path}: cannot read disparity ({e.__class__.__name__}: {e})') from e
+            if png.shape != rgb.shape[1:]:
+                raise RGBDFolderError(f'{disp_path}: disparity is {png.shape}, image is {rgb.shape[1:]}')
             sample['depth'] = disparity_to_depth(png, camera, str(disp_path))[None]
         return sample

@@ -79,5 +79,11 @@ def run_data(args) -> int:
                 print(f'  {name:20s} {count:>12,d} px')
             if args.sheet:
                 print(f"contact sheet: {report['sheet']}")
+            for problem in report['problems']:
+                print(f'problem: {problem}')
+        if report['problems']:  # after the report, so the statistics of the good frames are still shown
+            from .folder import RGBDFolderError
+            raise RGBDFolderError(f"{len(report['problems'])} of {report['inspected_frames']} inspected frames have "
+                                  f"problems, the first: {report['problems'][0]}")
         return 0
     raise SystemExit(f'unknown data command {args.data_command}')

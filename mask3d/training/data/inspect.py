@@ -6,11 +6,11 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 
 from ...constants import IGNORE_INDEX
-from ...errors import BadDataFileError, DataError, MissingDataError
+from ...errors import BadDataFileError, DataError, Mask3DError, MissingDataError
 from .folder import RGBDFolder
 
 FORMATS = ('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k', 'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes',
-           'folder', 'synthetic', 'shards')
+           'tum', '7scenes', 'folder', 'synthetic', 'shards')
 
 
 def detect_format(path: Path) -> str:
@@ -28,6 +28,11 @@ def detect_format(path: Path) -> str:
         return 'shards'
     if (path / 'leftImg8bit').is_dir():
         return 'cityscapes'
+    if (path / 'rgb.txt').is_file() or any((p / 'rgb.txt').is_file() for p in path.iterdir()):
+        return 'tum'  # before 'folder': a TUM sequence also has rgb/ and depth/
+    if next(path.glob('frame-*.color.*'), None) is not None or next(path.glob('seq-*/frame-*.color.*'), None) \
+            is not None or next(path.glob('*/seq-*/frame-*.color.*'), None) is not None:
+        return '7scenes'
     if (path / 'rgb').is_dir() and (path / 'depth').is_dir():
         return 'folder'
     scenes = [p for p in path.iterdir() if (p / 'color').is_dir() and (p / 'depth').is_dir()]
@@ -80,14 +85,15 @@ def open_dataset(path: Union[str, os.PathLike], fmt: str = 'auto', *, depth_scal
     if fmt == 'cityscapes':
         from .cityscapes import CITYSCAPES19_NAMES, CityscapesRGBD
         return CityscapesRGBD(path, split='train'), CITYSCAPES19_NAMES, fmt
+    if fmt == 'tum':
+        from .tum import TUMFrames
+        return TUMFrames(path), None, fmt
+    if fmt == '7scenes':
+        from .seven_scenes import SevenScenesFrames
+        return SevenScenesFrames(path), None, fmt
     if fmt == 'folder':
         ds = RGBDFolder(path, depth_scale=depth_scale)
-        names = None
-        classes = path / 'classes.json'
-        if classes.is_file():
-            import json
-            names = tuple(json.loads(classes.read_text())['names'])
-        return ds, names, fmt
+        return ds, getattr(ds, 'class_names', None), fmt
     raise DataError(f'unknown format {fmt!r}; one of {", ".join(FORMATS)}')
 
 
@@ -110,14 +116,20 @@ class _SensFrames:
 
 
 def inspect(dataset, class_names=None, fmt: str = '', max_frames: int = 50) -> Dict[str, Any]:
+    """Statistics of up to ``max_frames`` evenly spaced frames. A frame that cannot be read (a broken file, label
+    ids outside the classes) does not stop the inspection: its one-line error is listed under ``problems``."""
     n = len(dataset)
     if n == 0:
         raise MissingDataError('dataset is empty')
     picks = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
-    depths, valid_total, pixel_total, labels = [], 0, 0, {}
+    depths, valid_total, pixel_total, labels, problems = [], 0, 0, {}, []
     size = None
     for i in picks:
-        s = dataset[int(i)]
+        try:
+            s = dataset[int(i)]
+        except Mask3DError as e:
+            problems.append(str(e))
+            continue
         size = size or list(np.asarray(s['rgb']).shape[-2:])
         if 'depth' in s:
             d = np.asarray(s['depth'])[0]
@@ -127,9 +139,14 @@ def inspect(dataset, class_names=None, fmt: str = '', max_frames: int = 50) -> D
             depths.append(d[v])
         if 'semantic' in s:
             ids, counts = np.unique(np.asarray(s['semantic']), return_counts=True)
+            outside = [k for k in ids.tolist() if class_names and k != IGNORE_INDEX and not 0 <= k < len(class_names)]
+            if outside:
+                problems.append(f"{s.get('source', i)}: label ids {', '.join(map(str, outside[:8]))} outside the "
+                                f'{len(class_names)} classes (0..{len(class_names) - 1}, {IGNORE_INDEX} = ignore)')
             for k, c in zip(ids.tolist(), counts.tolist()):
-                known = class_names and k < len(class_names)
-                name = 'ignore' if k == IGNORE_INDEX else (class_names[k] if known else str(k))
+                known = class_names and 0 <= k < len(class_names)
+                name = 'ignore' if k == IGNORE_INDEX else (class_names[k] if known else str(k) if not class_names
+                                                           else f'{k} (outside the classes)')
                 labels[name] = labels.get(name, 0) + c
     all_d = np.concatenate(depths) if depths else np.zeros(0)
     report = {'format': fmt, 'frames': n, 'inspected_frames': len(picks), 'image_size': size,
@@ -138,6 +155,7 @@ def inspect(dataset, class_names=None, fmt: str = '', max_frames: int = 50) -> D
               'depth_valid_fraction': valid_total / pixel_total if pixel_total else 0.0}
     if labels:
         report['labels'] = dict(sorted(labels.items(), key=lambda kv: -kv[1]))
+    report['problems'] = problems
     return report
 
 

@@ -21,6 +21,7 @@ class MixtureFrames:
             if len(dataset) == 0:
                 raise RGBDFolderError(f'mixture source {dataset!r} is empty')
         self.sources = [d for d, _ in sources]
+        self.skipped_at_listing = [m for d in self.sources for m in getattr(d, 'skipped_at_listing', ())]
         self.cumulative = np.cumsum(weights / weights.sum())
         self.length, self.seed = int(length), seed
 

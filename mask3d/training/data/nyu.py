@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from ...constants import IGNORE_INDEX
+from ...errors import LabelRangeError
 from .folder import RGBDFolderError, RGBDFrames
 
 NYU40_NAMES = ('wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 'door', 'window', 'bookshelf',
@@ -30,13 +31,20 @@ NYU40_TO_13 = np.array([12, 5, 6, 1, 4, 9, 10, 12, 13, 6, 8, 6, 13, 10, 6, 13, 6
 NYU_INTRINSICS = np.array([[518.8579, 0, 325.5824], [0, 519.4696, 253.7362], [0, 0, 1]], dtype=np.float32)
 
 
+def _loadmat(path: Path) -> Dict[str, object]:
+    from scipy.io import loadmat
+    try:
+        return loadmat(path)
+    except Exception as e:  # truncated or not a MATLAB file: scipy raises ValueError, OSError, ...
+        raise RGBDFolderError(f'{path}: cannot read the .mat file ({e.__class__.__name__}: {e})') from e
+
+
 def load_class_mapping_40(path: Union[str, os.PathLike]) -> np.ndarray:
     """``classMapping40.mat`` -> lookup table raw id (0..894) -> NYU-40 id (0..40)."""
-    from scipy.io import loadmat
     path = Path(path)
     if not path.is_file():
         raise RGBDFolderError(f'{path}: classMapping40.mat not found')
-    m = loadmat(path)
+    m = _loadmat(path)
     if 'mapClass' not in m:
         raise RGBDFolderError(f'{path}: no mapClass variable; is this classMapping40.mat?')
     return np.concatenate([[0], np.asarray(m['mapClass']).ravel().astype(np.int64)])
@@ -44,11 +52,12 @@ def load_class_mapping_40(path: Union[str, os.PathLike]) -> np.ndarray:
 
 def load_splits(path: Union[str, os.PathLike]) -> Dict[str, np.ndarray]:
     """``splits.mat`` -> {'train': 0-based indices (795), 'test': (654)}."""
-    from scipy.io import loadmat
     path = Path(path)
     if not path.is_file():
         raise RGBDFolderError(f'{path}: splits.mat not found')
-    m = loadmat(path)
+    m = _loadmat(path)
+    if 'trainNdxs' not in m or 'testNdxs' not in m:
+        raise RGBDFolderError(f'{path}: no trainNdxs / testNdxs variables; is this splits.mat?')
     return {'train': np.asarray(m['trainNdxs']).ravel().astype(np.int64) - 1,
             'test': np.asarray(m['testNdxs']).ravel().astype(np.int64) - 1}
 
@@ -56,7 +65,9 @@ def load_splits(path: Union[str, os.PathLike]) -> Dict[str, np.ndarray]:
 def to_train_ids(raw: np.ndarray, lut40: np.ndarray, classes: int, where: str = '') -> np.ndarray:
     """Raw NYU ids -> train ids 0..C-1 with 255 = unlabelled; ids outside the mapping are an error."""
     if raw.size and (raw.min() < 0 or raw.max() >= len(lut40)):
-        raise RGBDFolderError(f'{where}: label id {int(raw.max())} outside the 894-class mapping (0..{len(lut40) - 1})')
+        bad = np.unique(raw[(raw < 0) | (raw >= len(lut40))])
+        raise LabelRangeError(f'{where}: label ids {", ".join(str(int(v)) for v in bad[:8])} outside the '
+                              f'894-class mapping (0..{len(lut40) - 1})')
     l40 = lut40[raw]
     if classes == 40:
         ids = l40
@@ -125,11 +136,14 @@ class NYUv2Labeled:
         return state
 
     def __getitem__(self, i: int) -> Dict[str, object]:
-        f = self._h5()
         k = int(self.indices[i])
-        rgb = np.ascontiguousarray(f['images'][k].transpose(0, 2, 1))            # (3, H, W)
-        depth = np.ascontiguousarray(f[self.depth_key][k].T).astype(np.float32)  # (H, W) metres
-        raw = np.ascontiguousarray(f['labels'][k].T).astype(np.int64)
+        try:
+            f = self._h5()
+            rgb = np.ascontiguousarray(f['images'][k].transpose(0, 2, 1))            # (3, H, W)
+            depth = np.ascontiguousarray(f[self.depth_key][k].T).astype(np.float32)  # (H, W) metres
+            raw = np.ascontiguousarray(f['labels'][k].T).astype(np.int64)
+        except (OSError, KeyError, ValueError) as e:  # a truncated or damaged HDF5 file
+            raise RGBDFolderError(f'{self.path}: frame {k + 1}: cannot read ({e.__class__.__name__}: {e})') from e
         depth[~np.isfinite(depth) | (depth < 0)] = 0
         semantic = to_train_ids(raw, self.lut40, self.classes, f'{self.path}[{k}]')
         sample = {'rgb': rgb, 'depth': depth[None], 'semantic': semantic, 'intrinsics': NYU_INTRINSICS.copy(),
@@ -158,8 +172,9 @@ class NYUSyncFrames(RGBDFrames):
     """Raw/sync NYU frames in BTS layout (``.../rgb_00000.jpg`` + ``.../sync_depth_00000.png``, uint16 mm)
     under ``root`` (searched recursively), for pre-training."""
 
-    def __init__(self, root: Union[str, os.PathLike], depth_scale: float = 1000.0):
+    def __init__(self, root: Union[str, os.PathLike], depth_scale: float = 1000.0, skip_bad: bool = False):
         self.root = Path(root)
+        skip = self._skipper(skip_bad)
         if not self.root.is_dir():
             raise RGBDFolderError(f'{self.root}: folder not found')
         self.depth_scale = depth_scale
@@ -172,9 +187,20 @@ class NYUSyncFrames(RGBDFrames):
             candidates = [depth.parent / f'rgb_{m.group(1)}.jpg', depth.parent.parent / 'rgb' / f'rgb_{m.group(1)}.jpg']
             rgb = next((c for c in candidates if c.is_file()), None)
             if rgb is None:
-                raise RGBDFolderError(f'{depth}: no matching rgb_{m.group(1)}.jpg next to it or in ../rgb/')
+                message = f'{depth}: no matching rgb_{m.group(1)}.jpg next to it or in ../rgb/'
+                if skip is None:
+                    raise RGBDFolderError(message)
+                skip(message)
+                continue
             frames.append((rgb, depth))
         if not frames:
             raise RGBDFolderError(f'{self.root}: no sync_depth_*.png frames found')
+        paired = {rgb for rgb, _ in frames}
+        for folder in sorted({rgb.parent for rgb in paired}):
+            for orphan in (p for p in sorted(folder.glob('rgb_*.jpg')) if p not in paired):
+                message = f'{orphan}: no depth partner (sync_depth_{orphan.stem[4:]}.png)'
+                if skip is None:
+                    raise RGBDFolderError(message)
+                skip(message)
         self.frames = frames
         self.intrinsics = NYU_INTRINSICS

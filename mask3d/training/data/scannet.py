@@ -4,6 +4,8 @@ Both layouts hold one folder per scene with ``color/*.jpg`` and ``depth/*.png`` 
 measurement); colour (1296x968 in exported scenes) is resized to the 640x480 depth grid. The depth intrinsics
 come from ``intrinsic/intrinsic_depth.txt`` (exported) or ``intrinsics_depth.txt`` (25k), as 4x4 matrices.
 ``split`` is an official list such as ``scannetv2_train.txt`` (one scene name per line).
+A colour frame without its depth partner (or the reverse), a label folder missing a frame's label, and a scene
+whose ``extract-sens`` export did not finish are errors naming the file, never silently dropped frames.
 """
 import os
 from pathlib import Path
@@ -12,7 +14,9 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from ...constants import IGNORE_INDEX
-from .folder import RGBDFolderError, RGBDFrames
+from ...errors import LabelRangeError
+from .folder import RGBDFolderError, RGBDFrames, check_partners, files_by_stem, read_intrinsics, read_label
+from .scannet_sens import check_export
 
 DEPTH_SCALE = 1000.0  # ScanNet depth PNGs are millimetres
 
@@ -31,8 +35,9 @@ class ScanNetFrames(RGBDFrames):
     resize_rgb_to_depth = True
 
     def __init__(self, root: Union[str, os.PathLike], split: Optional[Union[str, os.PathLike]] = None,
-                 every: int = 1):
+                 every: int = 1, skip_bad: bool = False):
         self.root = Path(root)
+        skip = self._skipper(skip_bad)
         self.depth_scale = DEPTH_SCALE
         if not self.root.is_dir():
             raise RGBDFolderError(f'{self.root}: ScanNet root not found')
@@ -46,9 +51,11 @@ class ScanNetFrames(RGBDFrames):
             folder = self.root / scene
             if not (folder / 'color').is_dir() or not (folder / 'depth').is_dir():
                 raise RGBDFolderError(f'{folder}: scene from the split has no color/ and depth/ folders')
-            colors = {p.stem: p for p in (folder / 'color').glob('*.jpg')}
-            depths = {p.stem: p for p in (folder / 'depth').glob('*.png')}
-            keys = sorted(set(colors) & set(depths), key=lambda k: int(k) if k.isdigit() else k)
+            check_export(folder)
+            colors = files_by_stem(folder / 'color', ('.jpg',), 'colour', skip=skip)
+            depths = files_by_stem(folder / 'depth', ('.png',), 'depth', skip=skip)
+            keys = sorted(check_partners(colors, depths, folder, skip), key=lambda k: (0, int(k), k) if k.isdigit()
+                          else (1, 0, k))
             for key in keys[::every]:
                 self.frames.append((colors[key], depths[key]))
                 self._scene_of.append(scene)
@@ -60,10 +67,7 @@ class ScanNetFrames(RGBDFrames):
     def _read_intrinsics(folder: Path) -> Optional[np.ndarray]:
         for candidate in (folder / 'intrinsic' / 'intrinsic_depth.txt', folder / 'intrinsics_depth.txt'):
             if candidate.is_file():
-                m = np.loadtxt(candidate, dtype=np.float32)
-                if m.shape != (4, 4):
-                    raise RGBDFolderError(f'{candidate}: expected a 4x4 matrix, got {m.shape}')
-                return m[:3, :3].copy()
+                return read_intrinsics(candidate)
         return None
 
     def frame_intrinsics(self, index: int) -> Optional[np.ndarray]:
@@ -94,10 +98,13 @@ def load_label_map(tsv: Union[str, os.PathLike]) -> np.ndarray:
         rows = list(csv.DictReader(f, delimiter='\t'))
     if not rows or 'id' not in rows[0] or 'nyu40id' not in rows[0]:
         raise RGBDFolderError(f'{tsv}: expected a tab-separated file with id and nyu40id columns')
-    ids = [int(r['id']) for r in rows]
-    lut = np.zeros(max(ids) + 1, dtype=np.int64)
-    for r in rows:
-        lut[int(r['id'])] = int(r['nyu40id'])
+    try:
+        pairs = [(int(r['id']), int(r['nyu40id'])) for r in rows]
+    except (TypeError, ValueError) as e:
+        raise RGBDFolderError(f'{tsv}: id and nyu40id must be integers ({e})') from e
+    lut = np.zeros(max(i for i, _ in pairs) + 1, dtype=np.int64)
+    for raw, nyu40 in pairs:
+        lut[raw] = nyu40
     return lut
 
 
@@ -112,7 +119,9 @@ def raw_to_nyu40(raw: np.ndarray, lut: np.ndarray) -> np.ndarray:
 def nyu40_to_scannet20(nyu40: np.ndarray, where: str = '') -> np.ndarray:
     """NYU-40 ids -> train ids 0..19 (255 = void or a non-benchmark class)."""
     if nyu40.size and (nyu40.min() < 0 or nyu40.max() > 40):
-        raise RGBDFolderError(f'{where}: NYU-40 id {int(nyu40.max())} outside 0..40')
+        bad = np.unique(nyu40[(nyu40 < 0) | (nyu40 > 40)])
+        raise LabelRangeError(f'{where}: label ids {", ".join(str(int(v)) for v in bad[:8])} in the NYU-40 labels '
+                              f'are outside 0..40 (0 = unlabelled)')
     return _NYU40_TO_20[nyu40]
 
 
@@ -135,18 +144,11 @@ def scannet_instances(nyu40: np.ndarray, instance: np.ndarray, min_pixels: int =
             'instance_boxes': np.array(boxes, np.float32).reshape(-1, 4)}
 
 
-def _read_label_png(path: Path, size) -> np.ndarray:
-    """A label/instance PNG resized with nearest neighbour to ``size`` (h, w), as int64."""
-    from PIL import Image
-    with Image.open(path) as im:
-        return np.array(im.resize((size[1], size[0]), Image.NEAREST)).astype(np.int64)
-
-
 class _LabelledScanNet(ScanNetFrames):
     """Shared by the labelled ScanNet readers: the 20 class names and the instance size threshold."""
 
-    def __init__(self, root, split=None, every: int = 1, min_instance_pixels: int = 0):
-        super().__init__(root, split=split, every=every)
+    def __init__(self, root, split=None, every: int = 1, min_instance_pixels: int = 0, skip_bad: bool = False):
+        super().__init__(root, split=split, every=every, skip_bad=skip_bad)
         self.min_instance_pixels = min_instance_pixels
         self.class_names = SCANNET20_NAMES
 
@@ -163,8 +165,9 @@ class ScanNetLabeledFrames(_LabelledScanNet):
     instances of the 18 classes, each labelled with the majority NYU-40 class of its pixels. Labels are resized
     with nearest neighbour to the depth grid."""
 
-    def __init__(self, root, label_map, split=None, every: int = 1, min_instance_pixels: int = 0):
-        super().__init__(root, split=split, every=every, min_instance_pixels=min_instance_pixels)
+    def __init__(self, root, label_map, split=None, every: int = 1, min_instance_pixels: int = 0,
+                 skip_bad: bool = False):
+        super().__init__(root, split=split, every=every, min_instance_pixels=min_instance_pixels, skip_bad=skip_bad)
         self.lut = load_label_map(label_map)
 
     def __getitem__(self, index: int):
@@ -174,11 +177,11 @@ class ScanNetLabeledFrames(_LabelledScanNet):
             raise RGBDFolderError(f'{label_path}: label-filt image missing (unzip {scene.name}_2d-label-filt.zip '
                                   f'into {scene})')
         size = sample['depth'].shape[-2:]
-        nyu40 = raw_to_nyu40(_read_label_png(label_path, size), self.lut)
+        nyu40 = raw_to_nyu40(read_label(label_path, size), self.lut)
         sample['semantic'] = nyu40_to_scannet20(nyu40, str(label_path))
         inst_path = scene / 'instance-filt' / f'{stem}.png'
-        if inst_path.is_file():
-            objects = _read_label_png(inst_path, size)
+        if (scene / 'instance-filt').is_dir():
+            objects = read_label(inst_path, size)
             encoded = np.zeros_like(objects)
             for obj in np.unique(objects[objects > 0]):
                 m = objects == obj
@@ -194,12 +197,12 @@ class ScanNet25kFrames(_LabelledScanNet):
 
     def __getitem__(self, index: int):
         sample, scene, stem = self._frame(index)
-        label_path = scene / 'label' / f'{stem}.png'
         size = sample['depth'].shape[-2:]
-        if label_path.is_file():
-            nyu40 = _read_label_png(label_path, size)
+        if (scene / 'label').is_dir():  # a label folder must hold every frame's label (scannet_frames_test has none)
+            label_path = scene / 'label' / f'{stem}.png'
+            nyu40 = read_label(label_path, size)
             sample['semantic'] = nyu40_to_scannet20(nyu40, str(label_path))
-            instance_path = scene / 'instance' / f'{stem}.png'
-            if instance_path.is_file():
-                sample.update(scannet_instances(nyu40, _read_label_png(instance_path, size), self.min_instance_pixels))
+            if (scene / 'instance').is_dir():
+                sample.update(scannet_instances(nyu40, read_label(scene / 'instance' / f'{stem}.png', size),
+                                                self.min_instance_pixels))
         return sample

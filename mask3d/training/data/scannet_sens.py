@@ -5,8 +5,13 @@ Format (little-endian; ScanNet's SensReader): version uint32 (= 4), sensor name 
 types (int32; 2 = JPEG, 1 = zlib uint16), colour W, H, depth W, H (uint32), depth_shift (float32, units per
 metre, normally 1000), frame count (uint64); then per frame a 4x4 camera-to-world pose, two uint64 timestamps,
 two uint64 byte counts, the JPEG bytes and the zlib-compressed uint16 depth. Sizes always come from the header.
+
+An export (``extract_sens``) writes ``mask3d-export.json`` first with ``"complete": false`` and rewrites it last
+with ``"complete": true`` and the frame count, so an interrupted export is refused by the readers instead of
+training on a partial scene (``check_export``).
 """
 import io
+import json
 import os
 import struct
 import zlib
@@ -21,6 +26,7 @@ from ...errors import BadDataFileError
 SENS_VERSION = 4
 COLOR_JPEG = 2
 DEPTH_ZLIB_USHORT = 1
+EXPORT_MARKER = 'mask3d-export.json'
 
 
 class SensFormatError(BadDataFileError):
@@ -162,10 +168,39 @@ class SensReader:
             return self._frame_body(f, i, self._frame_header(f, i))
 
 
+def _write_marker(out: Path, record: dict) -> None:
+    tmp = out / f'.{EXPORT_MARKER}.tmp'
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, out / EXPORT_MARKER)  # atomic: the marker is either the old or the new one, never torn
+
+
+def check_export(scene: Union[str, os.PathLike]) -> None:
+    """Refuse a scene whose ``extract_sens`` export did not finish (marker says incomplete) or lost frames since
+    (fewer colour files than it wrote). Scenes without a marker (ScanNet's own exporter, scannet_frames_25k) pass."""
+    scene = Path(scene)
+    marker = scene / EXPORT_MARKER
+    if not marker.is_file():
+        return
+    try:
+        record = json.loads(marker.read_text())
+        complete, frames = bool(record['complete']), record.get('frames')
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SensFormatError(f'{marker}: unreadable export marker ({e.__class__.__name__}: {e}); re-run '
+                              f'mask3d data extract-sens') from e
+    if not complete:
+        raise SensFormatError(f'{scene}: export from {record.get("sens", "a .sens file")} did not finish '
+                              f'({marker.name} says incomplete); re-run mask3d data extract-sens')
+    found = sum(1 for _ in (scene / 'color').glob('*.jpg')) if (scene / 'color').is_dir() else 0
+    if frames is not None and found != frames:
+        raise SensFormatError(f'{scene}: the export wrote {frames} colour frames but color/ holds {found}; re-run '
+                              f'mask3d data extract-sens')
+
+
 def extract_sens(path: Union[str, os.PathLike], out: Union[str, os.PathLike], every: int = 1,
                  progress: bool = True, max_frames: Optional[int] = None) -> int:
     """Write ScanNet's standard exported layout: color/{i}.jpg (the stored JPEG bytes, unchanged),
-    depth/{i}.png (uint16 mm), pose/{i}.txt, intrinsic/{intrinsic,extrinsic}_{color,depth}.txt. Returns frames."""
+    depth/{i}.png (uint16 mm), pose/{i}.txt, intrinsic/{intrinsic,extrinsic}_{color,depth}.txt. Returns frames.
+    ``mask3d-export.json`` marks the export incomplete until the last frame is written (``check_export``)."""
     from PIL import Image
 
     if every < 1:
@@ -173,6 +208,9 @@ def extract_sens(path: Union[str, os.PathLike], out: Union[str, os.PathLike], ev
     reader = SensReader(path)
     h = reader.header
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {'complete': False, 'sens': str(path), 'every': every, 'frames': None}
+    _write_marker(out, record)
     for sub in ('color', 'depth', 'pose', 'intrinsic'):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for name, mat in (('intrinsic_color', h.intrinsic_color), ('extrinsic_color', h.extrinsic_color),
@@ -192,6 +230,7 @@ def extract_sens(path: Union[str, os.PathLike], out: Union[str, os.PathLike], ev
         Image.fromarray(depth.astype(np.uint16)).save(out / 'depth' / f'{frame.index}.png')
         np.savetxt(out / 'pose' / f'{frame.index}.txt', frame.camera_to_world, fmt='%f')
         count += 1
+    _write_marker(out, dict(record, complete=True, frames=count))
     return count
 
 

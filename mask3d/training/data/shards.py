@@ -67,6 +67,8 @@ def encode_frame(dataset, index: int) -> Dict[str, Any]:
         record[f'rgb{rgb_path.suffix.lower()}'] = rgb_path.read_bytes()
         record[f'depth{depth_path.suffix.lower()}'] = depth_path.read_bytes()
         meta.update(depth_scale=float(dataset.depth_scale), resize_rgb_to_depth=bool(dataset.resize_rgb_to_depth))
+        if dataset.depth_invalid is not None:  # e.g. 7-Scenes' 65535
+            meta['depth_invalid'] = int(dataset.depth_invalid)
     else:
         record['rgb.png'] = _png(np.ascontiguousarray(np.asarray(sample['rgb']).transpose(1, 2, 0)))
         record['depth.npy'] = _npy(np.asarray(sample['depth'], np.float32)[0])
@@ -131,7 +133,11 @@ def read_record(raw: Dict[str, Any], where: str) -> Tuple[Dict[str, Any], Tuple[
     """A shard sample's meta.json, (colour extension, bytes) and (depth extension, bytes)."""
     if 'meta.json' not in raw:
         raise RGBDFolderError(f'{where}: sample has no meta.json (not a mask3d shard?)')
-    return json.loads(raw['meta.json']), _field(raw, 'rgb', where), _field(raw, 'depth', where)
+    try:
+        meta = json.loads(raw['meta.json'])
+    except ValueError as e:
+        raise RGBDFolderError(f'{where}.meta.json: not valid JSON ({e})') from e
+    return meta, _field(raw, 'rgb', where), _field(raw, 'depth', where)
 
 
 def decode_frame(raw: Dict[str, Any], where: str) -> Dict[str, object]:
@@ -142,13 +148,17 @@ def decode_frame(raw: Dict[str, Any], where: str) -> Dict[str, object]:
     else:
         rgb_arr, depth_m = decode_rgbd(rgb, depth, depth_suffix=depth_ext, depth_scale=meta['depth_scale'],
                                        resize_rgb_to_depth=meta['resize_rgb_to_depth'],
-                                       rgb_where=f'{where}.rgb{rgb_ext}', depth_where=f'{where}.depth{depth_ext}')
+                                       rgb_where=f'{where}.rgb{rgb_ext}', depth_where=f'{where}.depth{depth_ext}',
+                                       depth_invalid=meta.get('depth_invalid'))
     sample = {'rgb': rgb_arr, 'depth': depth_m[None], 'intrinsics': np.asarray(meta['intrinsics'], np.float32)}
     if meta['source'] is not None:
         sample['source'] = meta['source']
     if 'semantic.png' in raw:
-        with Image.open(io.BytesIO(raw['semantic.png'])) as im:
-            sample['semantic'] = np.array(im).astype(np.int64)
+        try:
+            with Image.open(io.BytesIO(raw['semantic.png'])) as im:
+                sample['semantic'] = np.array(im).astype(np.int64)
+        except Exception as e:
+            raise RGBDFolderError(f'{where}.semantic.png: cannot read label image ({e.__class__.__name__}: {e})') from e
     elif 'semantic.npy' in raw:
         sample['semantic'] = np.load(io.BytesIO(raw['semantic.npy']), allow_pickle=False)
     if 'instances.npz' in raw:

@@ -11,7 +11,8 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
-from .folder import RGBDFolderError, RGBDFrames
+from ...errors import LabelRangeError
+from .folder import RGBDFolderError, RGBDFrames, read_label, read_matrix
 from .nyu import NYU40_NAMES
 
 SUNRGBD37_NAMES = NYU40_NAMES[:37]
@@ -33,8 +34,10 @@ def encode_sunrgbd_depth(depth_mm: np.ndarray) -> np.ndarray:
 
 
 def sunrgbd_labels_to_train_ids(labels: np.ndarray, where: str = '') -> np.ndarray:
-    if labels.size and labels.max() > 37:
-        raise RGBDFolderError(f'{where}: label id {int(labels.max())} outside the 37 classes (0 = void, 1..37)')
+    if labels.size and (labels.max() > 37 or labels.min() < 0):
+        bad = np.unique(labels[(labels > 37) | (labels < 0)])
+        raise LabelRangeError(f'{where}: label ids {", ".join(str(int(v)) for v in bad[:8])} outside the 37 classes '
+                              f'(0 = void, 1..37)')
     return np.where(labels > 0, labels.astype(np.int64) - 1, 255)
 
 
@@ -43,8 +46,9 @@ class SUNRGBDFrames(RGBDFrames):
     Optional per-sample labels: ``label/*.png`` holding the 37-class ids (e.g. exported from SUNRGBD2Dseg.mat)."""
     plain_depth_files = False  # bit-rotated depth PNGs
 
-    def __init__(self, root: Union[str, os.PathLike], depth_dir: str = 'depth'):
+    def __init__(self, root: Union[str, os.PathLike], depth_dir: str = 'depth', skip_bad: bool = False):
         self.root = Path(root)
+        skip = self._skipper(skip_bad)
         if not self.root.is_dir():
             raise RGBDFolderError(f'{self.root}: folder not found')
         self.depth_dir, self.depth_scale = depth_dir, 1000.0
@@ -53,11 +57,20 @@ class SUNRGBDFrames(RGBDFrames):
             sample = image_dir.parent
             images = sorted(image_dir.glob('*.jpg')) + sorted(image_dir.glob('*.png'))
             depths = sorted((sample / depth_dir).glob('*.png'))
-            if not images or not depths:
+            if not images and not depths:
                 continue
-            if len(images) != 1 or len(depths) != 1:
-                raise RGBDFolderError(f'{sample}: expected one image and one {depth_dir} PNG, found '
-                                      f'{len(images)} and {len(depths)}')
+            if not images or not depths:
+                missing = f'{depth_dir}/*.png' if images else 'image/*.jpg|png'
+                message = f'{sample}: no {missing} for this sample (a colour/depth pair needs both)'
+            elif len(images) != 1 or len(depths) != 1:
+                message = f'{sample}: expected one image and one {depth_dir} PNG, found {len(images)} and {len(depths)}'
+            else:
+                message = None
+            if message is not None:
+                if skip is None:
+                    raise RGBDFolderError(message)
+                skip(message)
+                continue
             self.frames.append((images[0], depths[0]))
             self._dirs.append(sample)
         if not self.frames:
@@ -67,10 +80,7 @@ class SUNRGBDFrames(RGBDFrames):
         path = self._dirs[index] / 'intrinsics.txt'
         if not path.is_file():
             return None
-        values = np.loadtxt(path, dtype=np.float32).ravel()
-        if values.size != 9:
-            raise RGBDFolderError(f'{path}: expected 9 values (3x3), got {values.size}')
-        return values.reshape(3, 3)
+        return read_matrix(path, ((3, 3),), 'intrinsics').astype(np.float32)
 
     def __getitem__(self, index: int):
         rgb_path, depth_path = self.frames[index]
@@ -93,7 +103,11 @@ class SUNRGBDFrames(RGBDFrames):
         sample = {'rgb': rgb, 'depth': depth[None], 'intrinsics': np.eye(3, dtype=np.float32) if K is None else K,
                   'source': f'{rgb_path}|{depth_path}'}
         labels = sorted((self._dirs[index] / 'label').glob('*.png'))
+        if len(labels) > 1:
+            raise RGBDFolderError(f'{self._dirs[index] / "label"}: {len(labels)} label PNGs for one sample; keep one')
         if labels:
-            with Image.open(labels[0]) as im:
-                sample['semantic'] = sunrgbd_labels_to_train_ids(np.array(im), str(labels[0]))
+            label = read_label(labels[0])
+            if label.shape != depth.shape:
+                raise RGBDFolderError(f'{labels[0]}: labels are {label.shape}, depth is {depth.shape}')
+            sample['semantic'] = sunrgbd_labels_to_train_ids(label, str(labels[0]))
         return sample

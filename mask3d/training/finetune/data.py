@@ -110,6 +110,8 @@ def _for_task(cfg: FinetuneConfig, frames, source: str):
         raise ConfigError(f'model.num_classes={cfg.model.num_classes} but {source} has {len(names)} '
                           f'{"thing " if cfg.task == "instance" else ""}classes for {cfg.task} '
                           f'({", ".join(names)}); set model.num_classes={len(names)}')
+    if cfg.task == 'semseg' and hasattr(frames, 'num_classes'):  # label ids are checked as each file is read
+        frames.num_classes = cfg.model.num_classes
     return frames
 
 

@@ -36,9 +36,9 @@ class ProbeDataConfig:
     # folder: written by `mask3d data synth` (semantic/, intrinsics/, optionally pose/)
     train_root: Optional[str] = None
     test_root: Optional[str] = None
-    depth_scale: float = 1000.0           # folder / 7scenes: 16-bit PNG units per metre
+    depth_scale: float = 1000.0           # folder: 16-bit PNG units per metre (7scenes: always mm)
     # nyu: labelled .mat with the official splits
-    root: Optional[str] = None            # nyu: the .mat; scannet: exported scenes; 7scenes: a sequence folder
+    root: Optional[str] = None            # nyu: the .mat; scannet: exported scenes; 7scenes: a sequence/scene
     class_mapping: Optional[str] = None   # nyu: classMapping40.mat
     splits_mat: Optional[str] = None      # nyu: splits.mat
     nyu_classes: int = 40

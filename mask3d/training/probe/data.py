@@ -9,8 +9,9 @@ Every source reuses the datasets module's readers; this adds only poses (for cor
 - ``nyu``: the labelled .mat with the official train/test splits (no poses).
 - ``scannet``: exported scenes (color/, depth/, intrinsic/, pose/); consecutive kept frames of a scene pair up.
 ``nyu`` and ``scannet`` read the first ``data.train_frames`` / ``data.test_frames`` frames of each split.
-- ``7scenes``: one sequence folder (frame-*.color.jpg, .depth.png, .pose.txt, camera-intrinsics.txt); the first
-  two thirds of the frames train, the last third tests (consecutive frames are near-duplicates).
+- ``7scenes``: the datasets module's 7-Scenes reader (a sequence or scene folder: frame-*.color.png|jpg,
+  .depth.png, .pose.txt); the first two thirds of the frames train, the last third tests (consecutive frames are
+  near-duplicates).
 """
 import logging
 from dataclasses import dataclass, field
@@ -20,11 +21,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ...errors import BadDataFileError, ConfigError, MissingDataError
+from ...errors import ConfigError, MissingDataError
+from ..data.folder import read_pose
 from ..data.transforms import JointTransform
 
 log = logging.getLogger(__name__)
-SEVEN_SCENES_K = np.array([[585.0, 0, 320.0], [0, 585.0, 240.0], [0, 0, 1]], np.float32)
 
 
 @dataclass
@@ -76,17 +77,6 @@ def _sequence_pairs(groups: Sequence[str], gap: int, pose: Optional[torch.Tensor
     return [(i, i + gap) for i in range(len(groups) - gap) if groups[i] == groups[i + gap] and ok[i] and ok[i + gap]]
 
 
-def _read_pose(path: Path) -> Optional[np.ndarray]:
-    if not path.is_file():
-        return None
-    pose = np.loadtxt(path, dtype=np.float64)
-    if pose.shape != (4, 4):
-        raise BadDataFileError(f'{path}: expected a 4x4 camera-to-world matrix, got shape {pose.shape}')
-    if not np.isfinite(pose).all():
-        return None  # ScanNet marks frames without tracking with -inf poses
-    return pose
-
-
 def _synthetic(d, mean, std, with_pairs: bool, max_pairs: int):
     from tqdm.auto import tqdm
 
@@ -117,7 +107,7 @@ def _folder(root, d, mean, std, desc):
     samples = _read(ds, range(len(ds)), desc)
     stems = [rgb.stem for rgb, _ in ds.frames]
     for s, stem in zip(samples, stems):
-        s['pose'] = _read_pose(Path(root) / 'pose' / f'{stem}.txt')
+        s['pose'] = read_pose(Path(root) / 'pose' / f'{stem}.txt')
     has_k = ds.intrinsics is not None or all((Path(root) / 'intrinsics' / f'{stem}.txt').is_file() for stem in stems)
     split = _stack(samples, d.image_size, mean, std, getattr(ds, 'class_names', None), has_k)
     split.pairs = _sequence_pairs([stem.rsplit('_', 1)[0] if '_' in stem else '' for stem in stems], d.pair_gap,
@@ -130,29 +120,21 @@ def _scannet(d, split_file, limit, mean, std, desc):
     ds = ScanNetFrames(d.root, split=split_file, every=d.every)
     samples = _read(ds, range(min(limit, len(ds))), desc)
     for s, (color, _) in zip(samples, ds.frames):
-        s['pose'] = _read_pose(color.parent.parent / 'pose' / f'{color.stem}.txt')
+        s['pose'] = read_pose(color.parent.parent / 'pose' / f'{color.stem}.txt')
     split = _stack(samples, d.image_size, mean, std)
     split.pairs = _sequence_pairs(ds._scene_of[:len(split)], d.pair_gap, split.pose)
     return split
 
 
 def _seven_scenes(d, mean, std):
-    from ..data.folder import read_depth, read_rgb
-    root = Path(d.root)
-    colors = sorted(root.glob('frame-*.color.*'))
-    if len(colors) < 3:
-        raise MissingDataError(f'{root}: fewer than 3 frame-*.color.* files (not a 7-Scenes sequence folder)')
-    K = SEVEN_SCENES_K
-    if (root / 'camera-intrinsics.txt').is_file():
-        K = np.loadtxt(root / 'camera-intrinsics.txt', dtype=np.float32).reshape(3, 3)
-    samples = []
-    for c in colors:
-        stem = c.name.split('.')[0]
-        samples.append({'rgb': read_rgb(c), 'depth': read_depth(root / f'{stem}.depth.png', d.depth_scale)[None],
-                        'intrinsics': K.copy(), 'pose': _read_pose(root / f'{stem}.pose.txt'), 'source': str(c)})
+    from ..data.seven_scenes import SevenScenesFrames
+    ds = SevenScenesFrames(d.root)
+    if len(ds) < 3:
+        raise MissingDataError(f'{d.root}: {len(ds)} 7-Scenes frame(s); the probe needs at least 3')
+    samples = _read(ds, range(len(ds)), 'read 7-Scenes')
     cut = 2 * len(samples) // 3
     train, test = _stack(samples[:cut], d.image_size, mean, std), _stack(samples[cut:], d.image_size, mean, std)
-    test.pairs = _sequence_pairs([''] * len(test), d.pair_gap, test.pose)
+    test.pairs = _sequence_pairs([str(seq) for seq in ds.sequence_of[cut:]], d.pair_gap, test.pose)
     return train, test
 
 
