@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 15's GPU figures in one command (about 6-8 minutes on an H100; every part has its own time limit so the
 # whole stays inside a 15-minute lease): Mask3D step vs full-token step at batch 64 and 256 (eager, torch.compile,
-# CUDA graphs), MFU, memory per GPU for ViT-B/L, and loader img/s with 16 workers on sharded ScanNet-like frames.
+# CUDA graphs), MFU, memory per GPU for ViT-B/L, and loader img/s with 16 workers on sharded ScanNet-like frames,
+# with colour decoded in the workers or on the GPU (nvjpeg; that part added about a minute, an estimate: not yet run).
 # JSON files land in $OUT (default benchmarks/results/gpu), named after what they measured.
 #   bash benchmarks/gpu_step_check.sh                       # on the GPU machine
 #   DEVICE=cpu QUICK=1 bash benchmarks/gpu_step_check.sh    # toy sizes on CPU: checks the script itself runs
@@ -16,10 +17,10 @@ log() { echo "== $(date +%T) $*"; }
 if [ -n "${QUICK:-}" ]; then   # toy sizes: a 1-block ViT-Ti, 2 iterations, few frames
   SIZE=(--model mask3d_vit_tiny_patch16 --model-args '{"depth": 1}' --image-size 64 96 --decoder-depth 1 --decoder-dim 64
         --iters 2 --warmup 1 --peak-tflops 0)
-  BATCHES="4 8"; MODELS="mask3d_vit_tiny_patch16"; FRAMES=64; WORKERS=2; LIMIT=300
+  BATCHES="4 8"; MODELS="mask3d_vit_tiny_patch16"; FRAMES=64; WORKERS=2; LIMIT=300; DD_BATCH=8; DD_FRAMES=64
 else
   SIZE=(--iters 20 --warmup 5); BATCHES="64 256"; MODELS="mask3d_vit_base_patch16 mask3d_vit_large_patch16"
-  FRAMES=2048; WORKERS=16; LIMIT=150
+  FRAMES=2048; WORKERS=16; LIMIT=150; DD_BATCH=64; DD_FRAMES=4096  # DD_: >= 4 batches per worker
 fi
 PREC=bf16
 $PY -c "import platform, torch, timm; print('python', platform.python_version(), 'torch', torch.__version__, 'timm', timm.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
@@ -41,6 +42,13 @@ timeout $LIMIT $PY benchmarks/shard_throughput.py --frames $FRAMES --workers $WO
     --per-core-frames 64 --json > "$OUT/${TAG}_loader_${WORKERS}workers_shards_vs_files.json" \
   && tail -c 600 "$OUT/${TAG}_loader_${WORKERS}workers_shards_vs_files.json" && echo \
   || { echo "   failed or over ${LIMIT}s"; rm -f "$OUT/${TAG}_loader_${WORKERS}workers_shards_vs_files.json"; }
+
+log "loader: colour decoded on the GPU (data.decode_device=cuda; nvjpeg) vs in $WORKERS workers, same frames"
+timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_device_decode.py -k cuda 2>&1 | tail -n 2  # CUDA == CPU decode
+timeout $LIMIT $PY benchmarks/device_decode_throughput.py --device $DEVICE --frames $DD_FRAMES --workers $WORKERS \
+    --batch-size $DD_BATCH --decode-batches 8 --rounds 1 --json > "$OUT/${TAG}_loader_${WORKERS}workers_device_decode.json" \
+  && tail -c 700 "$OUT/${TAG}_loader_${WORKERS}workers_device_decode.json" && echo \
+  || { echo "   failed or over ${LIMIT}s"; rm -f "$OUT/${TAG}_loader_${WORKERS}workers_device_decode.json"; }
 
 log "memory per GPU (two Mask3D steps, peak allocated)"
 $PY - "$DEVICE" "$OUT/${TAG}_memory_per_gpu.json" "$LIMIT" "${QUICK:-}" $MODELS <<'PY'

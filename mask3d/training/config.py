@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from ..errors import ConfigError
+from .data.device_decode import DECODE_DEVICES
 from .depth_targets import DEPTH_NORMS
 from .losses import LOSSES
 from .pretrainer import DEPTH_NORM_STATS, LOSS_ON, PretrainMethodConfig
@@ -29,7 +30,8 @@ COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-
 # have is simply never compared
 RESUMABLE_CHANGES = ('train.steps', 'train.log_every', 'train.ckpt_every', 'train.figure_every', 'train.keep_every',
                      'train.eval_every', 'train.device', 'train.export_at_end', 'train.figure_samples',
-                     'data.num_workers', 'eval.batch_size', 'eval.max_frames', 'eval.figure_samples')
+                     'data.num_workers', 'data.decode_device', 'eval.batch_size', 'eval.max_frames',
+                     'eval.figure_samples')
 
 
 # ---- validation rules ----
@@ -217,6 +219,7 @@ class ModelConfig:
 @dataclass
 class DataConfig(BaseDataConfig):
     skip_bad: bool = False                  # log and skip unreadable frames instead of stopping
+    decode_device: str = 'worker'           # worker | cuda | cpu: where colour JPEGs are decoded (datasets.md)
     # synthetic
     synthetic_length: int = 10000
     synthetic_seed: int = 0
@@ -274,7 +277,7 @@ PRETRAIN_KNOBS = {
     'model.drop_path_rate': in_unit(high_open=True), **METHOD_KNOBS,
     'data.source': one_of(DATA_SOURCES), **DATA_KNOBS, 'data.synthetic_length': at_least(1),
     'data.depth_scale': positive(), 'data.every': at_least(1), 'data.shuffle_buffer': at_least(1),
-    'data.mixture_length': at_least(1),
+    'data.mixture_length': at_least(1), 'data.decode_device': one_of(DECODE_DEVICES),
     'optim.base_lr': positive(), 'optim.lr': positive_or_null(), **OPTIM_KNOBS,
     **TRAIN_KNOBS, 'train.compile_mode': one_of(COMPILE_MODES), 'train.fused_attn': one_of(('auto', 'on', 'off')),
     'train.figure_every': at_least(1), 'train.figure_samples': at_least(1)}

@@ -25,6 +25,7 @@ from .data.nyu import NYUSyncFrames
 from .data.sunrgbd import SUNRGBDFrames
 from .data.folder import RGBDFolder
 from .data.scannet import ScanNetFrames
+from .data.device_decode import ColourDecoding
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
 from .data.synthetic import SyntheticRGBD
 from .data.transforms import JointTransform
@@ -111,7 +112,8 @@ def _frames(d, seed: int):
     raise ConfigError(f'unknown data.source {d.source!r}')
 
 
-def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTransform, patch_size: int):
+def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTransform, patch_size: int,
+                  colour: ColourDecoding):
     """(stream, stream) for ``data.source: shards``: the stream is both the dataset and what ``set_epoch`` moves."""
     from .data.shards import ShardStream, open_shard_set
     d = cfg.data
@@ -119,9 +121,10 @@ def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTr
         raise ConfigError(f"--resume with data.source=shards: data.num_workers {state['config']['data']['num_workers']}"
                           f' -> {d.num_workers} would deal the shards differently; keep it unchanged')
     prep = PretrainSamples((), transform, patch_size=patch_size, seed=cfg.train.seed)  # only its prepare()
-    stream = ShardStream(open_shard_set(d.root, d.shard_index), prep.prepare, batch_size=d.batch_size,
-                         rank=info.rank, world_size=info.world_size, num_workers=d.num_workers, seed=cfg.train.seed,
-                         shuffle_buffer=d.shuffle_buffer, skip_bad=d.skip_bad)
+    shards = open_shard_set(d.root, d.shard_index)
+    stream = ShardStream(shards, prep.prepare, batch_size=d.batch_size, rank=info.rank, world_size=info.world_size,
+                         num_workers=d.num_workers, seed=cfg.train.seed, shuffle_buffer=d.shuffle_buffer,
+                         skip_bad=d.skip_bad, decode=colour.shard_decoder(shards.urls))
     return stream, stream
 
 
@@ -166,14 +169,16 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     # ---- data ----
     mean, std = encoder.pretrained_cfg['mean'], encoder.pretrained_cfg['std']
     transform = JointTransform(d_cfg.image_size, scale=tuple(d_cfg.scale), hflip=d_cfg.hflip, mean=mean, std=std)
+    colour = ColourDecoding(d_cfg.decode_device, device, transform)  # data.decode_device: JPEGs decoded on a device
     listed_skips = 0  # data.skip_bad: frames left out while listing (the same on every rank, every start)
     if d_cfg.source == 'shards':
-        sampler, samples = _shard_stream(cfg, state, info, transform, model.patch_size)
+        sampler, samples = _shard_stream(cfg, state, info, transform, model.patch_size, colour)
         frames_total, micro_per_epoch = sampler.shards.frames, sampler.batches_per_epoch
     else:
         frames = build_frames(cfg)
         listed_skips = len(getattr(frames, 'skipped_at_listing', ()))
-        samples = PretrainSamples(frames, transform, patch_size=model.patch_size, seed=t_cfg.seed,
+        samples = PretrainSamples(colour.frames(frames, d_cfg.source), transform,
+                                  patch_size=model.patch_size, seed=t_cfg.seed,
                                   skip_bad=d_cfg.skip_bad)
         sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
         frames_total = len(samples)
@@ -185,6 +190,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     loader = DataLoader(samples, batch_size=d_cfg.batch_size, num_workers=d_cfg.num_workers,
                         pin_memory=device.type == 'cuda', drop_last=True,
                         persistent_workers=False, prefetch_factor=4 if d_cfg.num_workers else None,
+                        collate_fn=colour.collate_fn,
                         **({} if d_cfg.source == 'shards' else dict(
                             sampler=sampler,
                             generator=torch.Generator().manual_seed(t_cfg.seed))))  # leaves the global RNG to the model
@@ -200,7 +206,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
 
     def epoch_batches(epoch: int, start_micro: int):
         sampler.set_epoch(epoch, start=start_micro * d_cfg.batch_size)
-        return loader
+        return colour.batches(loader)
 
     last: Dict[str, Any] = {}  # the latest micro-batch and its outputs: rgb_reliance and figures use them
     skips = SkipCounter(info, listed=listed_skips, read=int(state.get('skipped_frames_read', 0)) if state else 0)

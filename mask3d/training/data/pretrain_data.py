@@ -51,8 +51,10 @@ class PretrainSamples(Dataset):
         (also used by the shard stream, where ``index`` is the frame's index in the source)."""
         rng = np.random.default_rng([self.seed, epoch, index])
         # pre-training needs only RGB-D: labels are dropped, so sources with and without them mix in one batch
-        frame = {k: frame[k] for k in ('rgb', 'depth', 'intrinsics') if k in frame}
-        out = self.transform(frame, rng)
+        out = self.transform({k: frame[k] for k in ('rgb', 'rgb_size', 'depth', 'intrinsics') if k in frame}, rng)
+        if 'rgb_encoded' in frame:  # colour decoded later, on a device (device_decode.py)
+            out.update(rgb_encoded=frame['rgb_encoded'], rgb_size=torch.tensor(frame['rgb_size']),
+                       rgb_source=frame['rgb_source'])
         out['mask_noise'] = torch.from_numpy(rng.random((2, self.num_patches), dtype=np.float32))
         out['skipped'] = torch.tensor(skipped)
         return out

@@ -129,16 +129,20 @@ def _field(raw: Dict[str, Any], name: str, where: str) -> Tuple[str, bytes]:
     raise RGBDFolderError(f'{where}: sample has no {name}.* file (not a mask3d shard?)')
 
 
-def decode_frame(raw: Dict[str, Any], where: str) -> Dict[str, object]:
-    """A shard sample (field -> bytes) -> a sample of the common schema, equal to what the source reader gave."""
+def read_record(raw: Dict[str, Any], where: str) -> Tuple[Dict[str, Any], Tuple[str, bytes], Tuple[str, bytes]]:
+    """A shard sample's meta.json, (colour extension, bytes) and (depth extension, bytes)."""
     if 'meta.json' not in raw:
         raise RGBDFolderError(f'{where}: sample has no meta.json (not a mask3d shard?)')
     try:
         meta = json.loads(raw['meta.json'])
     except ValueError as e:
         raise RGBDFolderError(f'{where}.meta.json: not valid JSON ({e})') from e
-    rgb_ext, rgb = _field(raw, 'rgb', where)
-    depth_ext, depth = _field(raw, 'depth', where)
+    return meta, _field(raw, 'rgb', where), _field(raw, 'depth', where)
+
+
+def decode_frame(raw: Dict[str, Any], where: str) -> Dict[str, object]:
+    """A shard sample (field -> bytes) -> a sample of the common schema, equal to what the source reader gave."""
+    meta, (rgb_ext, rgb), (depth_ext, depth) = read_record(raw, where)
     if meta['depth_scale'] is None:
         rgb_arr, depth_m = decode_rgb(rgb, where), decode_depth(depth, depth_ext, 1.0, where)
     else:
@@ -277,8 +281,9 @@ class ShardStream(IterableDataset):
 
     def __init__(self, shards: ShardSet, prepare: Callable[[Dict[str, object], int, int, int], Dict[str, Any]], *,
                  batch_size: int, rank: int = 0, world_size: int = 1, num_workers: int = 0, seed: int = 0,
-                 shuffle_buffer: int = 1000, skip_bad: bool = False):
-        self.shards, self.prepare = shards, prepare
+                 shuffle_buffer: int = 1000, skip_bad: bool = False,
+                 decode: Callable[[Dict[str, Any], str], Dict[str, object]] = decode_frame):
+        self.shards, self.prepare, self.decode = shards, prepare, decode  # decode: device_decode defers colour
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.workers = max(num_workers, 1)
         self.seed, self.shuffle_buffer, self.skip_bad = seed, shuffle_buffer, skip_bad
@@ -334,7 +339,7 @@ class ShardStream(IterableDataset):
                 continue
             where = f"{r.get('__url__', '?')}#{r['__key__']}"
             try:
-                frame = decode_frame(r, where)
+                frame = self.decode(r, where)
             except (ValueError, OSError) as e:
                 if not self.skip_bad:
                     raise

@@ -142,21 +142,20 @@ def _furnish(b: _SceneBuilder, room: np.ndarray, cam_xz: Tuple[float, float]) ->
         else:
             b.box(i, (x0 + s - 0.04, h, z0), (x0 + s, h + back, z0 + s))
 
-    def cabinet():
-        spot = place(rng.uniform(0.5, 1.2), rng.uniform(0.35, 0.6), against_wall=True)
+    def block_against_wall(name, width, depth, height):
+        """A solid box on the floor against a wall (cabinet, bed); sizes drawn from the (low, high) ranges."""
+        spot = place(rng.uniform(*width), rng.uniform(*depth), against_wall=True)
         if spot is None:
             return
         x0, z0, w, d = spot
-        i = b.new_instance('cabinet')
-        b.box(i, (x0, 0, z0), (x0 + w, min(rng.uniform(1.2, 2.1), Hr - 0.2), z0 + d))
+        i = b.new_instance(name)
+        b.box(i, (x0, 0, z0), (x0 + w, min(rng.uniform(*height), Hr - 0.2), z0 + d))
+
+    def cabinet():
+        block_against_wall('cabinet', (0.5, 1.2), (0.35, 0.6), (1.2, 2.1))
 
     def bed():
-        spot = place(rng.uniform(1.4, 2.0), rng.uniform(0.9, 1.6), against_wall=True)
-        if spot is None:
-            return
-        x0, z0, w, d = spot
-        i = b.new_instance('bed')
-        b.box(i, (x0, 0, z0), (x0 + w, rng.uniform(0.4, 0.55), z0 + d))
+        block_against_wall('bed', (1.4, 2.0), (0.9, 1.6), (0.4, 0.55))
 
     def sofa():
         spot = place(rng.uniform(1.4, 2.2), rng.uniform(0.8, 0.95), against_wall=True)

@@ -3,6 +3,10 @@
 RGB is resized bilinearly (antialiased); depth with nearest neighbour, so valid and invalid (0) pixels are
 never blended into fake depths. All randomness comes from the ``numpy.random.Generator`` passed in, which the
 dataset derives from (seed, epoch, index): a sample is the same however many workers or ranks load it.
+
+Deferred colour (``device_decode.py``): a sample may carry ``rgb_size`` (h, w) instead of ``rgb``; the same
+parameters are drawn, everything but colour is transformed, and ``rgb_params`` records what
+:meth:`JointTransform.colour` later applies to the colour decoded on a device.
 """
 import math
 from typing import Dict, Sequence, Tuple
@@ -53,26 +57,43 @@ class JointTransform:
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
 
-    def __call__(self, sample: Dict[str, object], rng: np.random.Generator) -> Dict[str, torch.Tensor]:
-        rgb = torch.as_tensor(np.asarray(sample['rgb']))
-        _, h, w = rgb.shape
-        top, left, ch, cw = random_resized_crop_params(rng, h, w, self.scale, self.ratio)
+    def draw(self, rng: np.random.Generator, height: int, width: int) -> torch.Tensor:
+        """This sample's random choices, in the order they are drawn: float64 [8] = (top, left, crop h, crop w,
+        flip, brightness, contrast, saturation); no jitter: factors 1."""
+        top, left, ch, cw = random_resized_crop_params(rng, height, width, self.scale, self.ratio)
         flip = rng.random() < self.hflip
+        j = self.color_jitter
+        jitter = [float(rng.uniform(1 - j, 1 + j)) for _ in range(3)] if j > 0 else [1.0, 1.0, 1.0]
+        return torch.tensor([top, left, ch, cw, float(flip), *jitter], dtype=torch.float64)
+
+    def colour(self, rgb: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """uint8 [3, H, W] (any device) -> uint8 [3, h, w]: crop, resize (bilinear, antialiased), flip, jitter."""
+        top, left, ch, cw, flip = (int(v) for v in params[:5].tolist())
+        rgb = TF.resized_crop(rgb, top, left, ch, cw, list(self.size), interpolation=InterpolationMode.BILINEAR,
+                              antialias=True)
+        if flip:
+            rgb = rgb.flip(-1)
+        if self.color_jitter > 0:
+            brightness, contrast, saturation = params[5:8].tolist()
+            rgb = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(rgb, brightness), contrast), saturation)
+        return rgb
+
+    def normalise(self, rgb: torch.Tensor) -> torch.Tensor:
+        """uint8 [..., 3, h, w] -> float, normalised with the model's mean and std (on ``rgb``'s device)."""
+        return (rgb.float() / 255.0 - self.mean.to(rgb.device)) / self.std.to(rgb.device)
+
+    def __call__(self, sample: Dict[str, object], rng: np.random.Generator) -> Dict[str, torch.Tensor]:
+        rgb = torch.as_tensor(np.asarray(sample['rgb'])) if 'rgb' in sample else None
+        h, w = rgb.shape[-2:] if rgb is not None else sample['rgb_size']  # rgb_size: colour decoded later
+        params = self.draw(rng, h, w)
+        top, left, ch, cw, flip = (int(v) for v in params[:5].tolist())
         size = list(self.size)
 
         def nearest(x: torch.Tensor) -> torch.Tensor:
             x = TF.resized_crop(x, top, left, ch, cw, size, interpolation=InterpolationMode.NEAREST)
             return x.flip(-1) if flip else x
 
-        rgb = TF.resized_crop(rgb, top, left, ch, cw, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
-        if flip:
-            rgb = rgb.flip(-1)
-        if self.color_jitter > 0:
-            j = self.color_jitter
-            rgb = TF.adjust_brightness(rgb, float(rng.uniform(1 - j, 1 + j)))
-            rgb = TF.adjust_contrast(rgb, float(rng.uniform(1 - j, 1 + j)))
-            rgb = TF.adjust_saturation(rgb, float(rng.uniform(1 - j, 1 + j)))
-        out = {'rgb': (rgb.float() / 255.0 - self.mean) / self.std}
+        out = {'rgb': self.normalise(self.colour(rgb, params))} if rgb is not None else {'rgb_params': params}
         if 'depth' in sample:
             out['depth'] = nearest(torch.as_tensor(np.asarray(sample['depth'], dtype=np.float32)))
         if 'semantic' in sample:
