@@ -245,3 +245,18 @@ def test_seven_scenes_and_tum_shards_decode_to_the_reader_samples(tmp_path, caps
             assert np.array_equal(a['rgb'], b['rgb']) and np.array_equal(a['depth'], b['depth'])
             assert np.allclose(a['intrinsics'], b['intrinsics'])
     assert SevenScenesFrames(tmp_path / 'chess')[0]['depth'][0, 0, 1] == 0
+
+
+def test_seven_scenes_depth_stays_invalid_when_colour_is_decoded_on_the_device(tmp_path):
+    """``data.decode_device``: workers decode only depth; 7-Scenes' 65535 must still come out as 0."""
+    from mask3d.training.data.device_decode import defer_colour
+    seq = tmp_path / 'chess' / 'seq-01'
+    _seven_scene(tmp_path / 'chess', seqs=(1,))
+    for png in seq.glob('*.color.png'):  # JPEG colour, as some 7-Scenes copies have it
+        Image.open(png).save(png.with_suffix('.jpg'))
+        png.unlink()
+    frames = SevenScenesFrames(seq)
+    deferred = defer_colour(frames, '7scenes')
+    for i in range(len(frames)):
+        assert np.array_equal(deferred[i]['depth'], frames[i]['depth'])
+    assert deferred[0]['depth'][0, 0, 1] == 0

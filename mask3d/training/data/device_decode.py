@@ -20,7 +20,7 @@ so ``data.skip_bad`` cannot skip a JPEG that is corrupt past its header: the bat
 import copy
 import io
 import warnings
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -58,10 +58,10 @@ def jpeg_size(data: bytes, where: str) -> Tuple[int, int]:
 
 
 def defer_rgbd(rgb: bytes, depth: bytes, *, depth_suffix: str, depth_scale: float, resize_rgb_to_depth: bool,
-               rgb_where: str, depth_where: str) -> Dict[str, object]:
+               rgb_where: str, depth_where: str, depth_invalid: Optional[int] = None) -> Dict[str, object]:
     """A registered JPEG colour / depth pair -> sample with decoded depth and the colour still encoded; the checks
     of ``folder.decode_rgbd`` (sizes agree, some valid depth), the colour size read from its header."""
-    depth_m = decode_depth(depth, depth_suffix, depth_scale, depth_where)
+    depth_m = decode_depth(depth, depth_suffix, depth_scale, depth_where, depth_invalid)
     size = jpeg_size(rgb, rgb_where)
     if not resize_rgb_to_depth and size != depth_m.shape:
         raise BadDataFileError(f'{depth_where}: depth is {depth_m.shape}, colour {rgb_where} is {size}; they must be '
@@ -92,7 +92,8 @@ class DeferredColourFrames:
                 raise MissingDataError(f'{path}: {what} file not found')
         sample = defer_rgbd(rgb_path.read_bytes(), depth_path.read_bytes(), depth_suffix=depth_path.suffix,
                             depth_scale=self.frames.depth_scale, resize_rgb_to_depth=self.frames.resize_rgb_to_depth,
-                            rgb_where=str(rgb_path), depth_where=str(depth_path))
+                            rgb_where=str(rgb_path), depth_where=str(depth_path),
+                            depth_invalid=self.frames.depth_invalid)
         K = self.frames.frame_intrinsics(index)
         sample['intrinsics'] = np.eye(3, dtype=np.float32) if K is None else K.copy()
         return sample
@@ -120,7 +121,7 @@ def decode_shard_frame_deferred(raw: Dict[str, Any], where: str) -> Dict[str, ob
                                   f'colour can be decoded on the device (set data.decode_device=worker)')
     sample = defer_rgbd(rgb, depth, depth_suffix=depth_ext, depth_scale=meta['depth_scale'] or 1.0,
                         resize_rgb_to_depth=meta['resize_rgb_to_depth'], rgb_where=f'{where}.rgb{rgb_ext}',
-                        depth_where=f'{where}.depth{depth_ext}')
+                        depth_where=f'{where}.depth{depth_ext}', depth_invalid=meta.get('depth_invalid'))
     sample['intrinsics'] = np.asarray(meta['intrinsics'], np.float32)
     return sample
 

@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .folder import RGBDFolderError, RGBDFrames, check_partners, files_by_stem, read_intrinsics, read_pose
+from ...errors import BadDataFileError, DataError, MissingDataError
+from .folder import RGBDFrames, check_partners, files_by_stem, read_intrinsics, read_pose
 
 DEPTH_SCALE = 1000.0
 DEPTH_INVALID = 65535
@@ -30,12 +31,12 @@ def _split_sequences(scene: Path, split: str) -> List[Path]:
     """``TrainSplit.txt`` / ``TestSplit.txt`` (``sequence1`` lines) -> the ``seq-01`` folders."""
     path = scene / f'{split.capitalize()}Split.txt'
     if not path.is_file():
-        raise RGBDFolderError(f'{path}: split file not found (split={split!r} needs the scene\'s {path.name})')
+        raise MissingDataError(f'{path}: split file not found (split={split!r} needs the scene\'s {path.name})')
     folders = []
     for line in path.read_text().split():
         m = re.fullmatch(r'sequence(\d+)', line.strip())
         if not m:
-            raise RGBDFolderError(f'{path}: expected lines like "sequence1", got {line!r}')
+            raise BadDataFileError(f'{path}: expected lines like "sequence1", got {line!r}')
         folders.append(scene / f'seq-{int(m.group(1)):02d}')
     return folders
 
@@ -49,7 +50,7 @@ def find_sequences(root: Path, split: Optional[str] = None) -> List[Path]:
     for scene in scenes:
         sequences += _split_sequences(scene, split) if split else sorted(p for p in scene.glob('seq-*') if p.is_dir())
     if not sequences:
-        raise RGBDFolderError(f'{root}: no frame-*.color.* files and no seq-* folders (not a 7-Scenes scene)')
+        raise MissingDataError(f'{root}: no frame-*.color.* files and no seq-* folders (not a 7-Scenes scene)')
     return sequences
 
 
@@ -61,21 +62,21 @@ class SevenScenesFrames(RGBDFrames):
         self.root = Path(root)
         skip = self._skipper(skip_bad)
         if not self.root.is_dir():
-            raise RGBDFolderError(f'{self.root}: folder not found')
+            raise MissingDataError(f'{self.root}: folder not found')
         if split not in (None, 'train', 'test'):
-            raise RGBDFolderError(f"7-Scenes split must be 'train' or 'test', got {split!r}")
+            raise DataError(f"7-Scenes split must be 'train' or 'test', got {split!r}")
         self.depth_scale = DEPTH_SCALE
         self.frames: List[Tuple[Path, Path]] = []
         self.sequence_of: List[Path] = []
         self._K: Dict[Path, np.ndarray] = {}
         for seq in find_sequences(self.root, split):
             if not seq.is_dir():
-                raise RGBDFolderError(f'{seq}: sequence folder not found')
+                raise MissingDataError(f'{seq}: sequence folder not found')
             colors = files_by_stem(seq, _COLOR_EXTS, 'colour', stem=_frame_key, pattern='frame-*.color.*', skip=skip)
             depths = files_by_stem(seq, ('.png',), 'depth', stem=_frame_key, pattern='frame-*.depth.*', skip=skip)
             keys = check_partners(colors, depths, seq, skip)
             if not keys:
-                raise RGBDFolderError(f'{seq}: no frame-*.color.png / frame-*.depth.png pairs')
+                raise MissingDataError(f'{seq}: no frame-*.color.png / frame-*.depth.png pairs')
             self.frames += [(colors[k], depths[k]) for k in keys]
             self.sequence_of += [seq] * len(keys)
             K = INTRINSICS

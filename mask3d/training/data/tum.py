@@ -16,7 +16,8 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
-from .folder import RGBDFolderError, RGBDFrames
+from ...errors import BadDataFileError, DataError, MissingDataError
+from .folder import RGBDFrames
 
 DEPTH_SCALE = 5000.0
 MAX_DIFFERENCE_S = 0.02
@@ -39,7 +40,7 @@ def intrinsics_matrix(camera: str) -> np.ndarray:
 def read_file_list(path: Path) -> Dict[float, str]:
     """``rgb.txt`` / ``depth.txt`` -> {timestamp: relative path}; a malformed line is an error naming its number."""
     if not path.is_file():
-        raise RGBDFolderError(f'{path}: file list not found (a TUM sequence has rgb.txt and depth.txt)')
+        raise MissingDataError(f'{path}: file list not found (a TUM sequence has rgb.txt and depth.txt)')
     entries: Dict[float, str] = {}
     for number, line in enumerate(path.read_text(errors='replace').splitlines(), 1):
         fields = line.replace(',', ' ').replace('\t', ' ').split()
@@ -48,14 +49,14 @@ def read_file_list(path: Path) -> Dict[float, str]:
         try:
             stamp = float(fields[0])
         except ValueError:
-            raise RGBDFolderError(f'{path}: line {number}: expected "timestamp filename", got {line.strip()[:60]!r}')
+            raise BadDataFileError(f'{path}: line {number}: expected "timestamp filename", got {line.strip()[:60]!r}')
         if len(fields) < 2:
-            raise RGBDFolderError(f'{path}: line {number}: timestamp {fields[0]} has no file name')
+            raise BadDataFileError(f'{path}: line {number}: timestamp {fields[0]} has no file name')
         if stamp in entries:
-            raise RGBDFolderError(f'{path}: line {number}: timestamp {fields[0]} listed twice')
+            raise BadDataFileError(f'{path}: line {number}: timestamp {fields[0]} listed twice')
         entries[stamp] = fields[1]
     if not entries:
-        raise RGBDFolderError(f'{path}: lists no frames')
+        raise BadDataFileError(f'{path}: lists no frames')
     return entries
 
 
@@ -91,13 +92,13 @@ class TUMFrames(RGBDFrames):
         self.root = Path(root)
         skip = self._skipper(skip_bad)
         if not self.root.is_dir():
-            raise RGBDFolderError(f'{self.root}: folder not found')
+            raise MissingDataError(f'{self.root}: folder not found')
         if camera != 'auto' and camera not in CAMERAS:
-            raise RGBDFolderError(f'camera must be auto or one of {", ".join(CAMERAS)}, got {camera!r}')
+            raise DataError(f'camera must be auto or one of {", ".join(CAMERAS)}, got {camera!r}')
         sequences = [self.root] if (self.root / 'rgb.txt').is_file() else \
             sorted(p for p in self.root.iterdir() if (p / 'rgb.txt').is_file())
         if not sequences:
-            raise RGBDFolderError(f'{self.root}: no rgb.txt here or in a subfolder (not a TUM RGB-D sequence)')
+            raise MissingDataError(f'{self.root}: no rgb.txt here or in a subfolder (not a TUM RGB-D sequence)')
         self.depth_scale = DEPTH_SCALE
         self.frames: List[Tuple[Path, Path]] = []
         self.timestamps: List[Tuple[float, float]] = []
@@ -107,7 +108,7 @@ class TUMFrames(RGBDFrames):
             rgb, depth = read_file_list(seq / 'rgb.txt'), read_file_list(seq / 'depth.txt')
             pairs = associate(list(rgb), list(depth), max_difference)
             if not pairs:
-                raise RGBDFolderError(f'{seq}: no colour/depth timestamps within {max_difference * 1000:g} ms of '
+                raise BadDataFileError(f'{seq}: no colour/depth timestamps within {max_difference * 1000:g} ms of '
                                       f'each other (rgb.txt and depth.txt of different recordings?)')
             for a, b in pairs:
                 color_path, depth_path = seq / rgb[a], seq / depth[b]
@@ -115,7 +116,7 @@ class TUMFrames(RGBDFrames):
                            for path, listed in ((color_path, 'rgb.txt'), (depth_path, 'depth.txt'))
                            if not path.is_file()]
                 if missing and skip is None:
-                    raise RGBDFolderError(missing[0])
+                    raise MissingDataError(missing[0])
                 if missing:
                     skip(missing[0])
                     continue
