@@ -194,6 +194,8 @@ class BaseDataConfig:
     num_workers: int = 4
     scale: List[float] = field(default_factory=lambda: [0.5, 1.0])  # random resized crop area range
     hflip: float = 0.5
+    skip_bad: bool = False                  # training frames: log, count and leave out bad ones instead of stopping
+                                            # (docs/troubleshooting.md, "Data"); evaluation never skips
 
 
 OPTIM_KNOBS = {'optim.min_lr': non_negative(), 'optim.weight_decay': non_negative(),
@@ -218,7 +220,6 @@ class ModelConfig:
 
 @dataclass
 class DataConfig(BaseDataConfig):
-    skip_bad: bool = False                  # log and skip unreadable frames instead of stopping
     decode_device: str = 'worker'           # worker | cuda | cpu: where colour JPEGs are decoded (datasets.md)
     # synthetic
     synthetic_length: int = 10000

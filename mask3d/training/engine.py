@@ -28,8 +28,9 @@ from .data.scannet import ScanNetFrames
 from .data.device_decode import ColourDecoding
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
 from .data.synthetic import SyntheticRGBD
+from .skips import SkipCounter  # noqa: F401 (re-exported: SkipCounter's old home)
 from .data.transforms import JointTransform
-from .distributed import DistInfo, all_reduce_mean
+from .distributed import DistInfo
 from .pretrainer import Mask3DPretrainer
 from .reliance import rgb_reliance
 from .loop import LoopSettings, TrainingLoop
@@ -64,24 +65,6 @@ def build_optimizer(cfg: PretrainConfig, model: torch.nn.Module, lr: float) -> t
     o = cfg.optim
     return create_optimizer_v2(model, 'adamw', lr=lr, weight_decay=o.weight_decay, betas=tuple(o.betas),
                                fused=o.fused)
-
-
-class SkipCounter:
-    """``data.skip_bad``'s count: frames left out while listing, plus bad frames skipped while reading on every
-    rank; the read part is stored in checkpoints, so the count goes on where ``--resume`` picks up."""
-
-    def __init__(self, info: DistInfo, *, listed: int, read: int):
-        self.info, self.listed, self.read, self.local, self._gathered = info, listed, read, 0, 0
-
-    def gather(self) -> None:
-        """Add the skips every rank made since the last call (a collective with DDP: all ranks call it)."""
-        new = torch.tensor([float(self.local)], device=self.info.device)
-        self.read += int(round(float(all_reduce_mean(new, self.info)[0]) * self.info.world_size))
-        self.local = 0
-
-    @property
-    def total(self) -> int:
-        return self.listed + self.read
 
 
 def build_frames(cfg: PretrainConfig):
@@ -170,13 +153,12 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     mean, std = encoder.pretrained_cfg['mean'], encoder.pretrained_cfg['std']
     transform = JointTransform(d_cfg.image_size, scale=tuple(d_cfg.scale), hflip=d_cfg.hflip, mean=mean, std=std)
     colour = ColourDecoding(d_cfg.decode_device, device, transform)  # data.decode_device: JPEGs decoded on a device
-    listed_skips = 0  # data.skip_bad: frames left out while listing (the same on every rank, every start)
+    frames = None  # data.skip_bad: its skipped_at_listing are the frames left out while listing
     if d_cfg.source == 'shards':
         sampler, samples = _shard_stream(cfg, state, info, transform, model.patch_size, colour)
         frames_total, micro_per_epoch = sampler.shards.frames, sampler.batches_per_epoch
     else:
         frames = build_frames(cfg)
-        listed_skips = len(getattr(frames, 'skipped_at_listing', ()))
         samples = PretrainSamples(colour.frames(frames, d_cfg.source), transform,
                                   patch_size=model.patch_size, seed=t_cfg.seed,
                                   skip_bad=d_cfg.skip_bad)
@@ -209,13 +191,13 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
         return colour.batches(loader)
 
     last: Dict[str, Any] = {}  # the latest micro-batch and its outputs: rgb_reliance and figures use them
-    skips = SkipCounter(info, listed=listed_skips, read=int(state.get('skipped_frames_read', 0)) if state else 0)
+    skips = SkipCounter.for_run(info, frames, state)
 
     def forward(net, batch, autocast):
         rgb = batch['rgb'].to(device, non_blocking=True)
         depth = batch['depth'].to(device, non_blocking=True)
         noise = batch['mask_noise'].to(device, non_blocking=True)
-        skips.local += int(batch['skipped'].sum())
+        skips.add(batch)
         if t_cfg.compile and t_cfg.compile_mode == 'reduce-overhead':
             torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step may reuse output memory
         with autocast:

@@ -3,16 +3,14 @@
 Every random choice for a sample (crop, flip, masks) comes from ``numpy.random.default_rng([seed, epoch, index])``,
 so batches do not depend on worker count, rank count or on where a run was resumed.
 """
-import logging
 from typing import Dict, Iterator, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from ..skips import load_skipping
 from .transforms import JointTransform
-
-_log = logging.getLogger(__name__)
 
 
 class PretrainSamples(Dataset):
@@ -30,20 +28,9 @@ class PretrainSamples(Dataset):
     def __len__(self) -> int:
         return len(self.frames)
 
-    def _load(self, index: int) -> Tuple[Dict[str, object], int]:
-        skipped = 0
-        while True:
-            try:
-                return self.frames[(index + skipped) % len(self.frames)], skipped
-            except (ValueError, OSError) as e:
-                if not self.skip_bad or skipped >= self.max_skips:
-                    raise
-                _log.warning('skip_bad: skipping frame %d: %s', (index + skipped) % len(self.frames), e)
-                skipped += 1
-
     def __getitem__(self, key: Tuple[int, int]) -> Dict[str, torch.Tensor]:
         epoch, index = key
-        frame, skipped = self._load(index)
+        frame, skipped = load_skipping(self.frames, index, skip_bad=self.skip_bad, max_skips=self.max_skips)
         return self.prepare(frame, epoch, index, skipped)
 
     def prepare(self, frame: Dict[str, object], epoch: int, index: int, skipped: int = 0) -> Dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ from ..data.nyu import NYU13_NAMES, NYU40_NAMES, instances_from_pairs
 from ..data.scannet import SCANNET18_NYU40_IDS
 from ..data.synthetic import CLASS_NAMES
 from ..data.transforms import JointTransform
+from ..skips import load_skipping
 from .config import FinetuneConfig
 
 SYNTHETIC_STUFF = 3                       # wall, floor, ceiling: semantic classes, not instances
@@ -63,6 +64,7 @@ def _nyu(d, root: str, split: Optional[str]):
 
 def _open(cfg: FinetuneConfig, source: str, root: Optional[str], split: Optional[str], val: bool):
     d = cfg.data
+    skip_bad = d.skip_bad and not val  # evaluation scores the whole split or stops (docs/troubleshooting.md)
     if source == 'synthetic':
         from ..data.synthetic import SyntheticRGBD
         return SyntheticRGBD(length=d.synthetic_val_length if val else d.synthetic_length,
@@ -72,19 +74,19 @@ def _open(cfg: FinetuneConfig, source: str, root: Optional[str], split: Optional
         if source == 'scannet':
             if not d.label_map:
                 raise ConfigError('data.label_map (scannetv2-labels.combined.tsv) is required for data.source=scannet')
-            return ScanNetLabeledFrames(root, d.label_map, split=split, every=d.every)
-        return ScanNet25kFrames(root, split=split, every=d.every)
+            return ScanNetLabeledFrames(root, d.label_map, split=split, every=d.every, skip_bad=skip_bad)
+        return ScanNet25kFrames(root, split=split, every=d.every, skip_bad=skip_bad)
     if source == 'nyuv2':
         return _nyu(d, root, split)
     if source == 'nyu-raw':
         from ..data.nyu import NYUSyncFrames
-        return NYUSyncFrames(root, depth_scale=d.depth_scale)
+        return NYUSyncFrames(root, depth_scale=d.depth_scale, skip_bad=skip_bad)
     if source == 'cityscapes':
         from ..data.cityscapes import CityscapesRGBD
         return CityscapesRGBD(root, split=split or ('val' if val else 'train'), with_depth=cfg.task == 'depth')
     if source == 'folder':
         from ..data.folder import RGBDFolder
-        return RGBDFolder(root, depth_scale=d.depth_scale)
+        return RGBDFolder(root, depth_scale=d.depth_scale, skip_bad=skip_bad)
     raise ConfigError(f'unknown data.source {source!r}')
 
 
@@ -138,13 +140,14 @@ TARGET_KEYS = {'semseg': ('semantic',), 'depth': ('depth',), 'instance': ('insta
 class TaskSamples(Dataset):
     """Indexed by ``(epoch, index)`` (training, see EpochIndexSampler) or by ``index`` (evaluation).
 
-    Returns the transformed ``rgb`` and task targets; with ``keep_full_target`` also the untransformed ground
+    Returns the transformed ``rgb``, task targets and ``skipped`` (bad frames passed over with ``skip_bad``); with ``keep_full_target`` also the untransformed ground
     truth (``full_semantic`` / ``full_depth``), so evaluation scores at the dataset's own resolution.
     """
 
-    def __init__(self, frames, task: str, transform: JointTransform, seed: int, keep_full_target: bool = False):
+    def __init__(self, frames, task: str, transform: JointTransform, seed: int, keep_full_target: bool = False,
+                 skip_bad: bool = False):
         self.frames, self.task, self.transform, self.seed = frames, task, transform, seed
-        self.keep_full_target = keep_full_target
+        self.keep_full_target, self.skip_bad = keep_full_target, skip_bad
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -152,13 +155,14 @@ class TaskSamples(Dataset):
     def __getitem__(self, key) -> Dict[str, torch.Tensor]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         rng = np.random.default_rng([self.seed, epoch, index])
-        frame = self.frames[index]
+        frame, skipped = load_skipping(self.frames, index, skip_bad=self.skip_bad)  # data.skip_bad: training only
         missing = [k for k in TARGET_KEYS[self.task] if k not in frame]
         if missing:
             raise ConfigError(f"{frame.get('source', index)}: no {'/'.join(missing)} for the {self.task} task")
         keep = ('rgb', 'intrinsics') + TARGET_KEYS[self.task]
         out = self.transform({k: frame[k] for k in keep if k in frame}, rng)
         out['index'] = torch.tensor(index)
+        out['skipped'] = torch.tensor(skipped)
         if self.keep_full_target and self.task == 'semseg':
             out['full_semantic'] = torch.as_tensor(np.asarray(frame['semantic'], np.int64))
         if self.keep_full_target and self.task == 'depth':

@@ -21,6 +21,7 @@ from ..checkpoint import load_training_checkpoint
 from ..data.pretrain_data import EpochIndexSampler
 from ..distributed import DistInfo, cleanup, init_distributed
 from ..loop import LoopSettings, TrainingLoop
+from ..skips import SkipCounter
 from ..runtime import MetricsLogger, autocast_context, launch, restore_training_state
 from ..config import check_image_size, ensure_valid
 from .config import FinetuneConfig, finetune_config_from_dict
@@ -85,7 +86,9 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
 
     mean, std = _mean_std(model)
-    samples = TaskSamples(train_frames, cfg.task, task_transform(cfg, True, mean, std), seed=t_cfg.seed)
+    samples = TaskSamples(train_frames, cfg.task, task_transform(cfg, True, mean, std), seed=t_cfg.seed,
+                          skip_bad=d_cfg.skip_bad)
+    skips = SkipCounter.for_run(info, train_frames, state)  # data.skip_bad, as in pre-training
     sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
     steps_per_epoch = (len(samples) // info.world_size) // d_cfg.batch_size // o_cfg.accum_steps
     if steps_per_epoch < 1:
@@ -102,7 +105,8 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
         run_dir=run_dir, steps_per_epoch=steps_per_epoch, logger=logger, start_step=step, log_tags={'split': 'train'},
         checkpoint_payload=lambda _: {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                                       'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict(),
-                                      'config': cfg.to_dict(), 'backbone': recipe, 'task': cfg.task})
+                                      'config': cfg.to_dict(), 'backbone': recipe, 'task': cfg.task,
+                                      'skipped_frames_read': skips.read})
 
     def run_eval(tag_step: int, final: bool) -> Dict[str, Any]:
         out_dir = run_dir / 'eval' if final else None
@@ -121,18 +125,28 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
 
     def forward(net, batch, autocast):
         batch['rgb'] = batch['rgb'].to(device, non_blocking=True)
+        skips.add(batch)
         with autocast:
             return training_loss(cfg.task, net, batch, device, cfg.eval.min_depth)
 
-    def periodic_eval(step: int, losses) -> None:
+    def log_extras() -> Dict[str, Any]:
+        skips.gather()  # every rank is here (a log step): the skip count of all ranks for record_extras
+        return {}
+
+    def after_step(step: int, losses) -> None:
+        if t_cfg.ckpt_every and (step % t_cfg.ckpt_every == 0 or step == t_cfg.steps):
+            skips.gather()  # before the loop saves the checkpoint: it stores the count of this very step
         if t_cfg.eval_every and step % t_cfg.eval_every == 0 and step < t_cfg.steps:
             run_eval(step, final=False)
 
-    last = loop.run(epoch_batches, forward, after_step=periodic_eval)
+    last = loop.run(epoch_batches, forward, log_extras=log_extras,
+                    record_extras=lambda: {'skipped_frames': skips.total}, after_step=after_step)
     step = loop.step
+    skips.gather()
     result = run_eval(step, final=True)
     logger.close()
     summary = {'run_dir': str(run_dir), 'task': cfg.task, 'steps': step, 'final_train': last, 'val': result,
+               'skipped_frames': skips.total,
                'checkpoint': str(run_dir / 'checkpoints' / 'last.pt')}
     if info.is_main:
         from safetensors.torch import save_file
