@@ -105,7 +105,7 @@ def test_inspect_lists_bad_frames_and_keeps_going(tmp_path, capsys):
     assert len(report['problems']) == 2 and 'semantic/000002.png: label ids 9 outside' in report['problems'][0]
     assert 'rgb/000003.png: cannot read image' in report['problems'][1]
     assert set(report['labels']) == {'wall', 'floor', 'chair'}  # the two good frames are still counted
-    assert main(['data', 'inspect', str(root)]) != 0  # 1 once the CLI tells failed work (1) from usage (2)
+    assert main(['data', 'inspect', str(root)]) == 1  # a data error: the work ran and stopped (docs/troubleshooting.md)
     out, err = capsys.readouterr()
     assert 'problem: ' in out and 'median' in out
     assert '2 of 4 inspected frames have problems, the first:' in err and 'Traceback' not in err
