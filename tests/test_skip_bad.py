@@ -108,5 +108,6 @@ def test_evaluation_never_skips(tmp_path):
     root = _bad_folder(tmp_path / 'data')
     cfg = _finetune_cfg(root, root)
     assert len(build_task_frames(cfg, 'train').skipped_at_listing) == 1  # the orphan, left out for training
-    with pytest.raises(DataError, match='orphan'):
-        build_task_frames(cfg, 'val')
+    for split, training in (('val', True), ('train', False)):  # validation, and `mask3d evaluate --split train`
+        with pytest.raises(DataError, match='orphan'):
+            build_task_frames(cfg, split, training=training)

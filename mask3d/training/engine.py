@@ -28,7 +28,7 @@ from .data.scannet import ScanNetFrames
 from .data.device_decode import ColourDecoding
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
 from .data.synthetic import SyntheticRGBD
-from .skips import SkipCounter  # noqa: F401 (re-exported: SkipCounter's old home)
+from .skips import SkipCounter
 from .data.transforms import JointTransform
 from .distributed import DistInfo
 from .pretrainer import Mask3DPretrainer

@@ -62,9 +62,8 @@ def _nyu(d, root: str, split: Optional[str]):
                         classes=d.nyu_classes, depth=d.nyu_depth)
 
 
-def _open(cfg: FinetuneConfig, source: str, root: Optional[str], split: Optional[str], val: bool):
+def _open(cfg: FinetuneConfig, source: str, root: Optional[str], split: Optional[str], val: bool, skip_bad: bool):
     d = cfg.data
-    skip_bad = d.skip_bad and not val  # evaluation scores the whole split or stops (docs/troubleshooting.md)
     if source == 'synthetic':
         from ..data.synthetic import SyntheticRGBD
         return SyntheticRGBD(length=d.synthetic_val_length if val else d.synthetic_length,
@@ -117,12 +116,15 @@ def _for_task(cfg: FinetuneConfig, frames, source: str):
     return frames
 
 
-def build_task_frames(cfg: FinetuneConfig, split: str):
-    """The frames of ``split`` ('train' or 'val') for ``cfg.task``, checked against the config."""
+def build_task_frames(cfg: FinetuneConfig, split: str, *, training: bool = True):
+    """The frames of ``split`` ('train' or 'val') for ``cfg.task``, checked against the config. ``data.skip_bad``
+    applies to the training frames only (``training=False``: scoring the train split); evaluation never skips, since
+    a score over a silently shrunk split is not comparable (docs/finetuning.md)."""
     d, val = cfg.data, split == 'val'
     source = (d.val_source or d.source) if val else d.source
     root = (d.val_root or d.root) if val else d.root
-    frames = _open(cfg, source, root, d.val_split if val else d.train_split, val)
+    frames = _open(cfg, source, root, d.val_split if val else d.train_split, val,
+                   skip_bad=d.skip_bad and training and not val)
     return _for_task(cfg, frames, source)
 
 
@@ -140,7 +142,8 @@ TARGET_KEYS = {'semseg': ('semantic',), 'depth': ('depth',), 'instance': ('insta
 class TaskSamples(Dataset):
     """Indexed by ``(epoch, index)`` (training, see EpochIndexSampler) or by ``index`` (evaluation).
 
-    Returns the transformed ``rgb``, task targets and ``skipped`` (bad frames passed over with ``skip_bad``); with ``keep_full_target`` also the untransformed ground
+    Returns the transformed ``rgb``, task targets and ``skipped`` (bad frames passed over with ``skip_bad``); with
+    ``keep_full_target`` also the untransformed ground
     truth (``full_semantic`` / ``full_depth``), so evaluation scores at the dataset's own resolution.
     """
 

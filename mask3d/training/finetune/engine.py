@@ -243,7 +243,7 @@ def evaluate(checkpoint, cfg: Optional[FinetuneConfig] = None, *, task: Optional
     try:
         model, cfg, step = load_finetuned(checkpoint, cfg, task)
         ensure_valid(cfg)
-        frames = build_task_frames(cfg, split)
+        frames = build_task_frames(cfg, split, training=False)
         model = model.to(info.device)
         if out_dir is None:
             p = Path(checkpoint)
