@@ -176,21 +176,23 @@ def _furnish(b: _SceneBuilder, room: np.ndarray, cam_xz: Tuple[float, float]) ->
             b.box(i, (x0, seat, z0), (x0 + w, 0.6, z0 + arm))
             b.box(i, (x0, seat, z0 + d - arm), (x0 + w, 0.6, z0 + d))
 
-    def pillar():
-        r = rng.uniform(0.12, 0.3)
+    def round_spot(radius):
+        """(r, centre x, centre z) of a free floor disc with r drawn from ``radius``, or None if none fits."""
+        r = rng.uniform(*radius)
         spot = place(2 * r, 2 * r)
-        if spot is None:
-            return
-        x0, z0, _, _ = spot
-        b.cyl(b.new_instance('pillar'), x0 + r, z0 + r, r, 0.0, Hr)
+        return None if spot is None else (r, spot[0] + r, spot[1] + r)
+
+    def pillar():
+        spot = round_spot((0.12, 0.3))
+        if spot is not None:
+            r, cx, cz = spot
+            b.cyl(b.new_instance('pillar'), cx, cz, r, 0.0, Hr)
 
     def ball():
-        r = rng.uniform(0.1, 0.3)
-        spot = place(2 * r, 2 * r)
-        if spot is None:
-            return
-        x0, z0, _, _ = spot
-        b.sphere(b.new_instance('ball'), (x0 + r, r, z0 + r), r)
+        spot = round_spot((0.1, 0.3))
+        if spot is not None:
+            r, cx, cz = spot
+            b.sphere(b.new_instance('ball'), (cx, r, cz), r)
 
     def floor_lamp():
         spot = place(0.4, 0.4)
