@@ -17,7 +17,6 @@ Variants, each the median of ``--rounds`` interleaved rounds
     python benchmarks/device_decode_throughput.py --device cuda --frames 2048 --workers 16 --batch-size 256 --json
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -30,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import print_result  # noqa: E402
 from mask3d.training.data.device_decode import collate_deferred, decode_colour, defer_colour  # noqa: E402
 from mask3d.training.data.pretrain_data import EpochIndexSampler, PretrainSamples  # noqa: E402
 from mask3d.training.data.scannet import ScanNetFrames  # noqa: E402
@@ -136,11 +136,7 @@ def main(argv=None) -> int:
             result[f'per_core_deferred_over_full_{name}'] = statistics.median(ratios)
             result[f'per_core_deferred_over_full_{name}_range'] = [min(ratios), max(ratios)]
     result['load_avg_1min_at_end'] = os.getloadavg()[0]
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f'{k:58s} {v:.3f}' if isinstance(v, float) else f'{k:58s} {v}')
+    print_result(result, args.json)
     return 0
 
 

@@ -9,7 +9,6 @@ Measures, in one process and on the same machine state:
     python benchmarks/loop_throughput.py [--config training/configs/pretrain/synthetic_tiny.yaml] [--steps 40] [--json]
 """
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import print_result  # noqa: E402
 from _short_run import short_run_metrics  # noqa: E402
 from mask3d.training.config import load_config  # noqa: E402
 from mask3d.training.data.pretrain_data import EpochIndexSampler, PretrainSamples  # noqa: E402
@@ -89,11 +90,7 @@ def main(argv=None) -> int:
     r['loader_img_s'] = loader_only(load_config(args.config, args.set), 10)
     r['loop_img_s'] = loop(load_config(args.config, args.set), args.steps)
     r['loop_over_step_only'] = r['loop_img_s'] / r['step_only_img_s']
-    if args.json:
-        print(json.dumps(r))
-    else:
-        for k, v in r.items():
-            print(f'{k:22s} {v:.3f}' if isinstance(v, float) else f'{k:22s} {v}')
+    print_result(r, args.json)
     return 0
 
 

@@ -11,7 +11,6 @@ laid out as ScanNet scenes, cycled to ``--frames``; without them, synthetic room
     python benchmarks/shard_throughput.py --frames 2048 --workers 16 --rounds 2 --json   # a 16-core GPU host
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,8 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import print_result  # noqa: E402
 from mask3d.training.data.pretrain_data import EpochIndexSampler, PretrainSamples  # noqa: E402
 from mask3d.training.data.scannet import ScanNetFrames  # noqa: E402
 from mask3d.training.data.shards import ShardStream, open_shard_set, write_shards  # noqa: E402
@@ -140,11 +141,7 @@ def main(argv=None) -> int:
             result[name] = statistics.median(values)
         for w in args.workers:
             result[f'shards_over_files_{w}_workers'] = result[f'shards_{w}_workers'] / result[f'files_{w}_workers']
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f'{k:40s} {v:.3f}' if isinstance(v, float) else f'{k:40s} {v}')
+    print_result(result, args.json)
     return 0
 
 
