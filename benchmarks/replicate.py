@@ -5,7 +5,8 @@ Design (docs/results.md, with the verdict rules written down before the run):
 - four pools of synthetic rooms from disjoint seeds, rendered once: an unlabelled pre-training pool (thousands of
   rooms), a label-scarce labelled pool (200 frames; its first 50 are the 50-label pool), a selection set (learning
   rate choice only) and a test set (scored once per run, never used to choose anything);
-- arms: Mask3D with the best knobs (pretrain_mask3d.yaml), Mask3D with the paper's defaults
+- arms: Mask3D with the knob measured to make the encoder used (pretrain_mask3d_measured.yaml; v2, the default
+  preset, ran the reasoned choice pretrain_mask3d_reasoned.yaml), Mask3D with the paper's defaults
   (pretrain_mask3d_paper.yaml), MAE (pretrain_mae.yaml), scratch (random init); same backbone, pool, budget, seeds;
 - evaluation: ``mask3d probe`` on frozen features (labelled 200-frame pool -> test set: depth, normals, semseg with
   object mIoU), and full fine-tuning on the 50-label pool (semseg) with the learning rate picked per arm on the
@@ -40,7 +41,7 @@ CONFIGS = REPO / 'training' / 'configs' / 'replicate'
 PROBE_CONFIG = REPO / 'training' / 'configs' / 'probe' / 'synthetic.yaml'
 SHARED = REPO.parent / 'shared' / 'data' / 'rgbd'
 
-ARMS = {'mask3d': 'pretrain_mask3d.yaml', 'mae': 'pretrain_mae.yaml', 'scratch': None,
+ARMS = {'mask3d': 'pretrain_mask3d_measured.yaml', 'mae': 'pretrain_mae.yaml', 'scratch': None,
         'mask3d_paper': 'pretrain_mask3d_paper.yaml'}
 VERDICT_ARMS = ('mask3d', 'mae', 'scratch')   # the paper-default arm is secondary: run last, optional for results
 # the paired comparisons: the claim (Mask3D best vs each other arm) and pre-trained vs random in the frozen probe
@@ -65,15 +66,14 @@ BUDGETS = {
     'default': dict(image_size=[96, 128], model='mask3d_vit_tiny_patch16', pool=3000, labelled=200, few=50,
                     selection=100, test=200, batch_size=16, pretrain_steps=200, finetune_steps=50,
                     lrs=[5e-4, 2e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=2,
-                    real_frames=3),
+                    real_frames=3, arm_configs={'mask3d': 'pretrain_mask3d_reasoned.yaml'}),  # v2, as it ran
     'gpu': dict(image_size=[128, 160], model='mask3d_vit_small_patch16', pool=10000, labelled=200, few=50,
                 selection=200, test=400, batch_size=64, pretrain_steps=800, finetune_steps=150,
                 lrs=[3e-4, 1e-3, 3e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=6, real_frames=3),
 }
 # v3 (docs/results.md): the default design with 10x the pre-training, and as `mask3d` the arm adopted by the
-# pre-registered knob rule (docs/pretraining.md, "Choosing the knobs"); about 2.5 h of pre-training on 2 CPU cores
-BUDGETS['long'] = dict(BUDGETS['default'], pretrain_steps=2000,
-                       arm_configs={'mask3d': 'pretrain_mask3d_measured.yaml'})
+# pre-registered knob rule (docs/pretraining.md, "Choosing the knobs"); about 75 min of pre-training per arm on 2 CPU cores
+BUDGETS['long'] = dict(BUDGETS['default'], pretrain_steps=2000, arm_configs={})
 
 
 # ---- data -----------------------------------------------------------------------------------------------------
@@ -547,7 +547,8 @@ def dry_run(budget: Dict, out: Path, arms: List[str], device: str) -> int:
     for arm in arms:
         for seed in budget['seeds']:
             if ARMS[arm]:
-                load_config(CONFIGS / arm_config(arm, budget), pretrain_sets(budget, pools['pool'], seed, device)).validate()
+                sets = pretrain_sets(budget, pools['pool'], seed, device)
+                load_config(CONFIGS / arm_config(arm, budget), sets).validate()
                 n += 1
             for lr in budget['lrs']:
                 load_finetune_config(CONFIGS / 'finetune_semseg.yaml',

@@ -173,6 +173,24 @@ def test_replicate_gpu_preset_dry_run_validates_every_config(tmp_path):
 
 
 @pytest.mark.bench
+def test_replicate_long_preset_uses_the_measured_knob_arm(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO_ROOT / 'benchmarks' / 'replicate.py'), '--preset', 'long',
+                          '--dry-run', '--device', 'cpu', '--out', str(tmp_path)], capture_output=True, text=True,
+                         env=ENV, timeout=300, cwd=REPO_ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'dry run (long): 9 pre-training runs x 2000 steps' in out.stdout
+    R = _replicate_module()
+    budget = R.BUDGETS['long']
+    assert R.arm_config('mask3d', budget) == 'pretrain_mask3d_measured.yaml'
+    assert R.arm_config('mask3d', R.BUDGETS['default']) == 'pretrain_mask3d_reasoned.yaml'   # v2, as it ran
+    from mask3d.training.config import load_config
+    measured = load_config(R.CONFIGS / 'pretrain_mask3d_measured.yaml').method
+    paper = load_config(R.CONFIGS / 'pretrain_mask3d_paper.yaml').method
+    assert measured.depth_mask_ratio == 1.0 and paper.depth_mask_ratio == 0.8
+    assert {k for k, v in vars(measured).items() if vars(paper)[k] != v} == {'depth_mask_ratio', 'depth_norm_stats'}
+
+
+@pytest.mark.bench
 def test_cli_startup_json():
     r = _run('cli_startup.py', '--repeats', '1', '--json')
     assert set(r) == {'mask3d --help', 'mask3d --version', 'mask3d configs', 'import mask3d', 'repeats'}
