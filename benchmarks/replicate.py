@@ -429,7 +429,7 @@ def plot_results(path: Path, r: Dict) -> None:
                 ax.scatter([i] * len(vals), vals, color='k', s=10, zorder=3)
         ax.set_xticks(range(len(arms)), arms, rotation=30, fontsize=8)
         ax.set_title(title, fontsize=9)
-    fig.suptitle(f"replication v2 ({r['budget']['preset']}): verdict {r['verdict']['outcome']}", fontsize=10)
+    fig.suptitle(f"replication, preset {r['budget']['preset']}: verdict {r['verdict']['outcome']}", fontsize=10)
     save_figure(fig, path, dpi=100)
 
 
