@@ -16,6 +16,7 @@ Design (docs/results.md, with the verdict rules written down before the run):
     python benchmarks/replicate.py                    # the default preset: 44.5 min measured on 2 shared CPU cores
     python benchmarks/replicate.py --quick            # every stage at toy size
     python benchmarks/replicate.py --preset gpu       # ViT-S, larger pool and budget, for one H100/H200 (not run yet)
+    python benchmarks/replicate.py --preset long      # v3: 2000 pre-training steps, the measured Mask3D knob
     python benchmarks/replicate.py --dry-run          # validate every config of the plan, run nothing
 
 Every run is a normal ``mask3d`` run directory under --out; an interrupted replication continues where it stopped
