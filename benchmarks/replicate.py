@@ -72,8 +72,8 @@ BUDGETS = {
                 selection=200, test=400, batch_size=64, pretrain_steps=800, finetune_steps=150,
                 lrs=[3e-4, 1e-3, 3e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=6, real_frames=3),
 }
-# v3 (docs/results.md): the default design with 10x the pre-training, and as `mask3d` the arm adopted by the
-# pre-registered knob rule (docs/pretraining.md, "Choosing the knobs"); about 75 min of pre-training per arm on 2 CPU cores
+# v3 (docs/results.md): the default design with 10x the pre-training and, as `mask3d` (ARMS), the knob adopted by the
+# pre-registered knob rule (docs/pretraining.md, "Choosing the knobs"); 6-9 min per pre-training run on 2 CPU cores
 BUDGETS['long'] = dict(BUDGETS['default'], pretrain_steps=2000, arm_configs={})
 
 
