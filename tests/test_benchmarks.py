@@ -162,23 +162,25 @@ def test_visible_stats_scale_counts_visible_patches(tmp_path):
     assert all(r['mean_abs_target_visible_stats'] > 0 and r['mean_abs_target_all_pixel_stats'] > 0 for r in rows)
 
 
-@pytest.mark.bench
-def test_replicate_gpu_preset_dry_run_validates_every_config(tmp_path):
-    out = subprocess.run([sys.executable, str(REPO_ROOT / 'benchmarks' / 'replicate.py'), '--preset', 'gpu',
-                          '--dry-run', '--device', 'cuda', '--out', str(tmp_path)], capture_output=True, text=True,
+def _replicate_dry_run(preset: str, device: str, out_dir) -> str:
+    """``replicate.py --preset P --dry-run``: validates every config of the plan; returns its stdout."""
+    out = subprocess.run([sys.executable, str(REPO_ROOT / 'benchmarks' / 'replicate.py'), '--preset', preset,
+                          '--dry-run', '--device', device, '--out', str(out_dir)], capture_output=True, text=True,
                          env=ENV, timeout=300, cwd=REPO_ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert 'dry run (gpu): 9 pre-training runs x 800 steps, 12 probes, 20 fine-tuning runs' in out.stdout
-    assert not any(tmp_path.iterdir())   # nothing ran, nothing written
+    assert not any(out_dir.iterdir())   # nothing ran, nothing written
+    return out.stdout
+
+
+@pytest.mark.bench
+def test_replicate_gpu_preset_dry_run_validates_every_config(tmp_path):
+    assert 'dry run (gpu): 9 pre-training runs x 800 steps, 12 probes, 20 fine-tuning runs' in \
+        _replicate_dry_run('gpu', 'cuda', tmp_path)
 
 
 @pytest.mark.bench
 def test_replicate_long_preset_uses_the_measured_knob_arm(tmp_path):
-    out = subprocess.run([sys.executable, str(REPO_ROOT / 'benchmarks' / 'replicate.py'), '--preset', 'long',
-                          '--dry-run', '--device', 'cpu', '--out', str(tmp_path)], capture_output=True, text=True,
-                         env=ENV, timeout=300, cwd=REPO_ROOT)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert 'dry run (long): 9 pre-training runs x 2000 steps' in out.stdout
+    assert 'dry run (long): 9 pre-training runs x 2000 steps' in _replicate_dry_run('long', 'cpu', tmp_path)
     R = _replicate_module()
     budget = R.BUDGETS['long']
     assert R.arm_config('mask3d', budget) == 'pretrain_mask3d_measured.yaml'
