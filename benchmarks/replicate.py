@@ -73,7 +73,7 @@ BUDGETS = {
                 lrs=[3e-4, 1e-3, 3e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=6, real_frames=3),
 }
 # v3 (docs/results.md): the default design with 10x the pre-training and, as `mask3d` (ARMS), the knob adopted by the
-# pre-registered knob rule (docs/pretraining.md, "Choosing the knobs"); 6-9 min per pre-training run on 2 CPU cores
+# pre-registered knob rule (docs/pretraining.md, "Choosing the knobs"); 343-561 s per pre-training run measured
 BUDGETS['long'] = dict(BUDGETS['default'], pretrain_steps=2000, arm_configs={})
 
 
