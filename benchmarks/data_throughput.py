@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _shared_data import shared_rgbd  # noqa: E402
 from mask3d.training.data.cityscapes import CityscapesRGBD  # noqa: E402
 from mask3d.training.data.cli import write_synthetic  # noqa: E402
 from mask3d.training.data.folder import RGBDFolder  # noqa: E402
@@ -27,7 +29,6 @@ from mask3d.training.data.transforms import JointTransform  # noqa: E402
 from mask3d.training.data.writers import (write_cityscapes_sample, write_scannet25k_frame,  # noqa: E402
                                           write_sunrgbd_sample)
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'rgbd'
 
 
 def build_fixtures(root: Path, n: int) -> dict:
@@ -53,8 +54,8 @@ def build_fixtures(root: Path, n: int) -> dict:
     out['scannet_frames_25k'] = ScanNet25kFrames(root / 'scannet25k')
     out['sunrgbd'] = SUNRGBDFrames(root / 'sun')
     out['cityscapes'] = CityscapesRGBD(root / 'cityscapes', split='train')
-    seven = SHARED / 'tsdf-fusion-python-7scenes' / 'data'
-    if seven.is_dir():
+    seven = shared_rgbd('tsdf-fusion-python-7scenes', 'data')  # None: no ../shared (or MASK3D_HIDE_SHARED=1)
+    if seven is not None:
         (root / 'seven' / 'rgb').mkdir(parents=True)
         (root / 'seven' / 'depth').mkdir()
         for i in range(min(n, 30)):

@@ -308,7 +308,7 @@ def real_sources(per_source: int) -> Dict[str, List[Dict]]:
     from mask3d.training.data.folder import RGBDFolder, read_depth, read_rgb
     from mask3d.training.data.nyu import NYUSyncFrames
     from mask3d.training.data.sunrgbd import decode_sunrgbd_depth
-    if not SHARED.is_dir():
+    if not SHARED.is_dir() or os.environ.get('MASK3D_HIDE_SHARED', '') not in ('', '0'):  # benchmarks/_shared_data.py
         return {}
     o3d = SHARED / 'open3d' / 'examples' / 'test_data' / 'RGBD' / 'other_formats'
 

@@ -26,17 +26,19 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import print_result  # noqa: E402
+from _shared_data import shared_rgbd  # noqa: E402
 from mask3d.training.data.pretrain_data import EpochIndexSampler, PretrainSamples  # noqa: E402
 from mask3d.training.data.scannet import ScanNetFrames  # noqa: E402
 from mask3d.training.data.shards import ShardStream, open_shard_set, write_shards  # noqa: E402
 from mask3d.training.data.transforms import JointTransform  # noqa: E402
 
-SEVEN = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'rgbd' / 'tsdf-fusion-python-7scenes' / 'data'
+SEVEN = shared_rgbd('tsdf-fusion-python-7scenes', 'data')  # None: no ../shared (or MASK3D_HIDE_SHARED=1)
 
 
 def write_scannet_like(root: Path, frames: int, colour_size=None) -> str:
     """``frames`` frames as ScanNet scenes of 64 frames (color/N.jpg, depth/N.png mm, intrinsics_depth.txt)."""
-    if SEVEN.is_dir():
+    root.mkdir(parents=True, exist_ok=True)
+    if SEVEN is not None:
         pairs = [(p, p.with_name(p.name.replace('color.jpg', 'depth.png'))) for p in sorted(SEVEN.glob('*.color.jpg'))]
         source = 'real 7-Scenes frames (640x480 JPEG + 16-bit PNG mm)'
     else:

@@ -1,4 +1,8 @@
-"""Every test runs offline: sockets are blocked and the Hugging Face cache is a fresh temporary folder."""
+"""Every test runs offline: sockets are blocked and the Hugging Face cache is a fresh temporary folder.
+
+``MASK3D_HIDE_SHARED=1`` makes the real-data fixture behave as if ``../shared`` were absent (CI's second pass, see
+docs/testing.md); tests that use ``rgbd_data`` get the ``shared_data`` marker, so that pass can select them."""
+import os
 import socket
 from pathlib import Path
 
@@ -7,6 +11,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_RGBD = REPO_ROOT.parent / 'shared' / 'data' / 'rgbd'
+HIDE_SHARED_ENV = 'MASK3D_HIDE_SHARED'  # also read by benchmarks/_shared_data.py
 
 torch.set_num_threads(2)
 
@@ -16,8 +21,14 @@ torch.set_num_threads(2)
 TIER_TIMEOUTS = {'e2e': 900, 'bench': 600, 'ddp': 900, 'packaging': 900, 'slow': 900}
 
 
+def shared_hidden() -> bool:
+    return os.environ.get(HIDE_SHARED_ENV, '') not in ('', '0')
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
+        if 'rgbd_data' in getattr(item, 'fixturenames', ()):
+            item.add_marker(pytest.mark.shared_data)
         limits = [limit for tier, limit in TIER_TIMEOUTS.items() if item.get_closest_marker(tier)]
         if limits and not item.get_closest_marker('timeout'):
             item.add_marker(pytest.mark.timeout(max(limits)))
@@ -48,6 +59,8 @@ def offline_hub(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def rgbd_data() -> Path:
     """The shared real RGB-D frames; tests using it skip cleanly where the folder is absent."""
+    if shared_hidden():
+        pytest.skip(f'{SHARED_RGBD} hidden ({HIDE_SHARED_ENV}=1)')
     if not SHARED_RGBD.is_dir():
         pytest.skip(f'{SHARED_RGBD} not present')
     return SHARED_RGBD

@@ -64,6 +64,7 @@ def test_loop_throughput_json():
 
 
 @pytest.mark.bench
+@pytest.mark.shared_data  # real 7-Scenes frames where ../shared is present
 def test_data_throughput_json():
     r = _run('data_throughput.py', '--frames', '2', '--total', '8', '--json')
     assert r['synthetic_generator_fps_one_core'] > 0
@@ -114,6 +115,13 @@ def _replicate_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.mark.shared_data
+def test_replicate_real_sources_are_empty_without_the_shared_folder(monkeypatch):
+    """The smoke run's sim-to-real table reads ../shared; hidden (or absent) it has the synthetic source only."""
+    monkeypatch.setenv('MASK3D_HIDE_SHARED', '1')
+    assert _replicate_module().real_sources(1) == {}
 
 
 def test_replicate_paired_statistics_match_scipy_by_hand():

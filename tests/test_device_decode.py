@@ -199,6 +199,7 @@ def test_cuda_decode_matches_cpu(jpeg_folder, scannet):
 
 
 @pytest.mark.bench
+@pytest.mark.shared_data  # real 7-Scenes frames where ../shared is present, else rendered rooms
 def test_benchmark_script_prints_json():
     """benchmarks/device_decode_throughput.py runs end to end (tiny sizes; no timing asserted)."""
     import json
