@@ -21,6 +21,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from .argtypes import non_negative_int, positive_float, positive_int
 from .bundled import configs_root, list_configs, manifest_path
 from .failures import check_output_folder, debug_requested, report
 
@@ -134,21 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
     q = data.add_parser('extract-sens', help='export a ScanNet .sens file to color/ depth/ pose/ intrinsic/')
     q.add_argument('sens')
     q.add_argument('--out', required=True)
-    q.add_argument('--every', type=int, default=1, help='keep every K-th frame')
+    q.add_argument('--every', type=positive_int, default=1, help='keep every K-th frame')
     q = data.add_parser('synth', help='write built-in synthetic RGB-D scenes in the RGB-D folder layout')
     q.add_argument('--out', required=True)
-    q.add_argument('--frames', type=int, default=100)
-    q.add_argument('--seed', type=int, default=0)
-    q.add_argument('--image-size', type=int, nargs=2, default=[240, 320], metavar=('H', 'W'))
-    q.add_argument('--views', type=int, default=1, help='camera poses per room; > 1 also writes pose/*.txt')
+    q.add_argument('--frames', type=positive_int, default=100)
+    q.add_argument('--seed', type=non_negative_int, default=0)
+    q.add_argument('--image-size', type=positive_int, nargs=2, default=[240, 320], metavar=('H', 'W'))
+    q.add_argument('--views', type=positive_int, default=1, help='camera poses per room; > 1 also writes pose/*.txt')
     q = data.add_parser('inspect', help='what a dataset holds: format, frames, size, depth range, labels')
     q.add_argument('path', help="a dataset file or folder, or 'synthetic'")
     q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',
                                                          'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'tum', '7scenes',
                                                          'folder', 'synthetic', 'shards'))
-    q.add_argument('--depth-scale', type=float, default=1000.0, help='16-bit PNG units per metre (folder, nyu-raw)')
+    q.add_argument('--depth-scale', type=positive_float, default=1000.0,
+                   help='16-bit PNG units per metre (folder, nyu-raw)')
     q.add_argument('--class-mapping', default=None, help='nyu-mat: classMapping40.mat (default: next to the .mat)')
-    q.add_argument('--max-frames', type=int, default=50, help='frames read for the statistics (evenly spaced)')
+    q.add_argument('--max-frames', type=positive_int, default=50, help='frames read for the statistics (evenly spaced)')
     q.add_argument('--json', action='store_true')
     q.add_argument('--sheet', default=None, metavar='OUT.png', help='contact sheet of a few frames')
     q = data.add_parser('shard', help='write a dataset as WebDataset tar shards (data.source: shards)')
@@ -157,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                          'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'tum', '7scenes',
                                                          'folder', 'synthetic'))
     q.add_argument('--out', required=True, help='an empty folder for shard-NNNNNN.tar and shards.json')
-    q.add_argument('--frames-per-shard', type=int, default=1000)
-    q.add_argument('--depth-scale', type=float, default=1000.0, help='16-bit PNG units per metre (folder, nyu-raw)')
+    q.add_argument('--frames-per-shard', type=positive_int, default=1000)
+    q.add_argument('--depth-scale', type=positive_float, default=1000.0,
+                   help='16-bit PNG units per metre (folder, nyu-raw)')
     q.add_argument('--class-mapping', default=None, help='nyu-mat: classMapping40.mat (default: next to the .mat)')
     p.set_defaults(func=lazy('mask3d.training.data.cli:run_data'))
     return parser

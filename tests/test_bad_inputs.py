@@ -11,6 +11,7 @@ import errno
 import importlib.util
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -193,6 +194,34 @@ CASES = [
     Case('colour-file-not-an-image-in-worker', lambda e: _pretrain(
         e, 'data.source=folder', f'data.root={_folder_data(e, b"no")}', 'data.batch_size=1', 'data.num_workers=1'),
         '000000.png'),
+    # issue 21 part B
+    # ---- numeric command-line arguments: argparse's one-line usage error, exit 2 ----
+    Case('synth-frames-negative', lambda e: ['data', 'synth', '--out', str(e.tmp / 's'), '--frames', '-3'],
+         ("argument --frames: '-3' is not an integer >= 1",), EXIT_USAGE),
+    Case('synth-frames-zero', lambda e: ['data', 'synth', '--out', str(e.tmp / 's'), '--frames', '0'],
+         "argument --frames: '0' is not an integer >= 1", EXIT_USAGE),
+    Case('synth-image-size-zero', lambda e: ['data', 'synth', '--out', str(e.tmp / 's'), '--image-size', '0', '0'],
+         "argument --image-size: '0' is not an integer >= 1", EXIT_USAGE),
+    Case('synth-views-zero', lambda e: ['data', 'synth', '--out', str(e.tmp / 's'), '--views', '0'],
+         "argument --views: '0' is not an integer >= 1", EXIT_USAGE),
+    Case('synth-seed-negative', lambda e: ['data', 'synth', '--out', str(e.tmp / 's'), '--seed', '-1'],
+         "argument --seed: '-1' is not an integer >= 0", EXIT_USAGE),
+    Case('inspect-max-frames-negative', lambda e: ['data', 'inspect', 'synthetic', '--max-frames', '-5'],
+         "argument --max-frames: '-5' is not an integer >= 1", EXIT_USAGE),
+    Case('inspect-depth-scale-nan', lambda e: ['data', 'inspect', 'synthetic', '--depth-scale', 'nan'],
+         "argument --depth-scale: 'nan' is not a finite number > 0", EXIT_USAGE),
+    Case('shard-frames-per-shard-zero', lambda e: ['data', 'shard', 'synthetic', '--out', str(e.tmp / 's'),
+                                                   '--frames-per-shard', '0'],
+         "argument --frames-per-shard: '0' is not an integer >= 1", EXIT_USAGE),
+    Case('extract-sens-every-zero', lambda e: ['data', 'extract-sens', 'x.sens', '--out', str(e.tmp / 's'),
+                                               '--every', '0'], "argument --every: '0' is not an integer >= 1",
+         EXIT_USAGE),
+    # ---- synthetic frames too small to render: exit 1 ----
+    Case('synth-image-size-below-minimum', lambda e: ['data', 'synth', '--out', str(e.tmp / 's'), '--frames', '1',
+                                                      '--image-size', '64', '37'],
+         ('synthetic image size 64x37', 'at least 38 px')),
+    Case('pretrain-synthetic-below-minimum', lambda e: _pretrain(e, 'data.image_size=[32,32]'),
+         ('synthetic image size 32x32', 'at least 38 px')),
 ]
 
 
@@ -239,7 +268,8 @@ def env(shared, tmp_path):
 
 
 def _one_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.startswith('mask3d: error: ')]
+    # mask3d's own errors start 'mask3d: error: '; argparse's name the subcommand: 'mask3d data synth: error: '
+    lines = [line for line in err.splitlines() if re.match(r'mask3d( [\w-]+)*: error: ', line)]
     assert len(lines) == 1, f'expected one error line, got:\n{err[-3000:]}'
     return lines[0]
 
@@ -250,7 +280,10 @@ def test_bad_input_gives_one_line(case, env, capsys):
     if case.name == 'device-cuda-without-cuda' and torch.cuda.is_available():
         pytest.skip('CUDA is available here')
     argv = case.build(env)
-    rc = main(argv)
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's usage error (exit 2) ends the parse with SystemExit
+        rc = e.code
     err = capsys.readouterr().err
     line = _one_line(err)
     assert TRACEBACK not in err, err[-3000:]

@@ -13,8 +13,9 @@ def write_synthetic(out, frames: int, seed: int, image_size=(240, 320), progress
     with ``pose/NAME.txt`` (4x4 camera-to-world, ScanNet's convention) for correspondence probes."""
     from PIL import Image
 
-    from .synthetic import CLASS_NAMES, IGNORE_INDEX, render_views
+    from .synthetic import CLASS_NAMES, IGNORE_INDEX, check_synthetic_size, render_views
 
+    check_synthetic_size(*image_size)  # before any folder is made
     out = Path(out)
     for sub in ('rgb', 'depth', 'semantic', 'instance', 'intrinsics') + (('pose',) if views > 1 else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)

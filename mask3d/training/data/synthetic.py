@@ -16,10 +16,12 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from ...constants import IGNORE_INDEX
+from ...errors import DataError
 
 CLASS_NAMES = ('wall', 'floor', 'ceiling', 'table', 'chair', 'cabinet', 'bed', 'sofa', 'lamp', 'pillar',
                'ball', 'picture')
 CLASS_IDS = {n: i for i, n in enumerate(CLASS_NAMES)}
+MIN_NOISY_WIDTH = 38  # _sensor_effects draws hole radii from [3, 0.08 * width): needs 0.08 * width >= 3
 
 
 @dataclass
@@ -429,6 +431,7 @@ def render_views(seed: int, index: int, views: int = 1, height: int = 240, width
     pixels of different views that see the same surface point correspond (ground truth from depth + poses)."""
     if views < 1:
         raise ValueError(f'views must be >= 1, got {views}')
+    check_synthetic_size(height, width, sensor_noise)
     rng = np.random.default_rng([seed, index])
     room = np.array([rng.uniform(3.0, 7.0), rng.uniform(2.5, 3.2), rng.uniform(3.0, 7.0)])
     b = _SceneBuilder(rng)
@@ -466,6 +469,15 @@ def render_views(seed: int, index: int, views: int = 1, height: int = 240, width
     return frames
 
 
+def check_synthetic_size(height: int, width: int, sensor_noise: bool = True) -> None:
+    """Frames with sensor noise need ``MIN_NOISY_WIDTH`` px across (the noise model's holes are 3 px to 8 % of the
+    width); smaller sizes are a one-line error with the minimum, not a traceback from inside the renderer."""
+    min_width = MIN_NOISY_WIDTH if sensor_noise else 1
+    if height < 1 or width < min_width:
+        raise DataError(f'synthetic image size {height}x{width} (HxW) is too small: the width must be at least '
+                        f'{min_width} px and the height at least 1 px (data.image_size / --image-size)')
+
+
 def render_scene(seed: int, index: int, height: int = 240, width: int = 320, *,
                  sensor_noise: bool = True) -> Dict[str, np.ndarray]:
     """One synthetic frame: ``rgb`` uint8 [3,H,W], ``depth`` float32 metres [1,H,W] (0 = invalid),
@@ -497,6 +509,7 @@ class SyntheticRGBD:
                  sensor_noise: bool = True):
         if length <= 0:
             raise ValueError(f'synthetic dataset length must be > 0, got {length}')
+        check_synthetic_size(*image_size, sensor_noise)
         self.length, self.seed, self.image_size, self.sensor_noise = length, seed, tuple(image_size), sensor_noise
         self.class_names = CLASS_NAMES
 
