@@ -202,3 +202,71 @@ def test_two_process_gloo_pretraining_on_shards(folder, tmp_path):
     assert state['step'] == 3 and len(state['rng']) == 2
     records = [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
     assert [r['step'] for r in records] == [1, 2, 3] and all(np.isfinite(r['loss']) for r in records)
+
+
+# ---- damaged shards and indexes: one line naming the shard (issue 21) ----------------------------------------------
+def _damaged(folder, tmp_path):
+    return _shard(folder, tmp_path / 'shards', 4)  # shard-000000.tar (4), -000001 (4), -000002 (2)
+
+
+def _all_records(root):
+    from mask3d.training.data.shards import shard_records
+    s = open_shard_set(str(root))
+    return list(shard_records(s.urls, s.counts))
+
+
+def test_empty_or_truncated_shard_is_named_when_the_set_is_opened(folder, tmp_path):
+    out = _damaged(folder, tmp_path)
+    shard = out / 'shard-000001.tar'
+    data = shard.read_bytes()
+    shard.write_bytes(b'')
+    with pytest.raises(Mask3DError, match=r'shard-000001.tar: shard is empty \(0 bytes\)'):
+        open_shard_set(str(out))
+    shard.write_bytes(data[:len(data) // 2 + 100])
+    with pytest.raises(Mask3DError, match=r'shard-000001.tar: shard is truncated \(\d+ bytes, not a whole number'):
+        ShardFrames(out)
+
+
+def test_shard_cut_at_a_block_boundary_is_named_when_read(folder, tmp_path):
+    """A cut at a 512-byte boundary passes the size check; reading it (stream and random access) names it."""
+    out = _damaged(folder, tmp_path)
+    shard = out / 'shard-000000.tar'
+    with tarfile.open(shard) as tf:
+        members = tf.getmembers()
+    cut_mid_data = members[len(members) // 2].offset_data + 512  # inside a member's data
+    cut_at_header = members[len(members) // 2].offset             # a whole number of members: fewer frames
+    data = shard.read_bytes()
+    for cut in (cut_mid_data, cut_at_header):
+        shard.write_bytes(data[:cut - cut % 512])
+        with pytest.raises(Mask3DError, match=r'shard-000000.tar: (cannot read this shard|shard holds \d frames but '
+                                              r'shards.json lists 4)') as info:
+            _all_records(out)
+        assert len(info.value.args) == 1  # one line, not webdataset's (message, stream, url)
+        with pytest.raises(Mask3DError, match='shard-000000.tar: '):
+            [ShardFrames(out)[i] for i in range(4)]
+
+
+def test_index_that_overstates_its_shards_is_named(folder, tmp_path):
+    out = _damaged(folder, tmp_path)
+    index = json.loads((out / 'shards.json').read_text())
+    index['shards'][2]['frames'] = 4  # shard-000002.tar holds 2
+    (out / 'shards.json').write_text(json.dumps(index))
+    message = r'shard-000002.tar: shard holds 2 frames but shards.json lists 4'
+    with pytest.raises(Mask3DError, match=message):
+        _all_records(out)
+    with pytest.raises(Mask3DError, match=message):
+        ShardFrames(out)[9]
+    index['shards'][2]['frames'] = 2
+    index['shards'].append({'name': 'shard-000003.tar', 'frames': 4})  # a shard the folder does not have
+    (out / 'shards.json').write_text(json.dumps(index))
+    with pytest.raises(Mask3DError, match=r'shard-000003.tar: listed in .*shards.json but missing'):
+        open_shard_set(str(out))
+
+
+def test_damaged_shard_in_pretraining_is_one_line(folder, tmp_path, capsys):
+    out = _damaged(folder, tmp_path)
+    shard = out / 'shard-000002.tar'
+    shard.write_bytes(shard.read_bytes()[:1000])
+    rc = cli_main(['data', 'inspect', str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and 'shard-000002.tar: shard is truncated (1000 bytes' in err and 'Traceback' not in err

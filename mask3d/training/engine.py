@@ -27,6 +27,7 @@ from .data.folder import RGBDFolder
 from .data.scannet import ScanNetFrames
 from .data.device_decode import ColourDecoding
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
+from .data.sanity import warn_if_depth_implausible
 from .data.synthetic import SyntheticRGBD
 from .skips import SkipCounter
 from .data.transforms import JointTransform
@@ -159,6 +160,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
         frames_total, micro_per_epoch = sampler.shards.frames, sampler.batches_per_epoch
     else:
         frames = build_frames(cfg)
+        warn_if_depth_implausible(frames, f'data.source={d_cfg.source}')  # one line: a wrong depth unit
         samples = PretrainSamples(colour.frames(frames, d_cfg.source), transform,
                                   patch_size=model.patch_size, seed=t_cfg.seed,
                                   skip_bad=d_cfg.skip_bad)

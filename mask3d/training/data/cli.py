@@ -1,5 +1,6 @@
 """``mask3d data ...``: extract-sens, synth, inspect, shard."""
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,8 @@ def run_data(args) -> int:
         dataset, names, fmt = open_dataset(args.path, args.format, depth_scale=args.depth_scale,
                                            class_mapping_40=args.class_mapping)
         report = inspect(dataset, names, fmt, max_frames=args.max_frames)
+        for warning in report['warnings']:  # one line on stderr, in text and JSON mode alike
+            logging.getLogger('mask3d.training.data.inspect').warning('%s: %s', args.path, warning)
         if args.sheet:
             report['sheet'] = str(contact_sheet(dataset, args.sheet))
         if args.json:

@@ -6,11 +6,13 @@ Optional: ``ROOT/intrinsics.txt`` (3x3, every frame) or ``ROOT/intrinsics/NAME.t
 ``ROOT/semantic/NAME.png`` class ids (8/16-bit, 255 = ignore), which become the sample's ``semantic``.
 
 Every problem with a file is an error naming the file and what is wrong, in one line: unreadable or truncated
-images, malformed matrices, label ids outside the classes, frames without a partner, two files for one frame.
+images, malformed matrices, label ids outside the classes, frames without a partner, two files for one frame,
+broken symbolic links and link loops among the listed files, colour that is not 8-bit.
 """
 import io
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -23,15 +25,54 @@ from ...errors import RGBDFolderError  # noqa: F401  (the readers import it from
 
 RGB_EXTS = ('.png', '.jpg', '.jpeg')
 DEPTH_EXTS = ('.png', '.npy', '.tif', '.tiff')
+# PIL modes of 8-bit colour: greyscale, palette and RGB(A) (P, CMYK and YCbCr are converted to RGB exactly); a 16-bit
+# or float image ('I;16', 'I', 'F') would be clipped to white by convert('RGB'), so it is an error instead
+COLOUR_MODES = ('L', 'LA', 'P', 'PA', 'RGB', 'RGBA', 'RGBX', 'CMYK', 'YCbCr')
 _log = logging.getLogger(__name__)
+
+
+def entry_problem(path: Path, what: str) -> Optional[str]:
+    """Why a listed folder entry cannot be read as a ``what`` file (a broken symbolic link, a link loop, a folder,
+    a missing file), in one line naming it; None for a regular file. Listing code calls it so that no such entry
+    is dropped silently."""
+    try:
+        mode = path.stat().st_mode  # follows symbolic links
+    except OSError as e:
+        if path.is_symlink():
+            return (f'{path}: {what} file is a symbolic link that cannot be followed (-> {os.readlink(path)}: '
+                    f'{e.strerror}); fix or remove the link')
+        if isinstance(e, FileNotFoundError):
+            return f'{path}: {what} file not found'
+        return f'{path}: cannot open the {what} file ({e.strerror})'
+    if stat.S_ISDIR(mode):
+        return f'{path}: a folder where a {what} file was expected'
+    if not stat.S_ISREG(mode):
+        return f'{path}: not a regular file (a {what} file was expected)'
+    return None
+
+
+def present(path: Path) -> bool:
+    """True for anything at ``path``, broken symbolic links included (``is_file`` is False for those, which would
+    let an optional file such as a per-frame label or intrinsics fall back silently)."""
+    return os.path.lexists(path)
+
+
+def read_file_bytes(path: Union[str, os.PathLike], what: str) -> bytes:
+    """The bytes of a listed file; a missing file, a broken link or a read error is one line naming it."""
+    path = Path(path)
+    problem = entry_problem(path, what)
+    if problem is not None:
+        raise MissingDataError(problem)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise BadDataFileError(f'{path}: cannot read the {what} file ({e.strerror or e})') from e
 
 
 def read_depth(path: Union[str, os.PathLike], depth_scale: float, invalid: Optional[int] = None) -> np.ndarray:
     """Depth file -> float32 metres [H, W], 0 where invalid; errors name the file and the problem."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingDataError(f'{path}: depth file not found')
-    return decode_depth(path.read_bytes(), path.suffix, depth_scale, str(path), invalid)
+    return decode_depth(read_file_bytes(path, 'depth'), path.suffix, depth_scale, str(path), invalid)
 
 
 def decode_depth(data: bytes, suffix: str, depth_scale: float, where: str,
@@ -73,19 +114,22 @@ def decode_depth(data: bytes, suffix: str, depth_scale: float, where: str,
 def read_rgb(path: Union[str, os.PathLike]) -> np.ndarray:
     """Colour file -> uint8 [3, H, W]."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingDataError(f'{path}: colour file not found')
-    return decode_rgb(path.read_bytes(), str(path))
+    return decode_rgb(read_file_bytes(path, 'colour'), str(path))
 
 
 def decode_rgb(data: bytes, where: str, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
-    """Encoded colour -> uint8 [3, H, W]; ``size`` (h, w): resized bilinearly after decoding."""
+    """Encoded 8-bit colour -> uint8 [3, H, W]; ``size`` (h, w): resized bilinearly after decoding."""
     try:
         with Image.open(io.BytesIO(data)) as im:
+            if im.mode not in COLOUR_MODES:
+                raise BadDataFileError(f'{where}: colour must be 8-bit greyscale, RGB or RGBA, got PIL mode {im.mode} '
+                                      f'(a 16-bit or float image: depth, or colour saved with more bits)')
             im = im.convert('RGB')
             if size is not None and (im.height, im.width) != tuple(size):
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             arr = np.array(im)
+    except BadDataFileError:
+        raise
     except Exception as e:
         raise BadDataFileError(f'{where}: cannot read image ({e})') from e
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
@@ -109,7 +153,9 @@ def read_matrix(path: Union[str, os.PathLike], shapes: Sequence[Tuple[int, int]]
     matches; anything else (text, a wrong count, NaN) is one line naming the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_file_bytes(path, what).decode()
+    except MissingDataError:
+        raise
     except (OSError, UnicodeDecodeError) as e:
         raise BadDataFileError(f'{path}: cannot read {what} ({e.__class__.__name__}: {e})') from e
     try:
@@ -136,7 +182,7 @@ def read_intrinsics(path: Union[str, os.PathLike]) -> np.ndarray:
 def read_pose(path: Union[str, os.PathLike]) -> Optional[np.ndarray]:
     """A 4x4 camera-to-world matrix, or None where the file is absent or holds non-finite values (lost tracking)."""
     path = Path(path)
-    if not path.is_file():
+    if not present(path):
         return None
     pose = read_matrix(path, ((4, 4),), 'pose')
     return pose if np.isfinite(pose).all() else None
@@ -145,10 +191,9 @@ def read_pose(path: Union[str, os.PathLike]) -> Optional[np.ndarray]:
 def read_label(path: Union[str, os.PathLike], size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """A label / instance PNG -> int64 [H, W]; ``size`` (h, w): resized with nearest neighbour."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingDataError(f'{path}: label file not found')
+    data = read_file_bytes(path, 'label')
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             if size is not None and (im.height, im.width) != tuple(size):
                 im = im.resize((size[1], size[0]), Image.NEAREST)
             arr = np.array(im)
@@ -182,9 +227,16 @@ def files_by_stem(folder: Path, exts: Sequence[str], what: str, stem=lambda p: p
     the frame is reported once and mapped to None, so ``check_partners`` leaves it out)."""
     found: Dict[str, Optional[Path]] = {}
     for p in sorted(folder.glob(pattern)):
-        if p.suffix.lower() not in exts or not p.is_file():
+        if p.suffix.lower() not in exts:
             continue
         key = stem(p)
+        problem = entry_problem(p, what)  # a broken link or a loop is named, never dropped silently
+        if problem is not None:
+            if skip is None:
+                raise BadDataFileError(problem)
+            skip(problem)
+            found[key] = None
+            continue
         if key in found:
             if found[key] is None:
                 continue
@@ -247,11 +299,9 @@ class RGBDFrames:
 
     def __getitem__(self, index: int) -> Dict[str, object]:
         rgb_path, depth_path = self.frames[index]
-        for path, what in ((rgb_path, 'colour'), (depth_path, 'depth')):
-            if not path.is_file():
-                raise MissingDataError(f'{path}: {what} file not found')
+        rgb_bytes, depth_bytes = read_file_bytes(rgb_path, 'colour'), read_file_bytes(depth_path, 'depth')
         # e.g. ScanNet: 1296x968 colour, 640x480 depth; colour intrinsics are the depth ones then
-        rgb, depth = decode_rgbd(rgb_path.read_bytes(), depth_path.read_bytes(), depth_suffix=depth_path.suffix,
+        rgb, depth = decode_rgbd(rgb_bytes, depth_bytes, depth_suffix=depth_path.suffix,
                                  depth_scale=self.depth_scale, resize_rgb_to_depth=self.resize_rgb_to_depth,
                                  rgb_where=str(rgb_path), depth_where=str(depth_path),
                                  depth_invalid=self.depth_invalid)
@@ -287,7 +337,7 @@ class RGBDFolder(RGBDFrames):
         rgbs = files_by_stem(rgb_root, RGB_EXTS, 'colour', skip=skip)
         depths = files_by_stem(depth_root, DEPTH_EXTS, 'depth', skip=skip)
         keys = check_partners(rgbs, depths, self.root, skip)
-        if (self.root / 'semantic').is_dir():
+        if (self.root / 'semantic').is_dir():  # a broken label link counts as present: reading it names it
             stems = {p.stem for p in (self.root / 'semantic').iterdir() if p.suffix.lower() == '.png'}
             unlabelled = [k for k in keys if k not in stems]
             if stems and unlabelled:
@@ -301,22 +351,22 @@ class RGBDFolder(RGBDFrames):
         self.frames: List[Tuple[Path, Path]] = [(rgbs[k], depths[k]) for k in keys]
         if not self.frames:
             raise MissingDataError(f'{self.root}: no frames found')
-        if intrinsics is None and (self.root / 'intrinsics.txt').is_file():
+        if intrinsics is None and present(self.root / 'intrinsics.txt'):
             intrinsics = read_intrinsics(self.root / 'intrinsics.txt')
         self.intrinsics = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float32)
-        if (self.root / 'classes.json').is_file():  # written by `mask3d data synth`; lets configs check class counts
+        if present(self.root / 'classes.json'):  # written by `mask3d data synth`; lets configs check class counts
             self.class_names = read_class_names(self.root / 'classes.json')
             self.num_classes = len(self.class_names)
 
     def frame_intrinsics(self, index: int) -> Optional[np.ndarray]:
         per_frame = self.root / 'intrinsics' / f'{self.frames[index][0].stem}.txt'
-        if per_frame.is_file():
+        if present(per_frame):
             return read_intrinsics(per_frame)
         return self.intrinsics
 
     def label_path(self, index: int) -> Optional[Path]:
         path = self.root / 'semantic' / f'{self.frames[index][0].stem}.png'
-        return path if path.is_file() else None
+        return path if present(path) else None
 
 
 def read_class_names(path: Path) -> Tuple[str, ...]:

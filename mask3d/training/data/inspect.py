@@ -8,6 +8,7 @@ import numpy as np
 from ...constants import IGNORE_INDEX
 from ...errors import BadDataFileError, DataError, Mask3DError, MissingDataError
 from .folder import RGBDFolder
+from .sanity import depth_unit_fix, depth_unit_problem
 
 FORMATS = ('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k', 'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes',
            'tum', '7scenes', 'folder', 'synthetic', 'shards')
@@ -156,6 +157,9 @@ def inspect(dataset, class_names=None, fmt: str = '', max_frames: int = 50) -> D
     if labels:
         report['labels'] = dict(sorted(labels.items(), key=lambda kv: -kv[1]))
     report['problems'] = problems
+    unit = depth_unit_problem(depths)
+    report['warnings'] = [f'depth looks like the wrong unit ({unit}, over {len(depths)} inspected frames); '
+                          f'{depth_unit_fix(dataset)}'] if unit else []
     return report
 
 

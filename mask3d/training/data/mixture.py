@@ -15,8 +15,8 @@ class MixtureFrames:
         if not sources:
             raise RGBDFolderError('a mixture needs at least one source')
         weights = np.array([w for _, w in sources], dtype=np.float64)
-        if (weights <= 0).any():
-            raise RGBDFolderError(f'mixture weights must be > 0, got {weights.tolist()}')
+        if not (np.isfinite(weights) & (weights > 0)).all():  # NaN would pass `<= 0` and leave its source out
+            raise RGBDFolderError(f'mixture weights must be > 0 and finite, got {weights.tolist()}')
         for dataset, _ in sources:
             if len(dataset) == 0:
                 raise RGBDFolderError(f'mixture source {dataset!r} is empty')

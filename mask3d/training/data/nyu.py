@@ -15,7 +15,7 @@ import numpy as np
 
 from ...constants import IGNORE_INDEX
 from ...errors import LabelRangeError
-from .folder import RGBDFolderError, RGBDFrames
+from .folder import RGBDFolderError, RGBDFrames, present
 
 NYU40_NAMES = ('wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 'door', 'window', 'bookshelf',
                'picture', 'counter', 'blinds', 'desk', 'shelves', 'curtain', 'dresser', 'pillow', 'mirror',
@@ -185,7 +185,7 @@ class NYUSyncFrames(RGBDFrames):
             if not m:
                 continue
             candidates = [depth.parent / f'rgb_{m.group(1)}.jpg', depth.parent.parent / 'rgb' / f'rgb_{m.group(1)}.jpg']
-            rgb = next((c for c in candidates if c.is_file()), None)
+            rgb = next((c for c in candidates if present(c)), None)  # a broken link is named when read
             if rgb is None:
                 message = f'{depth}: no matching rgb_{m.group(1)}.jpg next to it or in ../rgb/'
                 if skip is None:

@@ -15,7 +15,8 @@ import numpy as np
 
 from ...constants import IGNORE_INDEX
 from ...errors import LabelRangeError
-from .folder import RGBDFolderError, RGBDFrames, check_partners, files_by_stem, read_intrinsics, read_label
+from .folder import (RGBDFolderError, RGBDFrames, check_partners, files_by_stem, present, read_intrinsics,
+                     read_label)
 from .scannet_sens import check_export
 
 DEPTH_SCALE = 1000.0  # ScanNet depth PNGs are millimetres
@@ -66,7 +67,7 @@ class ScanNetFrames(RGBDFrames):
     @staticmethod
     def _read_intrinsics(folder: Path) -> Optional[np.ndarray]:
         for candidate in (folder / 'intrinsic' / 'intrinsic_depth.txt', folder / 'intrinsics_depth.txt'):
-            if candidate.is_file():
+            if present(candidate):  # a broken link is named by the read, not passed over
                 return read_intrinsics(candidate)
         return None
 
@@ -173,7 +174,7 @@ class ScanNetLabeledFrames(_LabelledScanNet):
     def __getitem__(self, index: int):
         sample, scene, stem = self._frame(index)
         label_path = scene / 'label-filt' / f'{stem}.png'
-        if not label_path.is_file():
+        if not present(label_path):
             raise RGBDFolderError(f'{label_path}: label-filt image missing (unzip {scene.name}_2d-label-filt.zip '
                                   f'into {scene})')
         size = sample['depth'].shape[-2:]

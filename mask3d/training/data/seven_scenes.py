@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from ...errors import BadDataFileError, DataError, MissingDataError
-from .folder import RGBDFrames, check_partners, files_by_stem, read_intrinsics, read_pose
+from .folder import RGBDFrames, check_partners, files_by_stem, present, read_intrinsics, read_pose
 
 DEPTH_SCALE = 1000.0
 DEPTH_INVALID = 65535
@@ -81,7 +81,7 @@ class SevenScenesFrames(RGBDFrames):
             self.sequence_of += [seq] * len(keys)
             K = INTRINSICS
             for candidate in (seq / 'camera-intrinsics.txt', seq.parent / 'camera-intrinsics.txt'):
-                if candidate.is_file():
+                if present(candidate):
                     K = read_intrinsics(candidate)
                     break
             self._K[seq] = K

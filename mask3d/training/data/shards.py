@@ -209,15 +209,66 @@ def open_shard_set(root: str, index: Optional[str] = None) -> ShardSet:
         default_index = urls[0].rsplit('/', 1)[0] + '/' + INDEX_NAME if '/' in urls[0] else INDEX_NAME
     if not urls:
         raise RGBDFolderError(f'{root}: no .tar shards found')
-    meta = _read_index(index or default_index)
+    where = index or default_index
+    meta = _read_index(where)
     known = {s['name']: s['frames'] for s in meta['shards']}
     counts = []
     for url in urls:
         name = url.rsplit('/', 1)[-1]
         if name not in known:
-            raise RGBDFolderError(f'{url}: shard not listed in {index or default_index}')
+            raise RGBDFolderError(f'{url}: shard not listed in {where}')
         counts.append(int(known[name]))
+        check_local_shard(url)
+    if Path(root).is_dir():  # the whole set: every listed shard must be there
+        missing = sorted(set(known) - {u.rsplit('/', 1)[-1] for u in urls})
+        if missing:
+            raise RGBDFolderError(f'{Path(root) / missing[0]}: listed in {where} but missing'
+                                  f'{f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""}')
     return ShardSet(urls, counts, meta)
+
+
+TAR_BLOCK = 512
+
+
+def check_local_shard(url: str) -> None:
+    """A local shard that is empty or not a whole number of tar blocks (a copy or a write that stopped) is a
+    one-line error naming it; costs one stat per shard. Remote shards are checked as they are read."""
+    try:
+        size = os.stat(url).st_size
+    except OSError:
+        return  # a URL, or a pattern webdataset opens: see ShardStream's reading
+    if size == 0:
+        raise RGBDFolderError(f'{url}: shard is empty (0 bytes); write the shards again with `mask3d data shard`')
+    if size % TAR_BLOCK:
+        raise RGBDFolderError(f'{url}: shard is truncated ({size} bytes, not a whole number of {TAR_BLOCK}-byte tar '
+                              f'blocks); write the shards again with `mask3d data shard`')
+
+
+def _shard_read_error(url: str) -> Callable[[Exception], bool]:
+    """A webdataset ``handler`` that ends the stream with one line naming the shard (tar errors otherwise name
+    an open file object, or nothing)."""
+    def handler(exn: Exception) -> bool:
+        if isinstance(exn, RGBDFolderError):  # ours, passed up once more: webdataset appended (stream, url) to args
+            raise RGBDFolderError(exn.args[0]) from exn.__cause__
+        detail = str(exn.args[0]).split(' @ ')[0] if exn.args else ''
+        raise RGBDFolderError(f'{url}: cannot read this shard ({exn.__class__.__name__}: {detail}); it is truncated '
+                              f'or not a tar file: write the shards again with `mask3d data shard`') from exn
+    return handler
+
+
+def shard_records(urls: Sequence[str], counts: Sequence[int]) -> Iterator[Dict[str, Any]]:
+    """The raw samples of ``urls`` in order, through webdataset's ``tarfile_samples``; a shard that cannot be
+    read, or holds another number of frames than the index lists, is a one-line error naming it."""
+    from webdataset.tariterators import tarfile_samples
+    for url, expected in zip(urls, counts):
+        seen = 0
+        for record in tarfile_samples([{'url': url}], handler=_shard_read_error(url)):
+            seen += 1
+            yield record
+        if seen != expected:
+            raise RGBDFolderError(f'{url}: shard holds {seen} frames but {INDEX_NAME} lists {expected} (a truncated '
+                                  f'shard, or the index of another set); write the shards again with `mask3d data '
+                                  f'shard`')
 
 
 class ShardFrames:
@@ -237,12 +288,18 @@ class ShardFrames:
         """Per sample of shard ``s``: field -> (offset, size) of its bytes in the tar file."""
         if s not in self._members:
             import tarfile
-            samples: Dict[str, Dict[str, Tuple[int, int]]] = {}
-            with tarfile.open(self.set.urls[s]) as tf:
-                for m in tf.getmembers():
-                    if m.isfile():
-                        key, field = m.name.split('.', 1)
-                        samples.setdefault(key, {})[field] = (m.offset_data, m.size)
+            url, samples = self.set.urls[s], {}
+            try:
+                with tarfile.open(url) as tf:
+                    for m in tf.getmembers():
+                        if m.isfile():
+                            key, field = m.name.split('.', 1)
+                            samples.setdefault(key, {})[field] = (m.offset_data, m.size)
+            except (tarfile.TarError, OSError, ValueError) as e:
+                _shard_read_error(url)(e)
+            if len(samples) != self.set.counts[s]:
+                raise RGBDFolderError(f'{url}: shard holds {len(samples)} frames but {INDEX_NAME} lists '
+                                      f'{self.set.counts[s]}; write the shards again with `mask3d data shard`')
             self._members[s] = [samples[k] for k in sorted(samples)]
         return self._members[s]
 
@@ -320,13 +377,12 @@ class ShardStream(IterableDataset):
     def reader_samples(self, worker: int) -> Iterator[Dict[str, Any]]:
         """What DataLoader worker ``worker`` yields this epoch (a whole number of batches)."""
         from webdataset.filters import shuffle
-        from webdataset.tariterators import tarfile_samples
         w = self.workers
         logical = (worker + self.start_batches) % w         # rotate, so the resumed epoch's next batch is first
         skip = len(range(logical, self.start_batches, w))   # batches of this reader already used
         reader = self.rank * w + logical
         mine = epoch_assignment(len(self.shards.urls), self.world_size * w, self.seed, self.epoch)[reader]
-        raw = tarfile_samples([{'url': self.shards.urls[s]} for s in mine])
+        raw = shard_records([self.shards.urls[s] for s in mine], [self.shards.counts[s] for s in mine])
         seed = int(np.random.SeedSequence([self.seed, self.epoch, reader]).generate_state(1)[0])
         raw = shuffle(bufsize=self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(seed))(raw)
         to_skip, to_yield = skip * self.batch_size, (self.batches_per_reader - skip) * self.batch_size

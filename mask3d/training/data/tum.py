@@ -17,7 +17,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 import numpy as np
 
 from ...errors import BadDataFileError, DataError, MissingDataError
-from .folder import RGBDFrames
+from .folder import RGBDFrames, entry_problem, present
 
 DEPTH_SCALE = 5000.0
 MAX_DIFFERENCE_S = 0.02
@@ -112,9 +112,11 @@ class TUMFrames(RGBDFrames):
                                       f'each other (rgb.txt and depth.txt of different recordings?)')
             for a, b in pairs:
                 color_path, depth_path = seq / rgb[a], seq / depth[b]
-                missing = [f'{path}: listed in {seq / listed} (frame {a:.6f}) but missing'
-                           for path, listed in ((color_path, 'rgb.txt'), (depth_path, 'depth.txt'))
-                           if not path.is_file()]
+                missing = [f'{path}: listed in {seq / listed} (frame {a:.6f}) but missing' if not present(path)
+                           else f'{entry_problem(path, what)} (listed in {seq / listed})'
+                           for path, listed, what in ((color_path, 'rgb.txt', 'colour'),
+                                                      (depth_path, 'depth.txt', 'depth'))
+                           if entry_problem(path, what) is not None]
                 if missing and skip is None:
                     raise MissingDataError(missing[0])
                 if missing:

@@ -125,6 +125,9 @@ def build_task_frames(cfg: FinetuneConfig, split: str, *, training: bool = True)
     root = (d.val_root or d.root) if val else d.root
     frames = _open(cfg, source, root, d.val_split if val else d.train_split, val,
                    skip_bad=d.skip_bad and training and not val)
+    from ..data.sanity import warn_if_depth_implausible  # one line: a wrong depth unit gives NaN depth metrics
+    warn_if_depth_implausible(frames, f'{split} data.source={source}',
+                              max_depth=cfg.eval.max_depth if cfg.task == 'depth' else None)
     return _for_task(cfg, frames, source)
 
 
