@@ -223,6 +223,72 @@ def worker_label_outside_classes_in_finetuning(tmp: Path) -> List[str]:
             *[x for s in sets for x in ('--set', s)]]
 
 
+# ---- issue 21 part B: entries that are not files, colour that is not 8-bit, damaged shards ----
+def broken_link_among_frames(tmp: Path) -> List[str]:
+    root = _folder(tmp / 'folder')
+    (root / 'rgb' / '000001.png').unlink()
+    (root / 'rgb' / '000001.png').symlink_to(tmp / 'moved-away.png')
+    return _inspect(root)
+
+
+def link_loop_among_frames(tmp: Path) -> List[str]:
+    root = _folder(tmp / 'folder')
+    (root / 'depth' / '000001.png').unlink()
+    (root / 'depth' / '000001.png').symlink_to(root / 'depth' / '000001.png')
+    return _inspect(root)
+
+
+def broken_link_in_pretraining(tmp: Path) -> List[str]:
+    root = _folder(tmp / 'linked', frames=3)
+    (root / 'depth' / '000002.png').unlink()
+    (root / 'depth' / '000002.png').symlink_to(tmp / 'moved-away.png')
+    cfg = dict(TINY_PRETRAIN, data=dict(TINY_PRETRAIN['data'], root=str(root)))
+    (tmp / 'cfg.yaml').write_text(yaml.safe_dump(cfg))
+    return ['pretrain', '--config', str(tmp / 'cfg.yaml'), '--output', str(tmp / 'run')]
+
+
+def sixteen_bit_colour(tmp: Path) -> List[str]:
+    root = _folder(tmp / 'folder')
+    _png(root / 'rgb' / '000001.png', np.full((16, 16), 40000, np.uint16))  # used to decode as a white image
+    return _inspect(root)
+
+
+def _shards(tmp: Path, frames: int = 4, per_shard: int = 2) -> Path:
+    from mask3d.training.data.folder import RGBDFolder
+    from mask3d.training.data.shards import write_shards
+    return write_shards(RGBDFolder(_folder(tmp / 'src', frames=frames)), tmp / 'shards', per_shard,
+                        source_format='folder', progress=False)
+
+
+def zero_byte_shard(tmp: Path) -> List[str]:
+    out = _shards(tmp)
+    (out / 'shard-000001.tar').write_bytes(b'')
+    return _inspect(out)
+
+
+def shard_index_overstates(tmp: Path) -> List[str]:
+    import json
+    out = _shards(tmp)
+    index = json.loads((out / 'shards.json').read_text())
+    index['shards'][1]['frames'] = 3
+    (out / 'shards.json').write_text(json.dumps(index))
+    return _inspect(out)
+
+
+def truncated_shard_in_pretraining(tmp: Path) -> List[str]:
+    """Cut at a tar block boundary, so the size is still a whole number of blocks: the lost end-of-archive blocks
+    name it at start-up."""
+    import tarfile
+    out = _shards(tmp)
+    shard = out / 'shard-000001.tar'
+    with tarfile.open(shard) as tf:
+        cut = tf.getmembers()[-1].offset  # the last member's header: one file of the second frame is lost
+    shard.write_bytes(shard.read_bytes()[:cut])
+    cfg = dict(TINY_PRETRAIN, data=dict(TINY_PRETRAIN['data'], source='shards', root=str(out)))
+    (tmp / 'cfg.yaml').write_text(yaml.safe_dump(cfg))
+    return ['pretrain', '--config', str(tmp / 'cfg.yaml'), '--output', str(tmp / 'run')]
+
+
 CASES = [
     {'name': 'truncated-colour-png', 'build': truncated_colour, 'culprit': ['rgb/000001.png', 'cannot read']},
     {'name': 'truncated-depth-png', 'build': truncated_depth, 'culprit': ['depth/000001.png', 'cannot read depth']},
@@ -260,6 +326,21 @@ CASES = [
      'culprit': ['worker_data/depth/00000', 'cannot read depth']},
     {'name': 'worker-label-outside-classes-in-finetuning', 'build': worker_label_outside_classes_in_finetuning,
      'culprit': ['labelled/semantic/00000', 'label ids 5, 9 outside the 3 classes']},
+    # issue 21 part B
+    {'name': 'broken-symlink-among-frames', 'build': broken_link_among_frames,
+     'culprit': ['rgb/000001.png', 'colour file is a symbolic link that cannot be followed', 'moved-away.png']},
+    {'name': 'symlink-loop-among-frames', 'build': link_loop_among_frames,
+     'culprit': ['depth/000001.png', 'depth file is a symbolic link that cannot be followed', 'symbolic links']},
+    {'name': 'broken-symlink-in-pretraining', 'build': broken_link_in_pretraining,
+     'culprit': ['linked/depth/000002.png', 'symbolic link that cannot be followed']},
+    {'name': '16-bit-greyscale-png-as-colour', 'build': sixteen_bit_colour,
+     'culprit': ['rgb/000001.png', 'colour must be 8-bit greyscale, RGB or RGBA, got PIL mode I;16']},
+    {'name': 'zero-byte-shard', 'build': zero_byte_shard,
+     'culprit': ['shard-000001.tar', 'shard is empty (0 bytes)']},
+    {'name': 'shard-index-overstates-a-shard', 'build': shard_index_overstates,
+     'culprit': ['shard-000001.tar', 'shard holds 2 frames but shards.json lists 3']},
+    {'name': 'truncated-shard-in-pretraining', 'build': truncated_shard_in_pretraining,
+     'culprit': ['shard-000001.tar', 'shard is truncated (it does not end with the tar end-of-archive blocks)']},
 ]
 for _row in CASES:
     _row.setdefault('code', EXIT_FAILED)

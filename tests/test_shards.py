@@ -227,8 +227,11 @@ def test_empty_or_truncated_shard_is_named_when_the_set_is_opened(folder, tmp_pa
         ShardFrames(out)
 
 
-def test_shard_cut_at_a_block_boundary_is_named_when_read(folder, tmp_path):
-    """A cut at a 512-byte boundary passes the size check; reading it (stream and random access) names it."""
+def test_shard_cut_at_a_block_boundary_is_named(folder, tmp_path, monkeypatch):
+    """A cut at a 512-byte boundary passes the size check but loses the end-of-archive blocks; where that check
+    cannot run (a remote shard, simulated), reading it (stream and random access) names it."""
+    from mask3d.training.data import shards as shards_module
+    from mask3d.training.data.shards import shard_records
     out = _damaged(folder, tmp_path)
     shard = out / 'shard-000000.tar'
     with tarfile.open(shard) as tf:
@@ -238,12 +241,17 @@ def test_shard_cut_at_a_block_boundary_is_named_when_read(folder, tmp_path):
     data = shard.read_bytes()
     for cut in (cut_mid_data, cut_at_header):
         shard.write_bytes(data[:cut - cut % 512])
+        with pytest.raises(Mask3DError, match=r'shard-000000.tar: shard is truncated \(it does not end with the tar '
+                                              r'end-of-archive blocks\)'):
+            open_shard_set(str(out))
         with pytest.raises(Mask3DError, match=r'shard-000000.tar: (cannot read this shard|shard holds \d frames but '
                                               r'shards.json lists 4)') as info:
-            _all_records(out)
+            list(shard_records([str(shard)], [4]))
         assert len(info.value.args) == 1  # one line, not webdataset's (message, stream, url)
-        with pytest.raises(Mask3DError, match='shard-000000.tar: '):
-            [ShardFrames(out)[i] for i in range(4)]
+        with monkeypatch.context() as m:
+            m.setattr(shards_module, 'check_local_shard', lambda url: None)
+            with pytest.raises(Mask3DError, match='shard-000000.tar: '):
+                [ShardFrames(out)[i] for i in range(4)]
 
 
 def test_index_that_overstates_its_shards_is_named(folder, tmp_path):

@@ -231,8 +231,9 @@ TAR_BLOCK = 512
 
 
 def check_local_shard(url: str) -> None:
-    """A local shard that is empty or not a whole number of tar blocks (a copy or a write that stopped) is a
-    one-line error naming it; costs one stat per shard. Remote shards are checked as they are read."""
+    """A local shard that is empty, not a whole number of tar blocks or without the end-of-archive blocks (a copy
+    or a write that stopped) is a one-line error naming it; costs a stat and a 1 KiB read per shard. Remote shards
+    are checked as they are read (:func:`shard_records`)."""
     try:
         size = os.stat(url).st_size
     except OSError:
@@ -242,6 +243,11 @@ def check_local_shard(url: str) -> None:
     if size % TAR_BLOCK:
         raise RGBDFolderError(f'{url}: shard is truncated ({size} bytes, not a whole number of {TAR_BLOCK}-byte tar '
                               f'blocks); write the shards again with `mask3d data shard`')
+    with open(url, 'rb') as f:  # a tar file ends with two zero blocks; a cut at a block boundary loses them
+        f.seek(max(0, size - 2 * TAR_BLOCK))
+        if size < 2 * TAR_BLOCK or f.read().strip(b'\0'):
+            raise RGBDFolderError(f'{url}: shard is truncated (it does not end with the tar end-of-archive blocks); '
+                                  f'write the shards again with `mask3d data shard`')
 
 
 def _shard_read_error(url: str) -> Callable[[Exception], bool]:
