@@ -171,7 +171,8 @@ def test_float_tiff_in_millimetres_is_warned_by_inspect_and_training(tmp_path, c
         report['warnings'][0] and 'float .tif depth is read as metres' in report['warnings'][0]
     with caplog.at_level(logging.WARNING):
         message = warn_if_depth_implausible(ds, 'data.source=folder')
-    assert message == caplog.records[-1].getMessage() and message.startswith(f'{root}: depth looks like')
+        assert warn_if_depth_implausible(ds, 'data.source=folder') == message  # said once, returned each time
+    assert [r.getMessage() for r in caplog.records] == [message] and message.startswith(f'{root}: depth looks like')
     assert '\n' not in message
 
 
@@ -189,3 +190,17 @@ def test_mixture_weight_nan_is_refused(tmp_path):
     ds = RGBDFolder(_folder(tmp_path / 'd'))
     with pytest.raises(DataError, match=r'mixture weights must be > 0 and finite, got \[nan, 1.0\]'):
         MixtureFrames([(ds, float('nan')), (ds, 1.0)], 8)
+
+
+def test_depth_metrics_without_valid_ground_truth_warn(caplog):
+    """Millimetres read as metres leave no pixel inside (min_depth, max_depth): NaN metrics, never silently."""
+    import torch
+
+    from mask3d.training.finetune.metrics import DepthMetrics
+    metrics = DepthMetrics(max_depth=10.0)
+    gt = torch.full((1, 1, 4, 4), 2500.0)
+    metrics.update(torch.ones_like(gt), gt)
+    with caplog.at_level(logging.WARNING):
+        result = metrics.compute()
+    assert np.isnan(result['abs_rel']) and 'depth metrics are NaN: no evaluated image has ground-truth depth ' \
+        'between min_depth 0.001 and max_depth 10 m' in caplog.text

@@ -6,7 +6,7 @@ The check reads a few evenly spaced frames (``SAMPLE_FRAMES``): cheap next to a 
 affects every frame of a source alike.
 """
 import logging
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Set
 
 import numpy as np
 
@@ -14,6 +14,7 @@ MAX_PLAUSIBLE_MEDIAN_M = 100.0   # no RGB-D sensor mask3d reads has a median dep
 BEYOND_FRACTION = 0.9            # "almost all" valid pixels beyond max_depth
 SAMPLE_FRAMES = 4
 _log = logging.getLogger(__name__)
+_warned: Set[str] = set()
 
 
 def depth_unit_problem(valid_depths: Sequence[np.ndarray], max_depth: Optional[float] = None) -> Optional[str]:
@@ -81,11 +82,12 @@ def depth_unit_warning(dataset: Any, where: str, max_depth: Optional[float] = No
 
 
 def warn_if_depth_implausible(dataset: Any, where: str, max_depth: Optional[float] = None) -> Optional[str]:
-    """Log :func:`depth_unit_warning` once (on rank 0 with DDP); returns it."""
+    """Log :func:`depth_unit_warning` (on rank 0 with DDP, once per process and message); returns it."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return None
     message = depth_unit_warning(dataset, where, max_depth)
-    if message:
+    if message and message not in _warned:  # fine-tuning opens the same root for train and val: say it once
+        _warned.add(message)
         _log.warning(message)
     return message

@@ -8,6 +8,7 @@ Depth (BTS/AdaBins/ZoeDepth protocol): per image, over pixels with ``min_depth <
 the Eigen crop), the prediction clipped to [min_depth, max_depth]: AbsRel, SqRel, RMSE, RMSE-log, delta < 1.25^k;
 then the mean over images.
 """
+import logging
 from typing import Dict
 
 import torch
@@ -96,7 +97,11 @@ class DepthMetrics:
 
     def compute(self) -> Dict[str, float]:
         sums, count = _all_reduce(self.sums), _all_reduce(self.count)
-        if count == 0:
+        if count == 0:  # NaN metrics, never silently: the usual cause is a wrong depth unit
+            logging.getLogger(__name__).warning(
+                'depth metrics are NaN: no evaluated image has ground-truth depth between min_depth %g and max_depth '
+                '%g m; check the depth unit (data.depth_scale) and eval.min_depth / eval.max_depth',
+                self.min_depth, self.max_depth)
             return {k: float('nan') for k in DEPTH_KEYS}
         return {k: float(v) for k, v in zip(DEPTH_KEYS, sums / count)}
 
