@@ -30,8 +30,8 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from ...errors import BadDataFileError, ConfigError, DataError, MissingDataError
-from .folder import RGBDFrames, decode_depth
+from ...errors import BadDataFileError, ConfigError, DataError
+from .folder import RGBDFrames, decode_depth, read_file_bytes
 from .mixture import MixtureFrames
 from .transforms import JointTransform
 
@@ -87,10 +87,8 @@ class DeferredColourFrames:
 
     def __getitem__(self, index: int) -> Dict[str, object]:
         rgb_path, depth_path = self.frames.frames[index]
-        for path, what in ((rgb_path, 'colour'), (depth_path, 'depth')):
-            if not path.is_file():
-                raise MissingDataError(f'{path}: {what} file not found')
-        sample = defer_rgbd(rgb_path.read_bytes(), depth_path.read_bytes(), depth_suffix=depth_path.suffix,
+        sample = defer_rgbd(read_file_bytes(rgb_path, 'colour'), read_file_bytes(depth_path, 'depth'),
+                            depth_suffix=depth_path.suffix,
                             depth_scale=self.frames.depth_scale, resize_rgb_to_depth=self.frames.resize_rgb_to_depth,
                             rgb_where=str(rgb_path), depth_where=str(depth_path),
                             depth_invalid=self.frames.depth_invalid)

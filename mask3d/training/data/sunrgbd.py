@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import LabelRangeError
-from .folder import RGBDFolderError, RGBDFrames, read_label, read_matrix
+from .folder import RGBDFolderError, RGBDFrames, present, read_label, read_matrix
 from .nyu import NYU40_NAMES
 
 SUNRGBD37_NAMES = NYU40_NAMES[:37]
@@ -78,7 +78,7 @@ class SUNRGBDFrames(RGBDFrames):
 
     def frame_intrinsics(self, index: int) -> Optional[np.ndarray]:
         path = self._dirs[index] / 'intrinsics.txt'
-        if not path.is_file():
+        if not present(path):  # a broken link is named by the read, not passed over
             return None
         return read_matrix(path, ((3, 3),), 'intrinsics').astype(np.float32)
 
