@@ -204,3 +204,13 @@ def test_depth_metrics_without_valid_ground_truth_warn(caplog):
         result = metrics.compute()
     assert np.isnan(result['abs_rel']) and 'depth metrics are NaN: no evaluated image has ground-truth depth ' \
         'between min_depth 0.001 and max_depth 10 m' in caplog.text
+
+
+def test_shards_of_millimetre_depth_are_warned_about(tmp_path):
+    from mask3d.training.data.sanity import local_shards
+    from mask3d.training.data.shards import write_shards
+    root = _folder(tmp_path / 'd', depth_mm=(500, 5000))
+    out = write_shards(RGBDFolder(root, depth_scale=1), tmp_path / 's', 2, source_format='folder', progress=False)
+    warning = depth_unit_warning(local_shards(str(out)), 'data.source=shards')
+    assert 'depth looks like the wrong unit (median valid depth' in warning and 'data shard --depth-scale' in warning
+    assert local_shards(str(out / 'shard-{000000..000001}.tar')) is None  # patterns and URLs: not checked

@@ -27,7 +27,7 @@ from .data.folder import RGBDFolder
 from .data.scannet import ScanNetFrames
 from .data.device_decode import ColourDecoding
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
-from .data.sanity import warn_if_depth_implausible
+from .data.sanity import local_shards, warn_if_depth_implausible
 from .data.synthetic import SyntheticRGBD
 from .skips import SkipCounter
 from .data.transforms import JointTransform
@@ -157,6 +157,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     frames = None  # data.skip_bad: its skipped_at_listing are the frames left out while listing
     if d_cfg.source == 'shards':
         sampler, samples = _shard_stream(cfg, state, info, transform, model.patch_size, colour)
+        warn_if_depth_implausible(local_shards(d_cfg.root), 'data.source=shards')  # a wrong depth unit, in one line
         frames_total, micro_per_epoch = sampler.shards.frames, sampler.batches_per_epoch
     else:
         frames = build_frames(cfg)

@@ -6,6 +6,7 @@ The check reads a few evenly spaced frames (``SAMPLE_FRAMES``): cheap next to a 
 affects every frame of a source alike.
 """
 import logging
+from pathlib import Path
 from typing import Any, List, Optional, Sequence, Set
 
 import numpy as np
@@ -37,6 +38,8 @@ def depth_unit_problem(valid_depths: Sequence[np.ndarray], max_depth: Optional[f
 
 def depth_unit_fix(dataset: Any) -> str:
     """The likely fix, by the kind of depth file the reader decodes."""
+    if hasattr(dataset, 'set'):  # ShardFrames: the scale was stored when the shards were written
+        return 'the depth scale is stored in the shards: write them again with `mask3d data shard --depth-scale N`'
     frames = getattr(dataset, 'frames', None)
     suffix = frames[0][1].suffix.lower() if frames and getattr(dataset, 'plain_depth_files', False) else ''
     if suffix in ('.npy', '.tif', '.tiff'):
@@ -81,10 +84,25 @@ def depth_unit_warning(dataset: Any, where: str, max_depth: Optional[float] = No
             f'{depth_unit_fix(dataset)}')
 
 
+def local_shards(root: str) -> Any:
+    """A folder of shards as random-access frames for the check (``ShardFrames``), or None where ``root`` is a
+    pattern or URL, or the set does not open (the stream names that problem itself)."""
+    from ...errors import Mask3DError
+    from .shards import ShardFrames
+    if not Path(str(root)).is_dir():
+        return None
+    try:
+        return ShardFrames(root)
+    except Mask3DError:
+        return None
+
+
 def warn_if_depth_implausible(dataset: Any, where: str, max_depth: Optional[float] = None) -> Optional[str]:
     """Log :func:`depth_unit_warning` (on rank 0 with DDP, once per process and message); returns it."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+        return None
+    if dataset is None:
         return None
     message = depth_unit_warning(dataset, where, max_depth)
     if message and message not in _warned:  # fine-tuning opens the same root for train and val: say it once
