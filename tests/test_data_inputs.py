@@ -214,3 +214,15 @@ def test_shards_of_millimetre_depth_are_warned_about(tmp_path):
     warning = depth_unit_warning(local_shards(str(out)), 'data.source=shards')
     assert 'depth looks like the wrong unit (median valid depth' in warning and 'data shard --depth-scale' in warning
     assert local_shards(str(out / 'shard-{000000..000001}.tar')) is None  # patterns and URLs: not checked
+
+
+def test_inspect_command_warns_in_one_line_and_still_succeeds(tmp_path, caplog, capsys):
+    from mask3d.cli import main
+    root = _folder(tmp_path / 'd', depth_mm=(500, 5000))
+    with caplog.at_level(logging.WARNING):
+        assert main(['data', 'inspect', str(root), '--depth-scale', '1', '--json']) == 0
+    warnings = [r.getMessage() for r in caplog.records if 'wrong unit' in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith(f'{root}: depth looks like the wrong unit (median valid')
+    assert '--depth-scale / data.depth_scale' in warnings[0] and '\n' not in warnings[0]
+    import json
+    assert json.loads(capsys.readouterr().out)['warnings'] == [warnings[0].split(': ', 1)[1]]
