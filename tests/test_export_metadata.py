@@ -106,3 +106,12 @@ def test_licence_conflicting_with_the_init_is_refused(tmp_path):
     with pytest.raises(mask3d.Mask3DError, match="license='apache-2.0': licence apache-2.0 conflicts"):
         mask3d.save_pretrained(model, tmp_path / 'x', license='apache-2.0',
                                metadata={'init': 'vit_base_patch16_224.mae', 'init_license': 'cc-by-nc-4.0'})
+
+
+def test_stated_licence_is_set_on_an_existing_export(tmp_path):
+    from mask3d.export import restate_license
+    card, config = _export(tmp_path, [])
+    restate_license(tmp_path / 'export', 'apache-2.0')
+    config = json.loads((tmp_path / 'export' / 'config.json').read_text())
+    assert config['mask3d']['license'] == config['pretrained_cfg']['license'] == 'apache-2.0'
+    assert _front_matter((tmp_path / 'export' / 'README.md').read_text())['license'] == 'apache-2.0'

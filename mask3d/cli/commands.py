@@ -1,4 +1,4 @@
-"""``mask3d models`` and ``mask3d push``: the subcommands that need mask3d itself (timm registry, Hub client)."""
+"""``mask3d models``, ``push`` and ``export``: the subcommands that need mask3d itself (timm registry, Hub client)."""
 from pathlib import Path
 
 
@@ -21,7 +21,8 @@ def run_models(args) -> int:
             parts.append(f"{name.split('.', 1)[1]}: {status.get(cfg.hf_hub_id, 'no manifest entry')} "
                          f"({cfg.hf_hub_id or 'no hub repo'}{', cached' if cached else ''})")
         print(f"{arch:28s}  {', '.join(parts) or '-'}")
-    print("pretrained=True asks the Hub; a repo that does not exist yet raises WeightsNotPublishedError.")
+    print("pretrained=True loads only a release hub/manifest.yaml pins (Hub commit + sha256); any other tag raises "
+          "WeightsNotPublishedError without contacting the Hub.")
     return 0
 
 
@@ -29,5 +30,22 @@ def run_push(args) -> int:
     from mask3d_cli.bundled import manifest_path
 
     from ..publish import push
+    release = args.release or args.manifest is not None  # --manifest names the release manifest to pin
     return push(args.folder, args.repo_id, manifest=Path(args.manifest) if args.manifest else manifest_path(),
-                dry_run=args.dry_run, private=args.private, revision=args.revision, create_pr=args.create_pr)
+                release=release, dry_run=args.dry_run, private=args.private or None, revision=args.revision,
+                create_pr=args.create_pr)
+
+
+def run_export(args) -> int:
+    """``mask3d export``: the run's encoder as a Hub folder; ``--license`` states the weights' licence."""
+    import json
+
+    from ..export import restate_license
+    from ..training.engine import export_run
+
+    out = export_run(args.run_dir, args.out, checkpoint=args.checkpoint)
+    if args.license:
+        restate_license(out, args.license)
+    print(json.dumps({'export': str(out), 'load': f"mask3d.create_model('local-dir:{out}', pretrained=True)",
+                      'push': f"mask3d push {out} --repo-id YOUR_NAME/REPO"}))
+    return 0
