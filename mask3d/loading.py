@@ -240,6 +240,8 @@ def load_state_dict_into(model: torch.nn.Module, state_dict: Dict[str, Any], sou
     target = _unwrap(model)
     state_dict = checkpoint_filter_fn(state_dict, target)
     own = target.state_dict()
+    if not any(k.startswith('head.') for k in own):  # a backbone (num_classes=0) takes a classifier file's trunk
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith('head.')}
     if target is not model:  # features_only: timm pruned the layers after the last feature block (norm, head)
         state_dict = {k: v for k, v in state_dict.items() if k in own or not k.startswith(_PRUNED_BY_FEATURES)}
     missing = sorted(set(own) - set(state_dict))

@@ -356,3 +356,16 @@ def test_local_dir_without_config(tmp_path):
     with pytest.raises(mask3d.InvalidWeightsFileError) as e:
         mask3d.create_model(f'local-dir:{tmp_path}', pretrained=True)
     assert 'config.json' in _one_line(e)
+
+
+def test_a_timm_classifier_file_initialises_the_backbone(tmp_path):
+    """Any timm ViT file, head included (num_classes=1000), loads into the head-less backbone: the head is dropped."""
+    torch.manual_seed(0)
+    vit = timm.create_model('vit_tiny_patch16_224', depth=2).eval()
+    path = tmp_path / 'vit_tiny_in1k.safetensors'
+    save_file(vit.state_dict(), str(path))
+    model = mask3d.create_model('mask3d_vit_tiny_patch16', checkpoint_path=path, **tiny_kwargs()).eval()
+    x = torch.randn(1, 3, 224, 224)
+    assert torch.equal(model.forward_features(x), vit.forward_features(x))
+    with_head = mask3d.create_model('mask3d_vit_tiny_patch16', checkpoint_path=path, num_classes=1000, **tiny_kwargs())
+    assert torch.equal(with_head.eval()(x), vit(x))
