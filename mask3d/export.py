@@ -9,7 +9,7 @@ from that record alone: it claims nothing the record does not hold, so random we
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from timm.models import save_for_hf
@@ -48,6 +48,29 @@ def check_finite_tensors(tensors: Mapping[str, torch.Tensor], where: str) -> Non
         raise Mask3DError(f"{where}: refusing to write non-finite weights: {len(bad)} tensor(s) hold NaN or Inf "
                           f"({', '.join(bad[:5])}{more}); nothing was written: use an earlier checkpoint or lower "
                           f"the learning rate")
+
+
+PROBE_TASKS = ('depth', 'normals', 'semseg', 'correspondence')
+
+
+def probe_results(probe: Dict[str, Any], source: str) -> Tuple[Dict[str, Any], str]:
+    """(``probe/TASK/METRIC`` -> value, the command that measured them) from a ``probe.json`` written by
+    ``mask3d probe`` (nested per task; an older flat ``{'metrics': {...}}`` is read too). Timing is not a result."""
+    def scalar(v):
+        return isinstance(v, (int, float, str)) and not isinstance(v, bool)
+
+    def rounded(v):
+        return round(v, 6) if isinstance(v, float) else v
+    found = {f'probe/{k}': rounded(v) for k, v in (probe.get('metrics') or {}).items() if scalar(v)}
+    for task in PROBE_TASKS:
+        for name, value in (probe.get(task) or {}).items() if isinstance(probe.get(task), dict) else ():
+            if scalar(value):
+                found[f'probe/{task}/{name}'] = rounded(value)
+            elif isinstance(value, dict):  # depth.scale_aligned.*, depth.scale_shift_aligned.*
+                found.update({f'probe/{task}/{name}/{k}': rounded(v) for k, v in value.items() if scalar(v)})
+    backbone = probe.get('backbone') if isinstance(probe.get('backbone'), dict) else {}
+    label = backbone.get('label') or 'RUN_DIR'
+    return found, f'`mask3d probe --backbone {label} ...` ({source}, which holds its full config)'
 
 
 def _table(rows: Mapping[str, Any]) -> str:

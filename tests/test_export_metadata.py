@@ -115,3 +115,21 @@ def test_stated_licence_is_set_on_an_existing_export(tmp_path):
     config = json.loads((tmp_path / 'export' / 'config.json').read_text())
     assert config['mask3d']['license'] == config['pretrained_cfg']['license'] == 'apache-2.0'
     assert _front_matter((tmp_path / 'export' / 'README.md').read_text())['license'] == 'apache-2.0'
+
+
+def test_a_real_probe_json_becomes_results_with_the_probe_command(tmp_path):
+    """``mask3d probe`` writes per-task sections; each scalar is a result, timing and figures are not."""
+    run = tmp_path / 'run'
+    run.mkdir()
+    probe = {'backbone': {'label': str(run), 'blocks': [1, 3]}, 'config': {'quick': True},
+             'depth': {'rmse': 0.41, 'delta1': 0.7, 'scale_aligned': {'rmse': 0.3}},
+             'semseg': {'miou': 0.25, 'iou': [0.1, 0.4]}, 'skipped': {'normals': 'no normals'},
+             'figures': {'pca': 'x.png'}, 'seconds': 20.7}
+    (run / 'probe.json').write_text(json.dumps(probe))
+    card, config = _export(tmp_path, [], run_dir=run)
+    metrics = config['mask3d']['metrics']
+    assert metrics['probe/depth/rmse'] == 0.41 and metrics['probe/depth/scale_aligned/rmse'] == 0.3
+    assert metrics['probe/semseg/miou'] == 0.25 and not any('seconds' in k or 'pca' in k for k in metrics)
+    results = card.split('## Results')[1].split('## Training')[0]
+    assert '| probe/depth/delta1 | 0.7 |' in results and f'mask3d probe --backbone {run}' in results
+    assert 'No downstream result' not in card

@@ -276,9 +276,9 @@ def run_metadata(cfg: PretrainConfig, run_dir: Optional[Path], metrics: Dict[str
             values = json.loads(probe.read_text())
         except ValueError as e:
             raise ConfigError(f'{probe}: not valid JSON ({e})') from e
-        values = values.get('metrics', values) if isinstance(values, dict) else {}
-        meta['metrics'].update({f'probe/{k}': (round(v, 6) if isinstance(v, float) else v)
-                                for k, v in values.items() if isinstance(v, (int, float, str))})
+        from ..export import probe_results
+        results, meta['results_command'] = probe_results(values if isinstance(values, dict) else {}, str(probe))
+        meta['metrics'].update(results)
     return meta
 
 
