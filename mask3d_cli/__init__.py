@@ -65,23 +65,8 @@ class _SubcommandParser(argparse.ArgumentParser):
         self.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='mask3d', description='Mask3D RGB-D pre-trained ViT backbones.')
-    parser.add_argument('--version', action='version', version=f'mask3d {version()}')
-    parser.add_argument('--debug', action='store_true',
-                        help='show the full traceback of errors (also MASK3D_DEBUG=1); without it a mistake in the '
-                             'input is one line, exit 2 (command line, config) or 1 (anything else)')
-    sub = parser.add_subparsers(dest='command', required=True, parser_class=_SubcommandParser)
-    config_help = 'a bundled config name (`mask3d configs`, e.g. {}) or a YAML file'
-
-    p = sub.add_parser('models', help='list Mask3D backbones, their tags and where their weights are')
-    p.add_argument('filter', nargs='?', default='', help="wildcard filter, e.g. '*base*'")
-    p.set_defaults(func=lazy('mask3d.cli.commands:run_models'))
-
-    p = sub.add_parser('configs', help='list the bundled YAML configs (pretrain, finetune, ...)')
-    p.add_argument('family', nargs='?', default=None, help='a folder, e.g. pretrain')
-    p.set_defaults(func=_cmd_configs)
-
+def _add_push(sub) -> None:
+    """``mask3d push``: anyone's export to their own repo; ``--release``: the maintainers' pinned release."""
     p = sub.add_parser('push', help='upload an exported folder to your Hugging Face Hub repo',
                        description='Upload an export (model.safetensors + config.json; the card is re-rendered with '
                                    'the real hf-hub: id) to any repo your token may write. The release manifest is '
@@ -99,14 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f'release manifest for --release (default: {manifest_path()}); giving it implies --release')
     p.set_defaults(func=lazy('mask3d.cli.commands:run_push'))
 
-    p = sub.add_parser('pretrain', help='Mask3D masked RGB-D pre-training (needs mask3d[train])')
-    p.add_argument('--config', required=True, help=config_help.format('synthetic_tiny'))
-    p.add_argument('--output', required=True, help='run directory (checkpoints, metrics.jsonl, figures, export)')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override, e.g. optim.lr=1e-4')
-    p.add_argument('--resume', action='store_true', help='continue from RUN_DIR/checkpoints/last.pt')
-    p.add_argument('--overwrite', action='store_true', help='delete an earlier run in RUN_DIR first')
-    p.set_defaults(func=lazy('mask3d.training.cli:run_pretrain'), config_family='pretrain')
 
+def _add_export(sub) -> None:
+    """``mask3d export``: a pre-training run's encoder as a Hub folder, with its provenance and stated licence."""
     p = sub.add_parser('export', help='write a pre-training run\'s encoder as a Hub folder',
                        description='Write the encoder of a `mask3d pretrain` run as model.safetensors + a timm '
                                    'config.json (with the run\'s provenance) + a model card; plain timm loads it '
@@ -118,6 +98,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help='the licence you state for the weights, a Hub licence id such as apache-2.0 or mit '
                         '(default: not stated; weights from a non-commercial init keep its licence)')
     p.set_defaults(func=lazy('mask3d.cli.commands:run_export'))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='mask3d', description='Mask3D RGB-D pre-trained ViT backbones.')
+    parser.add_argument('--version', action='version', version=f'mask3d {version()}')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the full traceback of errors (also MASK3D_DEBUG=1); without it a mistake in the '
+                             'input is one line, exit 2 (command line, config) or 1 (anything else)')
+    sub = parser.add_subparsers(dest='command', required=True, parser_class=_SubcommandParser)
+    config_help = 'a bundled config name (`mask3d configs`, e.g. {}) or a YAML file'
+
+    p = sub.add_parser('models', help='list Mask3D backbones, their tags and where their weights are')
+    p.add_argument('filter', nargs='?', default='', help="wildcard filter, e.g. '*base*'")
+    p.set_defaults(func=lazy('mask3d.cli.commands:run_models'))
+
+    p = sub.add_parser('configs', help='list the bundled YAML configs (pretrain, finetune, ...)')
+    p.add_argument('family', nargs='?', default=None, help='a folder, e.g. pretrain')
+    p.set_defaults(func=_cmd_configs)
+
+    _add_push(sub)
+
+    p = sub.add_parser('pretrain', help='Mask3D masked RGB-D pre-training (needs mask3d[train])')
+    p.add_argument('--config', required=True, help=config_help.format('synthetic_tiny'))
+    p.add_argument('--output', required=True, help='run directory (checkpoints, metrics.jsonl, figures, export)')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override, e.g. optim.lr=1e-4')
+    p.add_argument('--resume', action='store_true', help='continue from RUN_DIR/checkpoints/last.pt')
+    p.add_argument('--overwrite', action='store_true', help='delete an earlier run in RUN_DIR first')
+    p.set_defaults(func=lazy('mask3d.training.cli:run_pretrain'), config_family='pretrain')
+
+    _add_export(sub)
 
     tasks = ('semseg', 'depth', 'instance')
     p = sub.add_parser('finetune', help='fine-tune a backbone for semseg, depth or instance (needs mask3d[train])')

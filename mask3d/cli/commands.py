@@ -12,12 +12,15 @@ def run_models(args) -> int:
     from ..manifest import load_manifest
     from ..loading import SAFE_WEIGHTS_NAME
 
-    status = {r.repo_id: r.status for r in load_manifest(manifest_path())} if manifest_path().is_file() else {}
+    releases = {r.repo_id: r for r in load_manifest(manifest_path())} if manifest_path().is_file() else {}
+    status = {repo: r.status for repo, r in releases.items()}
     print(f"{'model':28s}  weights (tag: manifest status, hub repo[, cached])")
     for arch in list_models(args.filter):
         parts = []
         for name, cfg in timm.models.get_arch_pretrained_cfgs(arch).items():
-            cached = isinstance(try_to_load_from_cache(cfg.hf_hub_id, SAFE_WEIGHTS_NAME), str) if cfg.hf_hub_id else 0
+            release = releases.get(cfg.hf_hub_id)
+            cached = release is not None and release.published and isinstance(  # the pinned commit only
+                try_to_load_from_cache(cfg.hf_hub_id, SAFE_WEIGHTS_NAME, revision=release.revision), str)
             parts.append(f"{name.split('.', 1)[1]}: {status.get(cfg.hf_hub_id, 'no manifest entry')} "
                          f"({cfg.hf_hub_id or 'no hub repo'}{', cached' if cached else ''})")
         print(f"{arch:28s}  {', '.join(parts) or '-'}")
