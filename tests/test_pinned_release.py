@@ -80,7 +80,10 @@ def test_squatter_under_the_planned_repo_id_is_not_loaded(tmp_path, offline_hub,
     plant_repo(offline_hub, PLANNED_REPO, OTHER, _export(1, tmp_path))
     calls = [*_loads(NAME), *_loads('mask3d_vit_tiny.scannet'),
              lambda: mask3d.create_model(f'hf-hub:{PLANNED_REPO}', pretrained=True),
-             lambda: mask3d.create_model('mask3d_vit_large_patch16', pretrained=True)]
+             lambda: mask3d.create_model('mask3d_vit_large_patch16', pretrained=True),
+             lambda: timm.create_model(NAME, pretrained=True, features_only=True, **tiny_kwargs()),
+             lambda: timm.create_model('mask3d_vit_tiny_patch16', pretrained=True, **tiny_kwargs(),
+                                       pretrained_cfg_overlay=dict(hf_hub_id=PLANNED_REPO))]
     for call in calls:
         with pytest.raises(mask3d.WeightsNotPublishedError) as e:
             call()
