@@ -2,6 +2,7 @@
 import difflib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -73,8 +74,12 @@ def _check_name(name: str) -> None:
             raise UnknownModelError(f"'{arch}' has no pretrained tag '{tag}'; known tags: {', '.join(tags) or 'none'}")
 
 
-def _verify_source(name: str, overlay: Optional[Dict[str, Any]]) -> None:
-    """Fetch ``hf-hub:`` weights and check every recorded sha256 (manifest, config.json) before timm loads them."""
+def _verify_source(name: str, overlay: Optional[Dict[str, Any]]) -> str:
+    """Fetch ``hf-hub:`` weights and check every recorded sha256 (manifest, config.json) before timm loads them.
+
+    Returns the name timm should load: ``hf-hub:REPO`` becomes ``hf-hub:REPO@COMMIT`` of the snapshot just
+    verified, so timm reads that same cached file even if the repo moves on in between.
+    """
     filename = (overlay or {}).get('hf_hub_filename')
     if filename and not filename.endswith('.safetensors'):
         raise InvalidWeightsFileError(f"refusing to download '{filename}' for {name}: mask3d loads Hub weights only "
@@ -82,11 +87,14 @@ def _verify_source(name: str, overlay: Optional[Dict[str, Any]]) -> None:
     source, model_id = parse_model_name(name)
     if source == 'hf-hub':
         repo_id, _, revision = model_id.partition('@')
-        fetch_verified(repo_id, revision=revision or None)
+        snapshot = fetch_verified(repo_id, revision=revision or None).parent.name
+        if re.fullmatch(r'[0-9a-f]{40}', snapshot):  # huggingface_hub's cache: snapshots/<commit>/FILE
+            return f'hf-hub:{repo_id}@{snapshot}'
     elif source == 'local-dir':
         folder = Path(model_id)
         check_sha256(folder / SAFE_WEIGHTS_NAME, recorded_sha256(folder / 'config.json'), f'{folder}/config.json',
                      str(folder / SAFE_WEIGHTS_NAME))
+    return name
 
 
 def _official_name_of_hub_id(name: str) -> str:
@@ -156,10 +164,12 @@ def create_model(
     _check_name(model_name)
     model_name = _official_name_of_hub_id(model_name)
     if pretrained:
-        _verify_source(model_name, kwargs.get('pretrained_cfg_overlay'))
+        load_name = _verify_source(model_name, kwargs.get('pretrained_cfg_overlay'))
+    else:
+        load_name = model_name
     with translate_hub_errors(model_name):
         try:
-            model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+            model = timm.create_model(load_name, pretrained=pretrained, **kwargs)
         except RuntimeError as e:  # timm's strict load: one line per mis-shaped key
             if pretrained and 'Error(s) in loading state_dict' in str(e):
                 raise CheckpointMismatchError(_weights_do_not_fit(model_name, kwargs, e)) from e

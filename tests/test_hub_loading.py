@@ -369,3 +369,13 @@ def test_a_timm_classifier_file_initialises_the_backbone(tmp_path):
     assert torch.equal(model.forward_features(x), vit.forward_features(x))
     with_head = mask3d.create_model('mask3d_vit_tiny_patch16', checkpoint_path=path, num_classes=1000, **tiny_kwargs())
     assert torch.equal(with_head.eval()(x), vit(x))
+
+
+def test_timm_loads_the_snapshot_that_was_verified(tiny, tmp_path, offline_hub, monkeypatch):
+    """``hf-hub:REPO`` is verified, then handed to timm as ``hf-hub:REPO@COMMIT`` of that snapshot."""
+    _fake_hub_repo(offline_hub, 'someone/moving', _export_bytes(tiny, tmp_path))
+    names = []
+    real = timm.create_model
+    monkeypatch.setattr(timm, 'create_model', lambda name, **kw: names.append(name) or real(name, **kw))
+    mask3d.create_model('hf-hub:someone/moving', pretrained=True)
+    assert names == [f'hf-hub:someone/moving@{COMMIT}']
