@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mask3d.export import render_model_card  # noqa: E402
+from mask3d.export import MASK3D_OBJECTIVE, render_model_card  # noqa: E402
 from mask3d.manifest import load_manifest  # noqa: E402
 
 MANIFEST = ROOT / 'hub' / 'manifest.yaml'
@@ -26,7 +26,7 @@ def generate() -> dict:
             model_name=r.name, repo_id=r.repo_id, license=r.license,
             description=f'Mask3D ViT backbone `{r.name}` (init: {r.init}). Status: {r.status}.',
             training_data=r.training_data, training_config=f'# {r.training_config}', metrics=r.metrics,
-            base_model=r.base_model)
+            base_model=r.base_model, objective=MASK3D_OBJECTIVE, init=r.init, data_sources=r.data_sources)
     rows = ['# Model zoo', '', 'Generated from `hub/manifest.yaml` by `python hub/make_cards.py`; do not edit by hand.',
             '', '| weights | status | Hub repo | init | licence | training config | metrics |',
             '| --- | --- | --- | --- | --- | --- | --- |']
@@ -37,9 +37,10 @@ def generate() -> dict:
     if not any(r.published for r in releases):
         rows += ['', 'No weights are published yet. Train your own (`mask3d pretrain`, see docs/pretraining.md) and '
                  "load them with `mask3d.create_model('local-dir:DIR', pretrained=True)`."]
-    rows += ['', "`pretrained=True` asks the Hub for the repo: one that does not exist yet raises "
-             "`WeightsNotPublishedError`. `timm.list_pretrained('mask3d*')` lists every planned tag (published or "
-             "not), under both spellings (`mask3d_vit_base.scannet` = `mask3d_vit_base_patch16.scannet`).", '']
+    rows += ['', "`pretrained=True` loads only a release the manifest pins (Hub commit id + sha256 of "
+             "`model.safetensors`); any other tag raises `WeightsNotPublishedError` without contacting the Hub. "
+             "`timm.list_pretrained('mask3d*')` lists every planned tag (published or not), under both spellings "
+             "(`mask3d_vit_base.scannet` = `mask3d_vit_base_patch16.scannet`).", '']
     files[ZOO] = '\n'.join(rows)
     return files
 

@@ -2,6 +2,7 @@
 import difflib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -10,8 +11,9 @@ import torch
 from timm.models import get_arch_pretrained_cfgs, parse_model_name, split_model_name_tag
 
 from .errors import CheckpointMismatchError, InvalidWeightsFileError, UnknownModelError
-from .loading import (SAFE_WEIGHTS_NAME, check_sha256, fetch_verified, load_checkpoint, recorded_sha256,
-                      translate_hub_errors)
+from . import loading
+from .loading import (SAFE_WEIGHTS_NAME, check_sha256, fetch_verified, load_checkpoint,
+                      read_export_config, recorded_sha256, translate_hub_errors)
 
 __all__ = ['create_model', 'list_models']
 
@@ -21,16 +23,44 @@ def list_models(filter: str = '', pretrained: bool = False) -> List[str]:
     return [m for m in timm.list_models(filter or '*', pretrained=pretrained) if m.startswith('mask3d_')]
 
 
+def _check_hub_id(name: str, model_id: str) -> None:
+    """``hf-hub:ORG/NAME[@REVISION]``, or a one-line error naming the id."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    repo_id, at, revision = model_id.partition('@')
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise InvalidWeightsFileError(f"{name!r}: not a valid Hub id ({str(e).splitlines()[0]}); write "
+                                      f"'hf-hub:ORG/NAME' or 'hf-hub:ORG/NAME@REVISION'") from e
+    if '/' not in repo_id or (at and not revision.strip()) or any(c.isspace() for c in revision):
+        raise InvalidWeightsFileError(f"{name!r}: not a valid Hub id; write 'hf-hub:ORG/NAME' or "
+                                      f"'hf-hub:ORG/NAME@REVISION' (a branch, tag or 40-hex commit id)")
+
+
 def _check_name(name: str) -> None:
-    source, model_id = parse_model_name(name)
+    if not isinstance(name, str) or not name.strip():
+        raise UnknownModelError(f"model name {name!r}: give a registered name (`mask3d models`), "
+                                f"'hf-hub:ORG/NAME' or 'local-dir:DIR'")
+    try:
+        source, model_id = parse_model_name(name)
+    except ValueError as e:  # timm: no id after the prefix, an unknown prefix, a bare path
+        raise InvalidWeightsFileError(f"{name!r}: {str(e).splitlines()[0]} (forms: a registered name, "
+                                      f"'hf-hub:ORG/NAME[@REVISION]', 'local-dir:DIR')") from e
     if source == 'local-dir':
         folder = Path(model_id)
+        if not model_id.strip() or not folder.is_dir():
+            raise InvalidWeightsFileError(f"{name!r}: no such folder; 'local-dir:DIR' names a folder written by "
+                                          f"mask3d.save_pretrained(model, DIR) or `mask3d export RUN --out DIR`")
         if not (folder / 'config.json').is_file():
             raise InvalidWeightsFileError(
                 f"local-dir:{folder}: no config.json there; export a model with mask3d.save_pretrained(model, DIR) "
                 f"or `mask3d export RUN --out DIR`")
+        read_export_config(folder / 'config.json')
         return
     if source == 'hf-hub':
+        _check_hub_id(name, model_id)
         return
     arch, tag = split_model_name_tag(model_id)
     if not timm.is_model(arch):
@@ -44,8 +74,12 @@ def _check_name(name: str) -> None:
             raise UnknownModelError(f"'{arch}' has no pretrained tag '{tag}'; known tags: {', '.join(tags) or 'none'}")
 
 
-def _verify_source(name: str, overlay: Optional[Dict[str, Any]]) -> None:
-    """Fetch ``hf-hub:`` weights and check every recorded sha256 (manifest, config.json) before timm loads them."""
+def _verify_source(name: str, overlay: Optional[Dict[str, Any]]) -> str:
+    """Fetch ``hf-hub:`` weights and check every recorded sha256 (manifest, config.json) before timm loads them.
+
+    Returns the name timm should load: ``hf-hub:REPO`` becomes ``hf-hub:REPO@COMMIT`` of the snapshot just
+    verified, so timm reads that same cached file even if the repo moves on in between.
+    """
     filename = (overlay or {}).get('hf_hub_filename')
     if filename and not filename.endswith('.safetensors'):
         raise InvalidWeightsFileError(f"refusing to download '{filename}' for {name}: mask3d loads Hub weights only "
@@ -53,11 +87,31 @@ def _verify_source(name: str, overlay: Optional[Dict[str, Any]]) -> None:
     source, model_id = parse_model_name(name)
     if source == 'hf-hub':
         repo_id, _, revision = model_id.partition('@')
-        fetch_verified(repo_id, revision=revision or None)
+        snapshot = fetch_verified(repo_id, revision=revision or None).parent.name
+        if re.fullmatch(r'[0-9a-f]{40}', snapshot):  # huggingface_hub's cache: snapshots/<commit>/FILE
+            return f'hf-hub:{repo_id}@{snapshot}'
     elif source == 'local-dir':
         folder = Path(model_id)
         check_sha256(folder / SAFE_WEIGHTS_NAME, recorded_sha256(folder / 'config.json'), f'{folder}/config.json',
                      str(folder / SAFE_WEIGHTS_NAME))
+    return name
+
+
+def _official_name_of_hub_id(name: str) -> str:
+    """``hf-hub:`` naming a repo the release manifest plans loads as that official name (pinned, verified), so
+    neither its config.json nor its weights are read from whatever the repo holds now."""
+    source, model_id = parse_model_name(name)
+    if source != 'hf-hub':
+        return name
+    repo_id, _, revision = model_id.partition('@')
+    entry = loading.manifest_entry(repo_id)
+    if entry is None:
+        return name
+    if revision and revision != entry.revision:
+        from .errors import WeightsDownloadError
+        raise WeightsDownloadError(f"{name}: official weights `{entry.name}` load only at the commit the release "
+                                   f"manifest pins ({entry.revision or 'none yet: not published'}); drop '@{revision}'")
+    return entry.name
 
 
 def _weights_do_not_fit(model_name: str, kwargs: Dict[str, Any], error: Exception) -> str:
@@ -108,11 +162,14 @@ def create_model(
     encoder is extracted. Other kwargs go to ``timm.create_model``.
     """
     _check_name(model_name)
+    model_name = _official_name_of_hub_id(model_name)
     if pretrained:
-        _verify_source(model_name, kwargs.get('pretrained_cfg_overlay'))
+        load_name = _verify_source(model_name, kwargs.get('pretrained_cfg_overlay'))
+    else:
+        load_name = model_name
     with translate_hub_errors(model_name):
         try:
-            model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+            model = timm.create_model(load_name, pretrained=pretrained, **kwargs)
         except RuntimeError as e:  # timm's strict load: one line per mis-shaped key
             if pretrained and 'Error(s) in loading state_dict' in str(e):
                 raise CheckpointMismatchError(_weights_do_not_fit(model_name, kwargs, e)) from e

@@ -1,7 +1,8 @@
 """The licence of derived weights: weights trained from an init inherit the init's terms unless those are permissive.
 
-Used by ``mask3d export`` (the card's licence and ``base_model``) and ``mask3d push`` (refuses a card licence that
-conflicts with the init's, e.g. Apache-2.0 on weights initialised from CC-BY-NC-4.0 MAE weights).
+Used by ``mask3d export`` (the card's licence and ``base_model``), ``save_pretrained(license=...)`` and ``mask3d push``
+(each refuses a licence that conflicts with the init's, e.g. Apache-2.0 on weights initialised from CC-BY-NC-4.0 MAE
+weights).
 """
 import json
 from pathlib import Path
@@ -38,13 +39,18 @@ def init_license_and_base(init: Optional[str]) -> Tuple[Optional[str], Optional[
     return cfg.license, cfg.hf_hub_id
 
 
-def derived_license(init_license: Optional[str], *, has_init: bool) -> str:
-    """The licence weights trained from an init with ``init_license`` may carry."""
+def derived_license(init_license: Optional[str], *, has_init: bool) -> Optional[str]:
+    """The licence weights trained from an init with ``init_license`` carry before anyone states one.
+
+    None (not stated) for weights from scratch or a permissive init: the code's Apache-2.0 says nothing about
+    weights, so only their owner can state one (``mask3d export --license``). A non-permissive init's terms are
+    inherited; an init of unknown terms gives ``other`` (the Hub's value for "see the card").
+    """
     if not has_init:
-        return CODE_LICENSE
+        return None
     if init_license is None:
         return UNKNOWN
-    return CODE_LICENSE if init_license.lower() in PERMISSIVE else init_license.lower()
+    return None if init_license.lower() in PERMISSIVE else init_license.lower()
 
 
 def license_conflict(card_license: str, init_license: Optional[str]) -> Optional[str]:

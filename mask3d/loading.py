@@ -1,11 +1,13 @@
 """Loading weights: fetch from the Hub or a local folder, check sha256, read a state dict safely, load it strictly.
 
-Which weights exist is the Hub's answer, not a list frozen into the package: ``pretrained=True`` on an official
-tag asks the Hub (through huggingface_hub, so the cache and ``HF_HUB_OFFLINE`` work as everywhere else) and turns
-"repository not found" into "not published yet". What the files must be is the release manifest's answer
-(``hub/manifest.yaml``, shipped in the wheel): its sha256 is checked on every load, and so is the sha256 that
-``save_pretrained`` records in each export's ``config.json``. Files the user names are read as safetensors or
-with ``torch.load(weights_only=True)``, never unpickled, and loaded strictly with every misfit listed.
+Which official weights exist is the release manifest's answer (``hub/manifest.yaml``, shipped in the wheel), never
+the Hub's: an official name (``mask3d_vit_base_patch16.scannet``, or ``hf-hub:`` with the repo the manifest plans for
+it) loads only a release the manifest pins with a Hub commit id and the sha256 of its ``model.safetensors``. The
+download asks for that commit, and the file is checked before it is opened. A name without a pinned release is
+"not published yet" without contacting the Hub: whoever creates the planned organisation cannot supply weights.
+Other ``hf-hub:`` repos and ``local-dir:`` folders are checked against the sha256 that ``save_pretrained`` records
+in each export's ``config.json``. Files the user names are read as safetensors or with
+``torch.load(weights_only=True)``, never unpickled, and loaded strictly with every misfit listed.
 """
 import contextlib
 import json
@@ -45,55 +47,89 @@ def manifest_entry(repo_id: str):
 
 
 def check_sha256(path: Union[str, Path], expected: Optional[str], recorded_in: str, shown_as: str) -> None:
-    """Refuse a weights file whose sha256 differs from the one recorded for it."""
+    """Refuse a weights file whose sha256 differs from the one recorded for it (before it is opened)."""
     if not expected:
         return
     from .manifest import sha256_file
     actual = sha256_file(path)
     if actual != expected:
         raise InvalidWeightsFileError(
-            f"{shown_as}: sha256 {actual} differs from {expected} recorded in {recorded_in}; the file is corrupt or "
-            f"was replaced: delete it ({path}) and download or export it again")
+            f"{shown_as}: sha256 {actual} differs from {expected} recorded in {recorded_in}, so the file was not "
+            f"loaded; it is corrupt or was replaced: delete it ({path}) and download or export it again")
+
+
+def read_export_config(path: Union[str, Path]) -> Dict[str, Any]:
+    """An export's ``config.json`` as a dict; a malformed one is a one-line error naming the file."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InvalidWeightsFileError(f"{path}: not a readable JSON config ({first}); export the folder again with "
+                                      f"mask3d.save_pretrained or `mask3d export`") from e
+    if not isinstance(config, dict) or not isinstance(config.get('architecture'), str):
+        raise InvalidWeightsFileError(f"{path}: not a timm config.json (it needs an \"architecture\" string and "
+                                      f"\"pretrained_cfg\"); export the folder again with mask3d.save_pretrained")
+    meta = config.get(EXPORT_METADATA_KEY, {})
+    if not isinstance(meta, dict) or not isinstance(meta.get('sha256', ''), (str, type(None))):
+        raise InvalidWeightsFileError(f"{path}: its \"{EXPORT_METADATA_KEY}\" entry must be an object with a "
+                                      f"\"sha256\" string; export the folder again")
+    return config
 
 
 def recorded_sha256(config_path: Union[str, Path]) -> Optional[str]:
-    """The sha256 of model.safetensors that ``save_pretrained`` wrote into an export's config.json."""
-    try:
-        return json.loads(Path(config_path).read_text()).get(EXPORT_METADATA_KEY, {}).get('sha256')
-    except (OSError, ValueError):
+    """The sha256 of model.safetensors that ``save_pretrained`` wrote into an export's config.json (None: none)."""
+    if not Path(config_path).is_file():
         return None
+    return read_export_config(config_path).get(EXPORT_METADATA_KEY, {}).get('sha256')
+
+
+def not_published_message(name: str) -> str:
+    return (f"`{name}` is not published yet: the release manifest pins no Hub commit and sha256 for it, so no "
+            f"download is tried; {_HOW_TO_GET_WEIGHTS}")
+
+
+def fetch_release(entry, *, name: Optional[str] = None, revision: Optional[str] = None) -> Path:
+    """The pinned ``model.safetensors`` of a manifest release, checked against its sha256 before anyone opens it."""
+    from huggingface_hub import hf_hub_download
+
+    name = name or entry.name
+    if not entry.published:
+        raise WeightsNotPublishedError(not_published_message(name))
+    if revision and revision != entry.revision:
+        raise WeightsDownloadError(
+            f"hf-hub:{entry.repo_id}@{revision}: official weights `{entry.name}` load only at the commit the release "
+            f"manifest pins ({entry.revision}); drop '@{revision}'")
+    location = f'hf-hub:{entry.repo_id}@{entry.revision}'
+    with translate_hub_errors(location, repo_id=entry.repo_id, revision=entry.revision):
+        weights = hf_hub_download(entry.repo_id, SAFE_WEIGHTS_NAME, revision=entry.revision)
+    check_sha256(weights, entry.sha256, 'the release manifest', f'{location} {SAFE_WEIGHTS_NAME}')
+    return Path(weights)
 
 
 def fetch_verified(repo_id: str, *, revision: Optional[str] = None, official_name: Optional[str] = None) -> Path:
     """Download (or find in the cache) ``repo_id``'s model.safetensors and check it against every recorded sha256.
 
-    ``official_name``: the ``arch.tag`` this repo is planned for; "repository not found" then means "not
-    published yet". The manifest pins the revision of official weights.
+    A repo the release manifest plans (or ``official_name``, a registered ``arch.tag``) loads only as a pinned
+    release (:func:`fetch_release`); any other repo is the user's choice, checked against its own config.json.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hf_errors
 
     entry = manifest_entry(repo_id)
-    revision = revision or (entry.revision if entry else None)
+    if entry is not None:
+        return fetch_release(entry, name=official_name, revision=revision)
+    if official_name is not None:
+        raise WeightsNotPublishedError(not_published_message(official_name))
     location = f'hf-hub:{repo_id}' + (f'@{revision}' if revision else '')
-    with translate_hub_errors(location):
-        try:
-            weights = hf_hub_download(repo_id, SAFE_WEIGHTS_NAME, revision=revision)
-        except hf_errors.RepositoryNotFoundError as e:
-            if official_name is None and entry is None:
-                raise
-            raise WeightsNotPublishedError(
-                f"weights '{official_name or repo_id}' are not published yet (hf-hub:{repo_id} does not exist on "
-                f"the Hub); {_HOW_TO_GET_WEIGHTS}") from e
+    with translate_hub_errors(location, repo_id=repo_id, revision=revision):
+        weights = hf_hub_download(repo_id, SAFE_WEIGHTS_NAME, revision=revision)
         try:
             config = hf_hub_download(repo_id, 'config.json', revision=revision)
         except (hf_errors.EntryNotFoundError, hf_errors.LocalEntryNotFoundError):
-            config = None  # timm needs only the weights for an official name; the manifest's sha256 still applies
-    shown = f'{location} {SAFE_WEIGHTS_NAME}'
-    if entry is not None:
-        check_sha256(weights, entry.sha256, 'the release manifest', shown)
+            config = None
     if config is not None:
-        check_sha256(weights, recorded_sha256(config), f'the repo\'s config.json', shown)
+        check_sha256(weights, recorded_sha256(config), 'the repo\'s config.json', f'{location} {SAFE_WEIGHTS_NAME}')
     return Path(weights)
 
 
@@ -104,7 +140,7 @@ def check_pretrained_source(
 ) -> Tuple[Optional[Union[str, Dict[str, Any], PretrainedCfg]], str]:
     """Validate where ``pretrained=True`` would load from; returns the cfg to use and a readable location.
 
-    An official tag is fetched here (asking the Hub whether it is published, checking its sha256) and handed to
+    An official tag is fetched here (only a release the manifest pins, at its commit, sha256 checked) and handed to
     timm as a local file; Hub downloads are forced to safetensors, so a pickle from the Hub is never loaded.
     """
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=overlay)
@@ -120,18 +156,27 @@ def check_pretrained_source(
             f"weights only from safetensors; ask the repo owner for a {SAFE_WEIGHTS_NAME}")
     name = f'{variant}.{cfg.tag}' if cfg.tag else variant
     if cfg.hf_hub_id:
-        official = name if cfg.source != 'hf-hub' else None
+        registered = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg).hf_hub_id
+        official = name if cfg.source != 'hf-hub' and cfg.hf_hub_id == registered else None
         path = fetch_verified(cfg.hf_hub_id, official_name=official)
         as_dict = cfg.to_dict()
         as_dict.update(file=str(path), source='')  # timm loads the verified file, not a second download
         return as_dict, f'hf-hub:{cfg.hf_hub_id} ({SAFE_WEIGHTS_NAME})'
     if not cfg.url:
-        raise WeightsNotPublishedError(f"'{name}' has no pretrained weights; {_HOW_TO_GET_WEIGHTS}")
+        raise WeightsNotPublishedError(not_published_message(name))
     return pretrained_cfg, cfg.url
 
 
+def _predownload_hint(repo_id: Optional[str], revision: Optional[str]) -> str:
+    if not repo_id:
+        return 'pre-download it on a machine with network (same HF_HOME)'
+    rev = f' --revision {revision}' if revision else ''
+    return (f'pre-download it on a machine with network (`hf download {repo_id} {SAFE_WEIGHTS_NAME} config.json{rev}`, '
+            f'same HF_HOME)')
+
+
 @contextlib.contextmanager
-def translate_hub_errors(location: str):
+def translate_hub_errors(location: str, *, repo_id: Optional[str] = None, revision: Optional[str] = None):
     """Re-raise Hub and safetensors failures as one-line mask3d errors naming ``location``."""
     from huggingface_hub import errors as hf_errors
     from safetensors import SafetensorError
@@ -141,8 +186,8 @@ def translate_hub_errors(location: str):
     except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as e:
         raise WeightsNotCachedError(
             f"{location} is not in the local Hugging Face cache and the Hub cannot be reached (offline); "
-            f"pre-download it on a machine with network (`hf download REPO {SAFE_WEIGHTS_NAME} config.json`, same "
-            f"HF_HOME), or pass a local file with checkpoint_path= or a folder with 'local-dir:DIR'") from e
+            f"{_predownload_hint(repo_id, revision)}, or pass a local file with checkpoint_path= or a folder with "
+            f"'local-dir:DIR'") from e
     except hf_errors.RepositoryNotFoundError as e:
         raise WeightsDownloadError(f"{location}: repository not found on the Hub (check the id, or log in "
                                    f"with `hf auth login` if it is private)") from e
@@ -195,6 +240,8 @@ def load_state_dict_into(model: torch.nn.Module, state_dict: Dict[str, Any], sou
     target = _unwrap(model)
     state_dict = checkpoint_filter_fn(state_dict, target)
     own = target.state_dict()
+    if not any(k.startswith('head.') for k in own):  # a backbone (num_classes=0) takes a classifier file's trunk
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith('head.')}
     if target is not model:  # features_only: timm pruned the layers after the last feature block (norm, head)
         state_dict = {k: v for k, v in state_dict.items() if k in own or not k.startswith(_PRUNED_BY_FEATURES)}
     missing = sorted(set(own) - set(state_dict))

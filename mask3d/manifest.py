@@ -1,6 +1,7 @@
 """Reading the release manifest (``hub/manifest.yaml`` in the source tree) and checking folders against it."""
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -10,6 +11,8 @@ import yaml
 from .errors import Mask3DError
 
 STATUSES = ('published', 'not-yet-published')
+_COMMIT = re.compile(r'[0-9a-f]{40}')
+_SHA256 = re.compile(r'[0-9a-f]{64}')
 
 
 @dataclass(frozen=True)
@@ -25,10 +28,19 @@ class Release:
     sha256: Optional[str] = None
     base_model: Optional[str] = None   # Hub repo of the init weights, for the card's base_model
     metrics: Dict[str, Any] = field(default_factory=dict)
+    # what an export must record (config.json['mask3d']) to be pushed as this release (`mask3d push --release`)
+    data_sources: List[str] = field(default_factory=list)   # e.g. [scannet]; an export of synthetic rooms differs
+    init_weights: Optional[str] = None                      # model.init of the run (None: trained from scratch)
 
     @property
     def published(self) -> bool:
-        return self.status == 'published'
+        """Published means pinned: a Hub commit id and the sha256 of model.safetensors, both recorded here."""
+        return self.status == 'published' and bool(self.pinned)
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.revision and _COMMIT.fullmatch(str(self.revision)) and self.sha256
+                    and _SHA256.fullmatch(str(self.sha256)))
 
 
 def load_manifest(path: Union[str, os.PathLike]) -> List[Release]:
@@ -45,8 +57,9 @@ def load_manifest(path: Union[str, os.PathLike]) -> List[Release]:
             raise Mask3DError(f"{path}: entry {i} ({entry.get('name')}): {e}") from e
         if rel.status not in STATUSES:
             raise Mask3DError(f"{path}: {rel.name}: status must be one of {STATUSES}, got {rel.status!r}")
-        if rel.published and not (rel.sha256 and rel.revision):
-            raise Mask3DError(f"{path}: {rel.name} is published but has no sha256/revision")
+        if rel.status == 'published' and not rel.pinned:
+            raise Mask3DError(f"{path}: {rel.name} is published but does not pin it: revision must be a 40-hex Hub "
+                              f"commit id (got {rel.revision!r}) and sha256 a 64-hex digest (got {rel.sha256!r})")
         if org and rel.repo_id.split('/')[0] != org:
             raise Mask3DError(f"{path}: {rel.name}: repo_id {rel.repo_id} is not under org {org!r}; "
                               f"change org and every repo_id together")

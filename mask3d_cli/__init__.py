@@ -42,12 +42,19 @@ def lazy(target: str) -> Callable:
     return handler
 
 
+def shorten(text: str, width: int = 72) -> str:
+    """``text`` cut at the last space that fits, marked ``...`` (never inside a word, hyphenated ones included)."""
+    if len(text) <= width:
+        return text
+    return text[:width - 3].rsplit(' ', 1)[0].rstrip(' ,;:') + ' ...'
+
+
 def _cmd_configs(args) -> int:
     found = list_configs(args.family)
     print(f'bundled configs ({configs_root()}); pass the name to --config, or a path to your own YAML:')
     for key, path in found.items():
         first = next((line[1:].strip() for line in path.read_text().splitlines() if line.startswith('#')), '')
-        print(f'  {key:44s} {first[:70]}')
+        print(f'  {key:44s} {shorten(first)}')
     return 0
 
 
@@ -57,6 +64,41 @@ class _SubcommandParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def _add_push(sub) -> None:
+    """``mask3d push``: anyone's export to their own repo; ``--release``: the maintainers' pinned release."""
+    p = sub.add_parser('push', help='upload an exported folder to your Hugging Face Hub repo',
+                       description='Upload an export (model.safetensors + config.json; the card is re-rendered with '
+                                   'the real hf-hub: id) to any repo your token may write. The release manifest is '
+                                   'not touched unless --release is given (maintainers only).')
+    p.add_argument('folder', help='a folder written by `mask3d export` or mask3d.save_pretrained')
+    p.add_argument('--repo-id', required=True, help='you/name: the Hub repo to create or update')
+    p.add_argument('--dry-run', action='store_true', help='check the folder and list what would be uploaded')
+    p.add_argument('--private', action='store_true', help='create the repository private')
+    p.add_argument('--revision', default=None, help='branch to push to (created if missing; default main)')
+    p.add_argument('--create-pr', action='store_true', help='open a pull request instead of committing')
+    p.add_argument('--release', action='store_true',
+                   help='maintainers: publish an official release: the export\'s provenance must match the '
+                        'manifest entry of --repo-id, and the pushed commit id and sha256 are pinned there')
+    p.add_argument('--manifest', default=None,
+                   help=f'release manifest for --release (default: {manifest_path()}); giving it implies --release')
+    p.set_defaults(func=lazy('mask3d.cli.commands:run_push'))
+
+
+def _add_export(sub) -> None:
+    """``mask3d export``: a pre-training run's encoder as a Hub folder, with its provenance and stated licence."""
+    p = sub.add_parser('export', help='write a pre-training run\'s encoder as a Hub folder',
+                       description='Write the encoder of a `mask3d pretrain` run as model.safetensors + a timm '
+                                   'config.json (with the run\'s provenance) + a model card; plain timm loads it '
+                                   'with local-dir:OUT, and `mask3d push OUT --repo-id you/name` publishes it.')
+    p.add_argument('run_dir', help='the run directory given to `mask3d pretrain --output`')
+    p.add_argument('--out', required=True, help='folder to write (new, or an earlier export by mask3d)')
+    p.add_argument('--checkpoint', default=None, help='checkpoint file (default RUN_DIR/checkpoints/last.pt)')
+    p.add_argument('--license', default=None, metavar='ID',
+                   help='the licence you state for the weights, a Hub licence id such as apache-2.0 or mit '
+                        '(default: not stated; weights from a non-commercial init keep its licence)')
+    p.set_defaults(func=lazy('mask3d.cli.commands:run_export'))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,16 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('family', nargs='?', default=None, help='a folder, e.g. pretrain')
     p.set_defaults(func=_cmd_configs)
 
-    p = sub.add_parser('push', help='upload an exported folder to the Hugging Face Hub')
-    p.add_argument('folder')
-    p.add_argument('--repo-id', required=True, help='ORG/NAME; must have an entry in the manifest')
-    p.add_argument('--manifest', default=None,
-                   help=f'release manifest (default: {manifest_path()}); the pushed commit id is recorded there')
-    p.add_argument('--dry-run', action='store_true', help='verify and list what would be uploaded')
-    p.add_argument('--private', action='store_true', help='create the repository private')
-    p.add_argument('--revision', default=None, help='branch to push to (created if missing; default main)')
-    p.add_argument('--create-pr', action='store_true', help='open a pull request instead of committing')
-    p.set_defaults(func=lazy('mask3d.cli.commands:run_push'))
+    _add_push(sub)
 
     p = sub.add_parser('pretrain', help='Mask3D masked RGB-D pre-training (needs mask3d[train])')
     p.add_argument('--config', required=True, help=config_help.format('synthetic_tiny'))
@@ -95,11 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--overwrite', action='store_true', help='delete an earlier run in RUN_DIR first')
     p.set_defaults(func=lazy('mask3d.training.cli:run_pretrain'), config_family='pretrain')
 
-    p = sub.add_parser('export', help='write a pre-training run\'s encoder as a Hub folder')
-    p.add_argument('run_dir')
-    p.add_argument('--out', required=True)
-    p.add_argument('--checkpoint', default=None, help='checkpoint file (default RUN_DIR/checkpoints/last.pt)')
-    p.set_defaults(func=lazy('mask3d.training.cli:run_export'))
+    _add_export(sub)
 
     tasks = ('semseg', 'depth', 'instance')
     p = sub.add_parser('finetune', help='fine-tune a backbone for semseg, depth or instance (needs mask3d[train])')

@@ -119,7 +119,7 @@ def test_mae_checkpoint_initialises_mask3d(tmp_path):
 
 
 def test_fake_hub_cache_hf_hub_name(tiny, tmp_path, offline_hub):
-    repo = PLANNED_REPO
+    repo = 'someone/my-mask3d-tiny'  # a user's repo (official ids: tests/test_pinned_release.py)
     _fake_hub_repo(offline_hub, repo, _export_bytes(tiny, tmp_path))
     loaded = mask3d.create_model(f'hf-hub:{repo}', pretrained=True).eval()
     x = torch.randn(1, 3, 240, 320)
@@ -128,9 +128,16 @@ def test_fake_hub_cache_hf_hub_name(tiny, tmp_path, offline_hub):
     assert torch.equal(loaded_rev(x), tiny(x))
 
 
-def test_fake_hub_cache_official_tag(tiny, tmp_path, offline_hub):
-    """Published-ness is the Hub's answer: files in the cache load, whatever the package was released with."""
-    _fake_hub_repo(offline_hub, PLANNED_REPO, _export_bytes(tiny, tmp_path))
+def test_fake_hub_cache_official_tag_loads_only_when_pinned(tiny, tmp_path, offline_hub, monkeypatch):
+    """Files in the cache under the planned repo load as the official tag only if the manifest pins them."""
+    files = _export_bytes(tiny, tmp_path)
+    _fake_hub_repo(offline_hub, PLANNED_REPO, files)
+    with pytest.raises(mask3d.WeightsNotPublishedError):
+        timm.create_model('mask3d_vit_tiny_patch16.scannet', pretrained=True, **tiny_kwargs())
+    entry = Release(name='mask3d_vit_tiny_patch16.scannet', repo_id=PLANNED_REPO, status='published',
+                    license='apache-2.0', init='scratch', training_config='x', training_data='x', revision=COMMIT,
+                    sha256=hashlib.sha256(files['model.safetensors']).hexdigest())
+    monkeypatch.setattr(loading_mod, 'manifest_entry', lambda repo_id: entry if repo_id == PLANNED_REPO else None)
     x = torch.randn(1, 3, 240, 320)
     for name in ('mask3d_vit_tiny_patch16.scannet', 'mask3d_vit_tiny.scannet'):
         loaded = timm.create_model(name, pretrained=True, **tiny_kwargs()).eval()
@@ -143,8 +150,8 @@ def _not_found(*args, **kwargs):
                                   response=mock.Mock(status_code=404, headers={}, url='https://huggingface.co'))
 
 
-def test_repository_not_found_on_hub_means_not_published(monkeypatch):
-    """The Hub (mocked with huggingface_hub's own exception) says the repo does not exist: "not published yet"."""
+def test_unpinned_official_names_are_not_published_without_asking_the_hub(monkeypatch):
+    """"Not published yet" comes from the manifest; the Hub (mocked: repo not found) decides only for user repos."""
     import huggingface_hub
     monkeypatch.setattr(huggingface_hub, 'hf_hub_download', _not_found)
     for call in (lambda: timm.create_model('mask3d_vit_base.scannet', pretrained=True),
@@ -153,7 +160,8 @@ def test_repository_not_found_on_hub_means_not_published(monkeypatch):
         with pytest.raises(mask3d.WeightsNotPublishedError) as e:
             call()
         msg = _one_line(e)
-        assert 'not published yet' in msg and 'local-dir:' in msg and 'checkpoint_path=' in msg
+        assert 'is not published yet' in msg and 'local-dir:' in msg and 'checkpoint_path=' in msg
+        assert 'no download is tried' in msg
     with pytest.raises(mask3d.WeightsDownloadError) as e:  # a repo the manifest does not know: just not found
         mask3d.create_model('hf-hub:someone/typo', pretrained=True)
     assert 'repository not found' in _one_line(e)
@@ -254,12 +262,36 @@ def test_unknown_model_suggests_close_matches():
 
 
 def test_offline_not_cached_names_repo():
-    with pytest.raises(mask3d.WeightsNotCachedError) as e:
+    with pytest.raises(mask3d.WeightsNotPublishedError) as e:  # offline or not: the manifest pins nothing
         mask3d.create_model('mask3d_vit_tiny_patch16.scannet', pretrained=True)
     msg = _one_line(e)
-    assert 'mask3d/mask3d_vit_tiny_patch16.scannet' in msg and 'offline' in msg and 'local-dir:' in msg
-    with pytest.raises(mask3d.WeightsNotCachedError):
-        mask3d.create_model('hf-hub:someone/not-cached', pretrained=True)
+    assert '`mask3d_vit_tiny_patch16.scannet` is not published yet' in msg and 'REPO' not in msg
+    with pytest.raises(mask3d.WeightsNotCachedError) as e:
+        mask3d.create_model('hf-hub:someone/not-cached@v1', pretrained=True)
+    msg = _one_line(e)
+    assert 'offline' in msg and 'hf download someone/not-cached model.safetensors config.json --revision v1' in msg
+    assert 'REPO' not in msg and 'local-dir:' in msg
+
+
+@pytest.mark.parametrize('name', ['hf-hub:', 'hf-hub:a/b/c', 'hf-hub:bad id/x', 'hf-hub:org/name@', 'local-dir:',
+                                  'local-dir:/no/such/folder'])
+def test_malformed_ids_are_one_line_errors_naming_the_id(name):
+    with pytest.raises(mask3d.InvalidWeightsFileError) as e:
+        mask3d.create_model(name, pretrained=True)
+    assert repr(name) in _one_line(e)
+
+
+@pytest.mark.parametrize('text', ['{not json', '[1, 2]', '{"pretrained_cfg": {}}', '{"architecture": "x", "mask3d": 3}'])
+def test_malformed_config_json_is_a_one_line_error_naming_the_file(tiny, tmp_path, text):
+    out = mask3d.save_pretrained(tiny, tmp_path / 'm')
+    (out / 'config.json').write_text(text)
+    for name in (f'local-dir:{out}',):
+        with pytest.raises(mask3d.InvalidWeightsFileError) as e:
+            mask3d.create_model(name, pretrained=True)
+        assert str(out / 'config.json') in _one_line(e)
+    with pytest.raises(mask3d.InvalidWeightsFileError) as e:  # the sha256 check reads it too
+        mask3d.create_model('mask3d_vit_tiny_patch16', checkpoint_path=out / 'model.safetensors', **tiny_kwargs())
+    assert str(out / 'config.json') in _one_line(e)
 
 
 def test_checkpoint_mismatch_lists_keys(tiny, tmp_path):
@@ -324,3 +356,26 @@ def test_local_dir_without_config(tmp_path):
     with pytest.raises(mask3d.InvalidWeightsFileError) as e:
         mask3d.create_model(f'local-dir:{tmp_path}', pretrained=True)
     assert 'config.json' in _one_line(e)
+
+
+def test_a_timm_classifier_file_initialises_the_backbone(tmp_path):
+    """Any timm ViT file, head included (num_classes=1000), loads into the head-less backbone: the head is dropped."""
+    torch.manual_seed(0)
+    vit = timm.create_model('vit_tiny_patch16_224', depth=2).eval()
+    path = tmp_path / 'vit_tiny_in1k.safetensors'
+    save_file(vit.state_dict(), str(path))
+    model = mask3d.create_model('mask3d_vit_tiny_patch16', checkpoint_path=path, **tiny_kwargs()).eval()
+    x = torch.randn(1, 3, 224, 224)
+    assert torch.equal(model.forward_features(x), vit.forward_features(x))
+    with_head = mask3d.create_model('mask3d_vit_tiny_patch16', checkpoint_path=path, num_classes=1000, **tiny_kwargs())
+    assert torch.equal(with_head.eval()(x), vit(x))
+
+
+def test_timm_loads_the_snapshot_that_was_verified(tiny, tmp_path, offline_hub, monkeypatch):
+    """``hf-hub:REPO`` is verified, then handed to timm as ``hf-hub:REPO@COMMIT`` of that snapshot."""
+    _fake_hub_repo(offline_hub, 'someone/moving', _export_bytes(tiny, tmp_path))
+    names = []
+    real = timm.create_model
+    monkeypatch.setattr(timm, 'create_model', lambda name, **kw: names.append(name) or real(name, **kw))
+    mask3d.create_model('hf-hub:someone/moving', pretrained=True)
+    assert names == [f'hf-hub:someone/moving@{COMMIT}']

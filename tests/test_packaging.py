@@ -1,6 +1,8 @@
 """The wheel and sdist are complete: a wheel installed into a fresh environment runs the documented commands from
 any folder (bundled configs and manifest, LICENSE, no repository needed); the sdist holds what the tests need."""
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -55,8 +57,32 @@ def test_wheel_contents(wheel):
     assert 'Provides-Extra: train' in text and 'License-Expression: Apache-2.0' in text
     assert 'Requires-Python: >=3.10' in text and 'Classifier: Intended Audience :: Science/Research' in text
     assert 'Project-URL: Paper, https://arxiv.org/abs/2302.14746' in text
+    for label in ('Homepage', 'Documentation', 'Source', 'Issues'):
+        assert f'Project-URL: {label}, https://' in text
+    for minor in (10, 11, 12, 13):
+        assert f'Classifier: Programming Language :: Python :: 3.{minor}' in text
+    assert "Requires-Dist: tensorboard>=2.12; extra == \"train\"" in text
+    description = text.split('\n\n', 1)[1]
+    assert '# mask3d' in description and '](docs/' not in description and '/blob/main/docs/quickstart.md)' in description
     entry = zipfile.ZipFile(wheel).read('mask3d-0.1.0.dist-info/entry_points.txt').decode()
     assert 'mask3d = mask3d_cli:main' in entry
+
+
+def test_readme_links_are_absolute_on_pypi_and_relative_on_github():
+    import tomllib
+    spec = importlib.util.spec_from_file_location('mask3d_setup', REPO_ROOT / 'setup.py')
+    setup_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_py)  # guarded by __name__: builds nothing
+    urls = tomllib.loads((REPO_ROOT / 'pyproject.toml').read_text())['project']['urls']
+    assert setup_py.REPOSITORY == urls['Source'] == urls['Homepage']
+    readme = (REPO_ROOT / 'README.md').read_text()
+    relative = re.findall(r'\]\(((?!https?:|#)[^)]+)\)', readme)
+    assert relative and all((REPO_ROOT / r.split('#')[0]).exists() for r in relative), relative  # GitHub: they resolve
+    pypi = setup_py.absolute_links(readme)
+    assert not re.findall(r'\]\(((?!https?:|#)[^)]+)\)', pypi)
+    assert f"]({urls['Source']}/blob/main/docs/testing.md)" in pypi
+    assert setup_py.absolute_links('[t](training/) [a](#x) [u](https://e.org/y)') == \
+        f"[t]({urls['Source']}/tree/main/training/) [a](#x) [u](https://e.org/y)"
 
 
 def test_build_requires_only_setuptools():
@@ -99,7 +125,7 @@ def test_installed_wheel_runs_from_another_folder(wheel, tmp_path):
     where = _run([python, '-c', 'import mask3d, mask3d_cli.bundled as b; print(mask3d.__file__, b.manifest_path())'],
                  cwd=elsewhere, env=env).stdout
     assert str(REPO_ROOT) not in where and '_bundled' in where  # the installed copy, not the repository
-    # the manifest works after a non-editable install: push --dry-run verifies against it
+    # the manifest works after a non-editable install: a release dry run checks the export's provenance against it
     out = subprocess.run(['mask3d', 'push', 'run/export', '--repo-id', 'mask3d/mask3d_vit_tiny_patch16.scannet',
-                          '--dry-run'], cwd=elsewhere, env=env, capture_output=True, text=True)
-    assert out.returncode == 1 and 'manifest has no sha256' in out.stdout, out.stdout + out.stderr
+                          '--release', '--dry-run'], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert out.returncode == 1 and "trained on ['synthetic']" in out.stdout, out.stdout + out.stderr

@@ -279,17 +279,17 @@ def run_metadata(cfg: PretrainConfig, run_dir: Optional[Path], metrics: Dict[str
             values = json.loads(probe.read_text())
         except ValueError as e:
             raise ConfigError(f'{probe}: not valid JSON ({e})') from e
-        values = values.get('metrics', values) if isinstance(values, dict) else {}
-        meta['metrics'].update({f'probe/{k}': (round(v, 6) if isinstance(v, float) else v)
-                                for k, v in values.items() if isinstance(v, (int, float, str))})
+        from ..export import probe_results
+        results, meta['results_command'] = probe_results(values if isinstance(values, dict) else {}, str(probe))
+        meta['metrics'].update(results)
     return meta
 
 
 def export_encoder(encoder: torch.nn.Module, cfg: PretrainConfig, out_dir, *, metrics: Dict[str, Any],
                    run_dir: Optional[Path] = None) -> Path:
     """The encoder as a Hub folder (model.safetensors + config.json + card), described from the run itself."""
-    from ..export import save_pretrained
-    meta = run_metadata(cfg, run_dir, metrics)
+    from ..export import MASK3D_OBJECTIVE, save_pretrained
+    meta = {**run_metadata(cfg, run_dir, metrics), 'objective': MASK3D_OBJECTIVE, 'training_config': cfg.to_dict()}
     steps = f', {meta["steps"]} steps' if meta['steps'] is not None else ''
     license_note = '' if meta['init_license'] or not cfg.model.init else \
         f' The licence of the init weights ({cfg.model.init}) is unknown: check it before publishing.'
