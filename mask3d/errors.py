@@ -83,3 +83,8 @@ class LabelRangeError(DataError):
 
 class NonFiniteLossError(Mask3DError, FloatingPointError):
     """A training loss became NaN or infinite (checked at log and checkpoint steps, before anything is saved)."""
+
+
+class NonFiniteTensorError(Mask3DError, FloatingPointError):
+    """A tensor about to be written (checkpoint, export, ``save_pretrained``, push) holds NaN or inf; nothing was
+    written (:func:`mask3d.training.checkpoint.check_finite_tensors`)."""
