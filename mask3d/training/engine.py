@@ -111,9 +111,11 @@ def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTr
     return stream, stream
 
 
-def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
-    """Run (or resume) pre-training into ``run_dir``; returns a summary dict (also written as summary.json)."""
-    return launch(_pretrain, cfg, run_dir, resume, progress)
+def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bool = True,
+             overwrite: bool = False) -> Dict[str, Any]:
+    """Run (or resume) pre-training into ``run_dir``; returns a summary dict (also written as summary.json).
+    ``overwrite``: first remove what an earlier mask3d run wrote there (``run_folder.prepare_run_folder``)."""
+    return launch(_pretrain, cfg, run_dir, resume, progress, overwrite=overwrite, command='pretrain')
 
 
 def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],

@@ -15,8 +15,10 @@ import torch
 
 from ..errors import ConfigError, Mask3DError
 from .config import RESUMABLE_CHANGES, ensure_valid
-from .checkpoint import load_training_checkpoint, remove_stale_temp_files, rng_state, save_atomic, set_rng_state
+from .checkpoint import (check_finite_tensors, load_training_checkpoint, remove_stale_temp_files, rng_state,
+                         save_atomic, set_rng_state)
 from .distributed import DistInfo, cleanup, init_distributed
+from .run_folder import prepare_run_folder, remove_earlier_run
 
 _log = logging.getLogger(__name__)
 
@@ -75,22 +77,50 @@ def open_run(run_dir: Path, resume: bool, current_config: Dict[str, Any],
     return None
 
 
-def launch(loop: Callable, cfg, run_dir, resume: bool, progress: bool):
-    """Validate (unless validated already), open the run directory (fresh or resumed), join torchrun's process group, seed, then run
-    ``loop(cfg, run_dir, info, state, progress)``; the process group is left however the loop ends."""
+def launch(loop: Callable, cfg, run_dir, resume: bool, progress: bool, *, overwrite: bool = False,
+           command: str = 'train'):
+    """Validate (unless validated already), prepare the run folder (rank 0: refuse protected or foreign folders,
+    lock it, ``overwrite``: remove the earlier run's files, mark it), join torchrun's process group (the other ranks
+    wait there until rank 0 has prepared the folder), open the run (fresh or resumed), seed, then run
+    ``loop(cfg, run_dir, info, state, progress)``. However the loop ends, the process group is left and the lock
+    released; an exception leaving here carries ``mask3d_run`` (the folder and the checkpoint kept, for the CLI's
+    resume hint)."""
     ensure_valid(cfg)
     run_dir = Path(run_dir)
-    state = open_run(run_dir, resume, cfg.to_dict())
-    info = init_distributed(cfg.train.device)
+    _saved_steps.pop(str(run_dir), None)
+    lock = prepare_run_folder(run_dir, command, resume=resume, overwrite=overwrite)
     try:
-        if info.is_main:
-            tidy_run_dir(run_dir, state)
-        seed_everything(cfg.train.seed + info.rank)
-        if cfg.train.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        return loop(cfg, run_dir, info, state, progress)
+        info = init_distributed(cfg.train.device)
+        try:
+            state = open_run(run_dir, resume, cfg.to_dict())
+            if state is not None:
+                _saved_steps[str(run_dir)] = int(state['step'])
+            if info.is_main:
+                tidy_run_dir(run_dir, state)
+            seed_everything(cfg.train.seed + info.rank)
+            if cfg.train.deterministic:
+                torch.use_deterministic_algorithms(True, warn_only=True)
+            return loop(cfg, run_dir, info, state, progress)
+        finally:
+            cleanup(info)
+    except BaseException as e:
+        e.mask3d_run = {'run_dir': str(run_dir), 'checkpoint': kept_checkpoint(run_dir)}
+        raise
     finally:
-        cleanup(info)
+        if lock is not None:
+            lock.release()
+
+
+_saved_steps: Dict[str, int] = {}  # run folder -> step of the last checkpoint this process wrote (or resumed from)
+
+
+def kept_checkpoint(run_dir: Path) -> Optional[str]:
+    """``RUN/checkpoints/last.pt (step N)``: the checkpoint a run that stops now leaves behind; None if none."""
+    last = Path(run_dir) / 'checkpoints' / 'last.pt'
+    if not last.is_file():
+        return None
+    step = _saved_steps.get(str(run_dir))
+    return f'{last} (step {step})' if step is not None else str(last)
 
 
 def tidy_run_dir(run_dir: Path, state: Optional[Dict[str, Any]]) -> None:
@@ -136,13 +166,12 @@ def restore_training_state(state: Dict[str, Any], info: DistInfo, model, optimiz
 
 
 def clear_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
-    """``--overwrite``: delete an earlier run in ``run_dir``, but only a folder that looks like a mask3d run."""
+    """``--overwrite`` outside a run (kept for callers of the old API): remove only what an earlier mask3d run wrote
+    in ``run_dir`` (its ``.mask3d-run`` marker is required; other files stay). Runs do this themselves through
+    ``launch(..., overwrite=True)``, under the folder's lock."""
     if not overwrite or resume or not run_dir.exists():
         return
-    if not ((run_dir / 'config.yaml').is_file() or (run_dir / 'checkpoints').is_dir()):
-        raise Mask3DError(f'--overwrite: {run_dir} does not look like a mask3d run directory; not deleting it')
-    import shutil
-    shutil.rmtree(run_dir)
+    remove_earlier_run(run_dir)
 
 
 def save_training_state(info: DistInfo, run_dir: Path, step: int, keep_every: int,
@@ -157,7 +186,10 @@ def save_training_state(info: DistInfo, run_dir: Path, step: int, keep_every: in
     if not info.is_main:
         return
     state = dict(payload(), step=step, rng=rngs)
-    save_atomic(state, run_dir / 'checkpoints' / 'last.pt')
+    last = run_dir / 'checkpoints' / 'last.pt'
+    check_finite_tensors(state, f'checkpoint {last} at step {step}')  # last.pt stays the last finite state
+    save_atomic(state, last)
+    _saved_steps[str(run_dir)] = step
     if keep_every and step % keep_every == 0:
         save_atomic(state, run_dir / 'checkpoints' / f'step_{step:07d}.pt')
 

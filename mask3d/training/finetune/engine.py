@@ -22,6 +22,7 @@ from ..data.pretrain_data import EpochIndexSampler
 from ..distributed import DistInfo, cleanup, init_distributed
 from ..loop import LoopSettings, TrainingLoop
 from ..skips import SkipCounter
+from ..run_folder import check_not_protected
 from ..runtime import MetricsLogger, autocast_context, launch, restore_training_state
 from ..config import check_image_size, ensure_valid
 from .config import FinetuneConfig, finetune_config_from_dict
@@ -55,9 +56,11 @@ def _mean_std(model: torch.nn.Module):
     return tuple(cfg.get('mean', (0.485, 0.456, 0.406))), tuple(cfg.get('std', (0.229, 0.224, 0.225)))
 
 
-def finetune(cfg: FinetuneConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
-    """Run (or resume) fine-tuning into ``run_dir``; returns a summary (also written as summary.json)."""
-    return launch(_finetune, cfg, run_dir, resume, progress)
+def finetune(cfg: FinetuneConfig, run_dir, *, resume: bool = False, progress: bool = True,
+             overwrite: bool = False) -> Dict[str, Any]:
+    """Run (or resume) fine-tuning into ``run_dir``; returns a summary (also written as summary.json).
+    ``overwrite``: first remove what an earlier mask3d run wrote there (``run_folder.prepare_run_folder``)."""
+    return launch(_finetune, cfg, run_dir, resume, progress, overwrite=overwrite, command='finetune')
 
 
 def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
@@ -248,6 +251,8 @@ def evaluate(checkpoint, cfg: Optional[FinetuneConfig] = None, *, task: Optional
         if out_dir is None:
             p = Path(checkpoint)
             out_dir = (p if p.is_dir() else p.parent.parent) / 'eval'
+        else:
+            check_not_protected(Path(out_dir))  # never the working directory or above
         result = evaluate_model(cfg, model, frames, info, out_dir=out_dir, split=split, progress=progress,
                                 title=f'(checkpoint step {step})')
         return {'out_dir': str(out_dir), 'step': step, **result}

@@ -18,6 +18,7 @@ from ...errors import ConfigError
 from ..config import check_image_size
 from ..distributed import DistInfo
 from ..loop import LoopSettings, TrainingLoop
+from ..run_folder import prepare_run_folder
 from .config import ProbeConfig
 from .correspondence import correspondence_recall, pair_errors
 from .data import ProbeSplit, load_probe_data
@@ -80,10 +81,25 @@ def _skip(result: Dict[str, Any], task: str, reason: str) -> None:
     result.setdefault('skipped', {})[task] = reason
 
 
+PROBE_OUTPUTS = ('probe.json', 'probe_predictions.png', 'probe_pca.png')
+
+
 def run_probe(cfg: ProbeConfig, out_dir, backbone_label: Optional[str] = None) -> Dict[str, Any]:
-    """Runs every task of ``cfg.tasks`` that the data supports; writes OUT/probe.json and the figures."""
+    """Runs every task of ``cfg.tasks`` that the data supports; writes OUT/probe.json and the figures.
+
+    OUT is a run folder like any other (``run_folder.prepare_run_folder``): never the working directory or above,
+    locked while the probe runs, marked when the probe makes it; a probe may add its files to a pre-training run's
+    folder, but never replaces a probe.json that mask3d did not write."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    lock = prepare_run_folder(out, 'probe', outputs=PROBE_OUTPUTS, adds_to_runs=True)
+    try:
+        return _run_probe(cfg, out, backbone_label)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_probe(cfg: ProbeConfig, out: Path, backbone_label: Optional[str]) -> Dict[str, Any]:
     started = time.time()
     torch.manual_seed(cfg.train.seed)
     device = _device(cfg.train.device)
