@@ -148,7 +148,8 @@ CASES = [
     Case('finetune-config-of-other-task', lambda e: ['finetune', '--task', 'semseg', '--config', FINETUNE_CONFIG,
                                                      '--output', str(e.tmp / 'ft')], "'depth' config", EXIT_USAGE),
     Case('resume-with-changed-config', lambda e: ['pretrain', '--config', str(e.config), '--output', str(e.run),
-                                                  '--resume', '--set', 'optim.lr=0.5'], 'optim.lr', EXIT_USAGE),
+                                                  '--resume', '--set', 'optim.weight_decay=0.5'],
+         'optim.weight_decay', EXIT_USAGE),
     Case('probe-json-invalid', lambda e: ['export', str(e.probe_run), '--out', str(e.tmp / 'x')], 'probe.json',
          EXIT_USAGE),
     # ---- runs, checkpoints and weights: exit 1 ----

@@ -32,3 +32,75 @@ def test_check_finite_tensors_checks_half_precision_and_lists():
     with pytest.raises(NonFiniteTensorError, match=r'\[1\]'):
         check_finite_tensors([torch.ones(2, dtype=torch.bfloat16), torch.full((2,), math.inf, dtype=torch.float16)],
                              'export')
+
+
+# ---- a run that diverges, end to end ----
+
+import json  # noqa: E402
+import shlex  # noqa: E402
+
+import yaml  # noqa: E402
+
+from mask3d_cli import main  # noqa: E402
+
+TINY = {
+    'model': {'name': 'mask3d_vit_tiny_patch16', 'model_args': {'depth': 2}},
+    'method': {'depth_encoder_depth': 1, 'decoder_dim': 64, 'decoder_depth': 1, 'decoder_num_heads': 4},
+    'data': {'source': 'synthetic', 'image_size': [64, 64], 'batch_size': 2, 'num_workers': 0,
+             'synthetic_length': 16},
+    'optim': {'lr': 1.0e3, 'warmup_steps': 0, 'min_lr': 0.0},  # AdamW: every weight moves ~1e3 a step
+    'train': {'steps': 8, 'precision': 'fp32', 'device': 'cpu', 'log_every': 4, 'ckpt_every': 1,
+              'figure_every': 1000, 'figure_samples': 1},
+}
+
+
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith('mask3d: error: ')]
+    assert len(lines) == 1, err[-3000:]
+    return lines[0]
+
+
+@pytest.mark.e2e
+def test_a_diverging_run_keeps_the_last_finite_checkpoint_and_the_advised_resume_works(tmp_path, capsys):
+    """lr 1e3 with a checkpoint every step: the run stops at the first non-finite loss or gradient, last.pt is the
+    last state whose next step was still finite and is named with its step, and the printed command (with a sane lr
+    in place of the advised one) finishes the run: finite weights, each step logged once, the export written.
+
+    (With lr 1e4 the first update alone leaves weights of ~1e4 whose gradients overflow two steps later whatever
+    the lr: finite but past saving, so no later resume can finish; 1e3 diverges after a few steps instead.)"""
+    config = tmp_path / 'diverge.yaml'
+    config.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / 'run'
+    argv = ['pretrain', '--config', str(config), '--output', str(run)]
+    assert main(argv) == 1
+    line = _error_line(capsys.readouterr().err)
+    last = run / 'checkpoints' / 'last.pt'
+    state = torch.load(last, map_location='cpu', weights_only=True)
+    check_finite_tensors(state, 'last.pt')  # every tensor finite: model, optimizer moments, all of it
+    assert f"kept {last} (step {state['step']})" in line and 'stopped before writing a checkpoint' in line
+    assert 'non-finite' in line and 'optim.lr (now 1000,' in line
+    command = line.split('; command: ', 1)[1]
+    assert command == 'mask3d ' + shlex.join(argv + ['--resume', '--set', 'optim.lr=100'])
+    assert not (run / 'export').exists() and not (run / '.mask3d-run.lock').exists()
+
+    resume = shlex.split(command)[1:-1] + ['optim.lr=1e-3']  # the advised command, with a lr that is sane here
+    assert main(resume) == 0, capsys.readouterr().err[-3000:]
+    final = torch.load(last, map_location='cpu', weights_only=True)
+    assert final['step'] == TINY['train']['steps'] and final['config']['optim']['lr'] == 1e-3
+    check_finite_tensors(final, 'last.pt')
+    steps = [json.loads(r)['step'] for r in (run / 'metrics.jsonl').read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == TINY['train']['steps']
+    from safetensors.torch import load_file
+    check_finite_tensors(load_file(run / 'export' / 'model.safetensors'), 'export')
+
+
+@pytest.mark.e2e
+def test_a_run_that_diverges_before_its_first_checkpoint_says_none_was_written(tmp_path, capsys):
+    config = tmp_path / 'diverge.yaml'
+    config.write_text(yaml.safe_dump({**TINY, 'train': {**TINY['train'], 'ckpt_every': 100, 'log_every': 1}}))
+    argv = ['pretrain', '--config', str(config), '--output', str(tmp_path / 'run')]
+    assert main(argv) == 1
+    line = _error_line(capsys.readouterr().err)
+    assert 'no checkpoint was written (the first is due at step 8)' in line and 'last.pt' not in line
+    assert line.endswith(shlex.join(argv + ['--overwrite', '--set', 'optim.lr=100']))
+    assert not (tmp_path / 'run' / 'checkpoints').exists()

@@ -81,6 +81,17 @@ def _float_tensors(obj: Any, prefix: str = '') -> Iterator[Tuple[str, torch.Tens
             yield from _float_tensors(value, f'{prefix}[{i}]')
 
 
+def all_finite(tensors: Any) -> bool:
+    """Whether every floating tensor in ``tensors`` (a tensor, an iterable of them, or a nest as below) is finite;
+    one host sync per device."""
+    if not isinstance(tensors, (torch.Tensor, Mapping, list, tuple)):
+        tensors = list(tensors)  # e.g. model.parameters()
+    flags: Dict[torch.device, list] = {}
+    for _, tensor in _float_tensors(tensors):
+        flags.setdefault(tensor.device, []).append(torch.isfinite(tensor.detach()).all())
+    return all(bool(torch.stack(f).all()) for f in flags.values())
+
+
 def check_finite_tensors(tensors: Any, where: str) -> None:
     """Refuse to write NaN or inf: raise a one-line :class:`NonFiniteTensorError` naming ``where`` (what would have
     been written, e.g. ``checkpoint runs/x/checkpoints/last.pt``), how many tensors are non-finite and the first.
@@ -90,14 +101,9 @@ def check_finite_tensors(tensors: Any, where: str) -> None:
     export, ``save_pretrained``, push), so a file mask3d wrote never holds a non-finite value. One host sync per
     device, whatever the number of tensors.
     """
+    if all_finite(tensors):
+        return
     named = list(_float_tensors(tensors))
-    if not named:
-        return
-    flags: Dict[torch.device, list] = {}
-    for _, tensor in named:
-        flags.setdefault(tensor.device, []).append(~torch.isfinite(tensor.detach()).all())
-    if not any(bool(torch.stack(f).any()) for f in flags.values()):
-        return
     bad = [name for name, tensor in named if not bool(torch.isfinite(tensor.detach()).all())]
     raise NonFiniteTensorError(
         f'{where}: {len(bad)} of {len(named)} tensors hold NaN or inf (first: {bad[0]}); refusing to write '

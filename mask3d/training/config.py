@@ -26,12 +26,14 @@ PRECISIONS = ('fp32', 'bf16', 'fp16')
 DEVICES = ('auto', 'cpu', 'cuda')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
-# keys that may change between a run and its resumption (they do not change the maths); a key a config does not
-# have is simply never compared
+# keys that may change between a run and its resumption: those that do not change the maths, and those a diverged
+# run is advised to change before it resumes (the learning rate, clipping, precision; runtime.restore_training_state);
+# a key a config does not have is simply never compared
 RESUMABLE_CHANGES = ('train.steps', 'train.log_every', 'train.ckpt_every', 'train.figure_every', 'train.keep_every',
                      'train.eval_every', 'train.device', 'train.export_at_end', 'train.figure_samples',
                      'data.num_workers', 'data.decode_device', 'eval.batch_size', 'eval.max_frames',
-                     'eval.figure_samples')
+                     'eval.figure_samples', 'optim.lr', 'optim.base_lr', 'optim.min_lr', 'optim.clip_grad',
+                     'train.precision')
 
 
 # ---- validation rules ----

@@ -128,9 +128,10 @@ class RunLock:
     """``folder/.mask3d-run.lock`` held with ``fcntl.flock`` while the run lives (the kernel drops it when the
     process dies, however it dies); the file names the holder's pid and host for the refusal message."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, created: bool = False):
         self.path = folder / LOCK
         self.fd: Optional[int] = None
+        self.created = created  # the run made the folder: a run that fails before writing anything removes it
 
     def acquire(self) -> 'RunLock':
         while True:
@@ -160,11 +161,18 @@ class RunLock:
         self.fd = fd
         return self
 
-    def release(self) -> None:
+    def release(self, failed: bool = False) -> None:
+        """Drop the lock; ``failed``: a folder this run made and left holding only its marker goes too."""
         if self.fd is None:
             return
         try:
             self.path.unlink(missing_ok=True)  # while still holding it: the next run finds no stale holder
+            folder = self.path.parent
+            if failed and self.created and {p.name for p in folder.iterdir()} <= {MARKER}:
+                (folder / MARKER).unlink(missing_ok=True)
+                folder.rmdir()
+        except OSError:
+            pass
         finally:
             os.close(self.fd)
             self.fd = None
@@ -192,8 +200,9 @@ def prepare_run_folder(folder, command: str, *, resume: bool = False, overwrite:
     check_not_protected(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f'{folder}: is an existing file, not a run directory; choose another --output')
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(folder).acquire()
+    lock = RunLock(folder, created).acquire()
     try:
         marked = has_marker(folder)
         if overwrite and not resume and any(p.name not in (MARKER, LOCK) for p in folder.iterdir()):
@@ -205,7 +214,7 @@ def prepare_run_folder(folder, command: str, *, resume: bool = False, overwrite:
         if not marked:
             write_marker(folder, command)
     except BaseException:
-        lock.release()
+        lock.release(failed=True)
         raise
     return lock
 

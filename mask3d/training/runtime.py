@@ -100,15 +100,17 @@ def launch(loop: Callable, cfg, run_dir, resume: bool, progress: bool, *, overwr
             seed_everything(cfg.train.seed + info.rank)
             if cfg.train.deterministic:
                 torch.use_deterministic_algorithms(True, warn_only=True)
-            return loop(cfg, run_dir, info, state, progress)
+            result = loop(cfg, run_dir, info, state, progress)
         finally:
             cleanup(info)
     except BaseException as e:
         e.mask3d_run = {'run_dir': str(run_dir), 'checkpoint': kept_checkpoint(run_dir)}
-        raise
-    finally:
         if lock is not None:
-            lock.release()
+            lock.release(failed=True)
+        raise
+    if lock is not None:
+        lock.release()
+    return result
 
 
 _saved_steps: Dict[str, int] = {}  # run folder -> step of the last checkpoint this process wrote (or resumed from)
@@ -155,14 +157,34 @@ def drop_metrics_after(path: Path, step: int) -> int:
     return dropped
 
 
+_SCHEDULE_VALUES = ('base_values', 'lr_min', 'warmup_lr_init')  # what optim.lr/base_lr/min_lr set in a scheduler
+
+
 def restore_training_state(state: Dict[str, Any], info: DistInfo, model, optimizer, scheduler, scaler) -> int:
-    """Load a checkpoint's model, optimizer, scheduler, grad scaler and this rank's RNG; returns its step."""
+    """Load a checkpoint's model, optimizer, scheduler, grad scaler and this rank's RNG; returns its step.
+
+    A resume that changed the learning rate (``optim.lr``, ``base_lr`` or ``min_lr``, e.g. lowered after a
+    divergence) keeps the scheduler built from the current config, positioned at the checkpoint's step, instead of
+    the saved one (which would bring the old rate back)."""
+    step = int(state['step'])
     model.load_state_dict(state['model'])
+    initial_lrs = [group.get('initial_lr') for group in optimizer.param_groups]  # from the current config
+    current = scheduler.state_dict()
     optimizer.load_state_dict(state['optimizer'])
-    scheduler.load_state_dict(state['scheduler'])
-    scaler.load_state_dict(state['scaler'])
+    saved = state['scheduler']
+    if any(current.get(k) != saved.get(k) for k in _SCHEDULE_VALUES):
+        for group, initial_lr in zip(optimizer.param_groups, initial_lrs):
+            group['initial_lr'] = initial_lr
+        scheduler.step_update(num_updates=step)
+        if info.is_main:
+            _log.info('resuming at step %d with a changed learning rate: the schedule follows the current config '
+                      '(lr %s)', step, ', '.join(f'{v:g}' for v in sorted(set(current['base_values']))))
+    else:
+        scheduler.load_state_dict(saved)
+    if state['scaler'] or not scaler.is_enabled():  # fp16's scaler starts afresh after a bf16/fp32 run
+        scaler.load_state_dict(state['scaler'])
     set_rng_state(state['rng'][min(info.rank, len(state['rng']) - 1)])
-    return int(state['step'])
+    return step
 
 
 def clear_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
@@ -178,14 +200,37 @@ def save_training_state(info: DistInfo, run_dir: Path, step: int, keep_every: in
                         payload: Callable[[], Dict[str, Any]]) -> None:
     """Every rank calls this (its RNG state is gathered); rank 0 writes ``last.pt`` atomically, and also
     ``step_N.pt`` every ``keep_every`` steps. ``payload()`` builds the rest of the state on rank 0 only."""
+    state = capture_training_state(info, step, payload)
+    if state is not None:
+        write_training_state(run_dir, state, keep_every)
+
+
+def capture_training_state(info: DistInfo, step: int, payload: Callable[[], Dict[str, Any]],
+                           model: Optional[torch.nn.Module] = None) -> Optional[Dict[str, Any]]:
+    """Every rank calls this (its RNG state is gathered); rank 0 gets the checkpoint's state, the others None.
+
+    The state refers to the live weights and optimizer tensors (no copy): it stays valid until the next optimizer
+    step. ``model``'s buffers (BatchNorm statistics, which a forward pass changes) are copied, so the state can be
+    written after the next step's forward pass (``TrainingLoop`` writes a checkpoint once the next loss is finite).
+    """
     rngs = [rng_state()]
     if info.distributed:
         gathered = [None] * info.world_size if info.is_main else None
         torch.distributed.gather_object(rngs[0], gathered, dst=0)
         rngs = gathered
     if not info.is_main:
-        return
+        return None
     state = dict(payload(), step=step, rng=rngs)
+    if model is not None and isinstance(state.get('model'), dict):
+        buffers = {name for name, _ in model.named_buffers()}
+        state['model'] = type(state['model'])(
+            (k, v.clone() if k in buffers and isinstance(v, torch.Tensor) else v) for k, v in state['model'].items())
+    return state
+
+
+def write_training_state(run_dir: Path, state: Dict[str, Any], keep_every: int) -> None:
+    """Rank 0: ``last.pt`` (and ``step_N.pt`` every ``keep_every`` steps), refused if any tensor is NaN/inf."""
+    step = int(state['step'])
     last = run_dir / 'checkpoints' / 'last.pt'
     check_finite_tensors(state, f'checkpoint {last} at step {step}')  # last.pt stays the last finite state
     save_atomic(state, last)

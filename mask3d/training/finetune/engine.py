@@ -103,7 +103,7 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
                         prefetch_factor=4 if d_cfg.num_workers else None)
     logger = MetricsLogger(run_dir, info.is_main, f'finetune_{cfg.task}')
     loop = TrainingLoop(
-        LoopSettings.from_config(cfg, desc=f'finetune {cfg.task}', progress=progress),
+        LoopSettings.from_config(cfg, desc=f'finetune {cfg.task}', progress=progress, lr_value=o_cfg.lr),
         model=model, train_model=train_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, info=info,
         run_dir=run_dir, steps_per_epoch=steps_per_epoch, logger=logger, start_step=step, log_tags={'split': 'train'},
         checkpoint_payload=lambda _: {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),

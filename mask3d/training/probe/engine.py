@@ -63,7 +63,8 @@ def _train_head(head, feats: torch.Tensor, targets, loss_fn, cfg: ProbeConfig, d
         x = feats[idx].float().flatten(1, 2).to(device)
         return {'loss': loss_fn(net(x, size), *[y[idx].to(device) for y in targets])}
 
-    loop = TrainingLoop(LoopSettings(steps=t.steps, precision='fp32', log_every=10, desc=desc, lr_hint='train.lr'),
+    loop = TrainingLoop(LoopSettings(steps=t.steps, precision='fp32', log_every=10, desc=desc, lr_hint='train.lr',
+                                     lr_value=t.lr),
                         model=head, optimizer=opt, scheduler=sched, info=DistInfo(device=torch.device(device)))
     record = loop.run(batches, forward, count=len)
     return head.eval(), record['loss']
@@ -93,10 +94,14 @@ def run_probe(cfg: ProbeConfig, out_dir, backbone_label: Optional[str] = None) -
     out = Path(out_dir)
     lock = prepare_run_folder(out, 'probe', outputs=PROBE_OUTPUTS, adds_to_runs=True)
     try:
-        return _run_probe(cfg, out, backbone_label)
-    finally:
+        result = _run_probe(cfg, out, backbone_label)
+    except BaseException:
         if lock is not None:
-            lock.release()
+            lock.release(failed=True)
+        raise
+    if lock is not None:
+        lock.release()
+    return result
 
 
 def _run_probe(cfg: ProbeConfig, out: Path, backbone_label: Optional[str]) -> Dict[str, Any]:
