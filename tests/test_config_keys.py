@@ -161,3 +161,11 @@ def test_finetune_examples(override, expected):
     with pytest.raises(ConfigError) as e:
         load_finetune_config(None, [override])
     assert expected in str(e.value), str(e.value)
+
+
+def test_a_warmup_as_long_as_the_run_is_a_warning_not_an_error():
+    from mask3d.training.config import schedule_warning
+    cfg = load_finetune_config(None, ['optim.warmup_steps=20', 'train.steps=5'])  # loads: smoke runs stay possible
+    assert schedule_warning(cfg).startswith('optim.warmup_steps (20) >= train.steps (5): the whole run is warmup')
+    assert schedule_warning(load_finetune_config(None, ['optim.warmup_steps=20', 'train.steps=21'])) is None
+    assert schedule_warning(load_config(None, ['optim.warmup_steps=0', 'train.steps=1'])) is None

@@ -198,6 +198,16 @@ def ensure_valid(cfg) -> None:
         cfg._validated = snapshot
 
 
+def schedule_warning(cfg) -> Optional[str]:
+    """A warning (not an error: smoke runs of a bundled config with ``--set train.steps=1`` are fine) when the
+    warmup is as long as the run, so the lr never reaches ``optim.lr``; None otherwise."""
+    optim, steps = getattr(cfg, 'optim', None), cfg.train.steps
+    if optim is None or not optim.warmup_steps or optim.warmup_steps < steps:
+        return None
+    return (f'optim.warmup_steps ({optim.warmup_steps}) >= train.steps ({steps}): the whole run is warmup, the lr '
+            f'never reaches its peak; lower optim.warmup_steps (or use optim.warmup_fraction) for a real run')
+
+
 def check_image_size(image_size: Sequence[int], patch_size: int, model: str) -> None:
     """``data.image_size`` against the patch size of the model actually built."""
     if any(int(s) % patch_size for s in image_size):

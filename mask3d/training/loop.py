@@ -94,6 +94,7 @@ class TrainingLoop:
         self.autocast = autocast_context(info.device, settings.precision)
         self.last_record: Dict[str, Any] = {}
         self.pending: Optional[Dict[str, Any]] = None  # a checkpoint captured, written once the next loss is finite
+        self.pending_step = 0                           # its step on every rank (rank 0 alone holds the state)
 
     @property
     def epoch(self) -> int:
@@ -166,13 +167,13 @@ class TrainingLoop:
                 self.write(self.pending)
             raise
         finally:
-            self.pending = None
+            self.pending, self.pending_step = None, 0
 
     def write_verified(self, step_bad: torch.Tensor, step: int) -> None:
         """Write the pending checkpoint once its weights have given a finite loss (on every rank) and finite
         gradients at ``step`` (before that step's update); otherwise stop without writing it: a state whose next
         step is already NaN is no state to resume from, so the previous checkpoint stays."""
-        pending, self.pending = self.pending, None
+        pending, self.pending, self.pending_step = self.pending, None, 0
         if float(all_reduce_mean(step_bad.float(), self.info)) > 0:
             raise self.diverged(f'non-finite loss at step {step} (checked every step)', step)
         if not self.scaler.is_enabled() and not all_finite(p.grad for p in self.model.parameters()
@@ -213,7 +214,7 @@ class TrainingLoop:
                 window_imgs += count(batch) * info.world_size
                 if not sync:
                     continue
-                if self.pending is not None:  # the last checkpoint's weights gave this finite loss: write it
+                if self.pending_step:  # the last checkpoint's weights gave this finite loss: write it (rank 0)
                     self.write_verified(step_bad, self.step + 1)
                 grad_norm = optimizer_step(self.model, self.optimizer, self.scaler, s.clip_grad)
                 self.step += 1
@@ -251,10 +252,10 @@ class TrainingLoop:
                 if after_step is not None:
                     after_step(step, acc)
                 if checkpoint_now:  # written once the next step's loss is finite (at the last step: now)
-                    self.pending = self.capture(step) if info.is_main or info.distributed else None
+                    self.pending, self.pending_step = self.capture(step), step
                     if step >= s.steps:
                         self.write(self.pending)
-                        self.pending = None
+                        self.pending, self.pending_step = None, 0
                 acc = {}
                 if step >= s.steps:
                     break

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, Mask3DError
-from .config import RESUMABLE_CHANGES, ensure_valid
+from .config import RESUMABLE_CHANGES, ensure_valid, schedule_warning
 from .checkpoint import (check_finite_tensors, load_training_checkpoint, remove_stale_temp_files, rng_state,
                          save_atomic, set_rng_state)
 from .distributed import DistInfo, cleanup, init_distributed
-from .run_folder import prepare_run_folder, remove_earlier_run
+from .run_folder import is_main_process, prepare_run_folder, remove_earlier_run
 
 _log = logging.getLogger(__name__)
 
@@ -86,6 +86,9 @@ def launch(loop: Callable, cfg, run_dir, resume: bool, progress: bool, *, overwr
     released; an exception leaving here carries ``mask3d_run`` (the folder and the checkpoint kept, for the CLI's
     resume hint)."""
     ensure_valid(cfg)
+    warning = schedule_warning(cfg)
+    if warning and is_main_process():
+        _log.warning(warning)
     run_dir = Path(run_dir)
     _saved_steps.pop(str(run_dir), None)
     lock = prepare_run_folder(run_dir, command, resume=resume, overwrite=overwrite)
