@@ -94,7 +94,8 @@ def test_every_float_refuses_nan_and_inf(cls, key, hint, tmp_path):
 @pytest.mark.parametrize('cls', list(LOADERS), ids=lambda c: c.__name__)
 def test_every_key_has_a_range_or_is_a_switch(cls):
     relations = {k for r in cls.RELATIONS for k in r.keys}
-    unchecked = [key for key, _ in leaves(cls) if key not in cls.KNOBS and key not in relations and key not in TYPE_ONLY]
+    unchecked = [key for key, _ in leaves(cls)
+                 if key not in cls.KNOBS and key not in relations and key not in TYPE_ONLY]
     assert not unchecked, f'add a row to {cls.__name__}.KNOBS (or to TYPE_ONLY, with the reason) for {unchecked}'
     assert all(_base(hint) is bool for key, hint in leaves(cls) if key in TYPE_ONLY)
 

@@ -104,3 +104,50 @@ def test_a_run_that_diverges_before_its_first_checkpoint_says_none_was_written(t
     assert 'no checkpoint was written (the first is due at step 8)' in line and 'last.pt' not in line
     assert line.endswith(shlex.join(argv + ['--overwrite', '--set', 'optim.lr=100']))
     assert not (tmp_path / 'run' / 'checkpoints').exists()
+
+
+def test_a_resume_with_a_lower_lr_really_trains_with_it():
+    """restore_training_state keeps the schedule of the current config when the lr changed (the saved scheduler
+    would bring the old lr back), and the saved one when nothing changed."""
+    from timm.scheduler import CosineLRScheduler
+
+    from mask3d.training.checkpoint import rng_state
+    from mask3d.training.distributed import DistInfo
+    from mask3d.training.runtime import restore_training_state
+
+    def build(lr):
+        model = torch.nn.Linear(2, 1)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr)
+        sched = CosineLRScheduler(opt, t_initial=10, warmup_t=2, warmup_lr_init=lr * 0.01, warmup_prefix=True,
+                                  t_in_epochs=False)
+        return model, opt, sched, torch.amp.GradScaler('cuda', enabled=False)
+
+    model, opt, sched, scaler = build(1.0)
+    model(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    sched.step_update(num_updates=4)
+    state = {'model': model.state_dict(), 'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(),
+             'scaler': scaler.state_dict(), 'rng': [rng_state()], 'step': 4}
+    lr_at_4 = opt.param_groups[0]['lr']
+
+    same = build(1.0)
+    assert restore_training_state(state, DistInfo(), *same) == 4
+    assert same[1].param_groups[0]['lr'] == pytest.approx(lr_at_4)
+
+    lower = build(0.01)
+    restore_training_state(state, DistInfo(), *lower)
+    assert lower[1].param_groups[0]['lr'] == pytest.approx(lr_at_4 * 0.01)
+    lower[2].step_update(num_updates=5)
+    reference = build(0.01)
+    reference[2].step_update(num_updates=5)
+    assert lower[1].param_groups[0]['lr'] == pytest.approx(reference[1].param_groups[0]['lr'])
+    assert torch.equal(lower[1].state_dict()['state'][0]['exp_avg'], opt.state_dict()['state'][0]['exp_avg'])
+
+
+def test_resume_refuses_a_checkpoint_with_nan_weights_from_an_older_version(tmp_path):
+    from mask3d.training.runtime import open_run
+    last = tmp_path / 'checkpoints' / 'last.pt'
+    last.parent.mkdir(parents=True)
+    torch.save({'model': {'w': torch.tensor([math.nan])}, 'config': {}, 'step': 3}, last)
+    with pytest.raises(Mask3DError, match=r'holds NaN or inf weights .*start again with --overwrite'):
+        open_run(tmp_path, True, {})

@@ -128,3 +128,12 @@ def test_the_lock_of_a_dead_process_is_taken_over_with_a_note(tmp_path, caplog):
 
 def test_run_folder_errors_are_mask3d_errors():
     assert issubclass(RunFolderError, Mask3DError)
+
+
+def test_the_troubleshooting_anchor_in_the_messages_exists():
+    import re
+    from mask3d.training.run_folder import TROUBLESHOOTING
+    page, anchor = TROUBLESHOOTING.split('#')
+    text = (Path(__file__).resolve().parents[1] / page).read_text()
+    anchors = {re.sub(r'[^a-z0-9 -]', '', h.lower()).replace(' ', '-') for h in re.findall(r'^#+ (.+)$', text, re.M)}
+    assert anchor in anchors

@@ -276,7 +276,8 @@ class BaseDataConfig:
 OPTIM_KNOBS = {'optim.min_lr': non_negative(), 'optim.weight_decay': non_negative(), 'optim.betas': betas(),
                'optim.warmup_steps': non_negative(), 'optim.warmup_fraction': in_unit(high_open=True),
                'optim.clip_grad': positive_or_null(), 'optim.accum_steps': at_least(1)}
-TRAIN_KNOBS = {'train.steps': at_least(1), 'train.seed': non_negative_int(), 'train.precision': one_of(PRECISIONS), 'train.device': one_of(DEVICES),
+TRAIN_KNOBS = {'train.steps': at_least(1), 'train.seed': non_negative_int(), 'train.precision': one_of(PRECISIONS),
+               'train.device': one_of(DEVICES),
                'train.log_every': at_least(1), 'train.ckpt_every': at_least(1), 'train.keep_every': non_negative()}
 DATA_KNOBS = {'data.image_size': size_pair(), 'data.batch_size': at_least(1), 'data.num_workers': non_negative(),
               'data.scale': unit_range(), 'data.hflip': in_unit()}

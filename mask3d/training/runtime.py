@@ -15,7 +15,7 @@ import torch
 
 from ..errors import ConfigError, Mask3DError
 from .config import RESUMABLE_CHANGES, ensure_valid, schedule_warning
-from .checkpoint import (check_finite_tensors, load_training_checkpoint, remove_stale_temp_files, rng_state,
+from .checkpoint import (all_finite, check_finite_tensors, load_training_checkpoint, remove_stale_temp_files, rng_state,
                          save_atomic, set_rng_state)
 from .distributed import DistInfo, cleanup, init_distributed
 from .run_folder import is_main_process, prepare_run_folder, remove_earlier_run
@@ -69,6 +69,9 @@ def open_run(run_dir: Path, resume: bool, current_config: Dict[str, Any],
         if not last.is_file():
             raise Mask3DError(f'--resume: {last} not found (nothing to resume in {run_dir})')
         state = load_training_checkpoint(last)
+        if not all_finite(state.get('model', {})):  # only an older mask3d wrote such a file
+            raise Mask3DError(f'--resume: {last} holds NaN or inf weights (written before mask3d checked them); '
+                              f'nothing to resume from: start again with --overwrite')
         check_resume_config(state['config'], current_config, allowed_changes)
         return state
     if last.is_file():

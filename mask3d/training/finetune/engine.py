@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from ...errors import ConfigError, Mask3DError, NonFiniteLossError  # noqa: F401 (re-exported)
-from ..checkpoint import load_training_checkpoint
+from ..checkpoint import check_finite_tensors, load_training_checkpoint
 from ..data.pretrain_data import EpochIndexSampler
 from ..distributed import DistInfo, cleanup, init_distributed
 from ..loop import LoopSettings, TrainingLoop
@@ -153,7 +153,9 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
                'checkpoint': str(run_dir / 'checkpoints' / 'last.pt')}
     if info.is_main:
         from safetensors.torch import save_file
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run_dir / 'model.safetensors'))
+        weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+        check_finite_tensors(weights, f'weights {run_dir / "model.safetensors"}')  # never write NaN/inf
+        save_file(weights, str(run_dir / 'model.safetensors'))
         (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
 
