@@ -131,12 +131,12 @@ class TrainingLoop:
         if not s.ckpt_every or self.run_dir is None:
             error = NonFiniteLossError(f'{what}; {advice}')
         else:
-            kept = kept_checkpoint(self.run_dir)
+            kept, due = kept_checkpoint(self.run_dir), min(s.ckpt_every, s.steps)
             error = NonFiniteLossError(
                 f'{what}; stopped before writing a checkpoint; ' +
                 (f'kept {kept}: {advice}, then continue with --resume' if kept else
-                 f'no checkpoint was written (the first is due at step {min(s.ckpt_every, s.steps)}): {advice}, '
-                 f'then start again with --overwrite'))
+                 'no checkpoint was written' + (f' (the first is due at step {due})' if step < due else '') +
+                 f': {advice}, then start again with --overwrite'))
         error.resume_sets = resume_sets  # the CLI adds them to the command it prints (mask3d_cli/failures.py)
         return error
 
@@ -162,8 +162,8 @@ class TrainingLoop:
         (figures, evaluation)."""
         try:
             return self._run(epoch_batches, forward, count, log_extras, record_extras, after_step)
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM between a checkpoint step and the next: keep that state
-            if self.pending is not None:
+        except BaseException as e:  # Ctrl-C, SIGTERM, a bad frame... between a checkpoint step and the next: keep
+            if self.pending is not None and not isinstance(e, NonFiniteLossError):  # that (finite) state
                 self.write(self.pending)
             raise
         finally:
