@@ -151,3 +151,14 @@ def test_resume_refuses_a_checkpoint_with_nan_weights_from_an_older_version(tmp_
     torch.save({'model': {'w': torch.tensor([math.nan])}, 'config': {}, 'step': 3}, last)
     with pytest.raises(Mask3DError, match=r'holds NaN or inf weights .*start again with --overwrite'):
         open_run(tmp_path, True, {})
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize('bad', [math.nan, math.inf, -math.inf])
+def test_every_non_finite_value_is_found_wherever_it_sits(dtype, bad):
+    from mask3d.training.checkpoint import all_finite
+    for where in (0, 5, 99):
+        t = torch.linspace(-3, 3, 100, dtype=dtype)
+        t[where] = bad
+        assert not all_finite([torch.ones(3), t]) and all_finite([torch.ones(3), torch.zeros(0), t[:0]])
+    assert all_finite([torch.full((4,), 6e4, dtype=torch.float16)])  # large but finite: no overflow from a sum
