@@ -181,6 +181,28 @@ class TrainingLoop:
             raise self.diverged(f'non-finite gradients at step {step} (the loss was still finite)', step)
         self.write(pending)
 
+    def log(self, step: int, epoch: int, acc: Dict[str, torch.Tensor], window: tuple, log_extras, record_extras,
+            bar) -> float:
+        """A log step: the step's losses and ``log_extras()`` averaged over ranks, ``record_extras()``, lr and the
+        img/s of the ``window`` (start time, images) into ``last_record`` (metrics.jsonl, TensorBoard, the progress
+        bar); returns the time the next window starts."""
+        keys = sorted(acc)
+        extras = log_extras() if log_extras is not None else {}
+        values = [acc[k].float() for k in keys] + [torch.tensor(float(v), device=self.info.device)
+                                                   for v in extras.values()]
+        values = all_reduce_mean(torch.stack(values), self.info).tolist()
+        now = time.perf_counter()
+        img_s = window[1] / max(now - window[0], 1e-9)
+        self.last_record = {'step': step, 'epoch': epoch, **self.log_tags, **dict(zip(keys + list(extras), values)),
+                            'lr': logged_lr(self.optimizer), 'img_s': img_s,
+                            **(record_extras() if record_extras is not None else {})}
+        if self.logger is not None:
+            self.logger.log(self.last_record)
+        if bar is not None:
+            bar.set_postfix({k: f'{v:.4f}' for k, v in self.last_record.items() if k in ('loss', 'rgb_reliance')} | {
+                'lr': f'{self.last_record["lr"]:.2e}', 'img_s': f'{img_s:.1f}'})
+        return now
+
     def _run(self, epoch_batches, forward, count, log_extras, record_extras, after_step) -> Dict[str, Any]:
         s, info, device = self.s, self.info, self.info.device
         bar = None
@@ -230,23 +252,8 @@ class TrainingLoop:
                 if log_now or checkpoint_now:  # before any checkpoint: last.pt stays the last finite state
                     self.check_finite(first_bad, step)
                 if log_now:
-                    keys = sorted(acc)
-                    extras = log_extras() if log_extras is not None else {}
-                    values = [acc[k].float() for k in keys] + [torch.tensor(float(v), device=device)
-                                                               for v in extras.values()]
-                    values = all_reduce_mean(torch.stack(values), info).tolist()
-                    now = time.perf_counter()
-                    img_s = window_imgs / max(now - window_t, 1e-9)
-                    window_t, window_imgs = now, 0
-                    self.last_record = {'step': step, 'epoch': epoch, **self.log_tags,
-                                        **dict(zip(keys + list(extras), values)), 'lr': logged_lr(self.optimizer),
-                                        'img_s': img_s, **(record_extras() if record_extras is not None else {})}
-                    if self.logger is not None:
-                        self.logger.log(self.last_record)
-                    if bar is not None:
-                        bar.set_postfix({k: f'{v:.4f}' for k, v in self.last_record.items()
-                                         if k in ('loss', 'rgb_reliance')} | {
-                            'lr': f'{self.last_record["lr"]:.2e}', 'img_s': f'{img_s:.1f}'})
+                    window_t, window_imgs = self.log(step, epoch, acc, (window_t, window_imgs), log_extras,
+                                                     record_extras, bar), 0
                 if bar is not None:
                     bar.update(1)
                 if after_step is not None:

@@ -14,7 +14,6 @@ import fcntl
 import json
 import logging
 import os
-import shutil
 import socket
 import time
 from pathlib import Path
