@@ -154,7 +154,8 @@ def run_pretrain(out: Path, arm: str, budget: Dict, pool: Path, seed: int, devic
     cfg = load_config(CONFIGS / arm_config(arm, budget), pretrain_sets(budget, pool, seed, device))
     if not _finished(run, cfg):
         t0 = time.perf_counter()
-        pretrain(cfg, run, resume=(run / 'checkpoints' / 'last.pt').is_file(), progress=False)
+        resume = (run / 'checkpoints' / 'last.pt').is_file()  # else: replace a run killed before its checkpoint
+        pretrain(cfg, run, resume=resume, overwrite=not resume, progress=False)
         _log(f'pretrain {arm} seed {seed}: {time.perf_counter() - t0:.0f}s')
     return run
 
@@ -223,8 +224,8 @@ def run_finetune(out: Path, arm: str, runs: Dict, seed: int, lr: float, budget: 
     cfg = load_finetune_config(CONFIGS / 'finetune_semseg.yaml', sets)
     if not _finished(run, cfg, sections=('optim',)):
         t0 = time.perf_counter()
-        finetune(cfg, run,
-                 resume=(run / 'checkpoints' / 'last.pt').is_file(), progress=False)
+        resume = (run / 'checkpoints' / 'last.pt').is_file()  # else: replace a run killed before its checkpoint
+        finetune(cfg, run, resume=resume, overwrite=not resume, progress=False)
         _log(f'finetune {arm} lr {lr:g} seed {seed}: {time.perf_counter() - t0:.0f}s')
     score = lambda r: {'miou': r['miou'], 'object_miou': object_miou(r['iou_per_class'])}  # noqa: E731
     result = {'selection': score(json.loads((run / 'summary.json').read_text())['val'])}

@@ -83,3 +83,13 @@ class LabelRangeError(DataError):
 
 class NonFiniteLossError(Mask3DError, FloatingPointError):
     """A training loss became NaN or infinite (checked at log and checkpoint steps, before anything is saved)."""
+
+
+class NonFiniteTensorError(Mask3DError, FloatingPointError):
+    """A tensor about to be written (checkpoint, export, ``save_pretrained``, push) holds NaN or inf; nothing was
+    written (:func:`mask3d.training.checkpoint.check_finite_tensors`)."""
+
+
+class RunFolderError(Mask3DError, RuntimeError):
+    """A folder mask3d may not use as a run folder: the working directory or above, one it did not make (for
+    ``--overwrite``), or one another live run holds (docs/troubleshooting.md, "Run folders")."""

@@ -17,13 +17,14 @@ Adding a subcommand is a few lines in ``build_parser``::
 import argparse
 import importlib
 import re
+import sys
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable, List, Optional
 
 from .argtypes import non_negative_int, positive_float, positive_int
 from .bundled import configs_root, list_configs, manifest_path
-from .failures import check_output_folder, debug_requested, report
+from .failures import check_output_folder, debug_requested, install_signal_handlers, report
 
 
 def version() -> str:
@@ -202,6 +203,7 @@ _OUTPUT_FOLDERS = (('output', '--output'), ('out', '--out'))
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    install_signal_handlers()  # SIGTERM ends a run like Ctrl-C: one line naming the checkpoint kept, exit 143
     try:
         for attr, option in _OUTPUT_FOLDERS:
             check_output_folder(option, getattr(args, attr, None))
@@ -210,4 +212,4 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.config = str(resolve_config(args.config, args.config_family))
         return args.func(args) or 0
     except (Exception, KeyboardInterrupt) as e:
-        return report(e, debug_requested(args.debug), version())
+        return report(e, debug_requested(args.debug), version(), argv=sys.argv[1:] if argv is None else argv)

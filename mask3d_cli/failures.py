@@ -11,20 +11,28 @@ and exits with :data:`EXIT_USAGE` (2: the command line or the config is wrong, n
 (1: the work started and stopped). Any other exception is a bug: its traceback is printed with a line asking for
 a report, exit 1. ``--debug`` (or ``MASK3D_DEBUG=1``) prints the full traceback of user errors too.
 
+Ctrl-C (SIGINT) and SIGTERM stop a run like an error does (checkpoint writes clean up, the run folder's lock is
+released) and print one line: which checkpoint was kept (or that none was) and the exact command that continues,
+exit 130 / 143. A run that diverged (non-finite loss) gets the same command with the advised lower lr.
+
 Light on purpose: nothing here imports torch or mask3d (the CLI starts before them); mask3d's error classes are
 looked up in ``sys.modules``, where they are whenever one of them can have been raised.
 """
 import errno
 import os
 import re
+import shlex
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130   # the shell's code for Ctrl-C (128 + SIGINT)
+EXIT_TERMINATED = 143    # 128 + SIGTERM
 
 TROUBLESHOOTING = 'docs/troubleshooting.md'
 
@@ -44,6 +52,61 @@ _NO_CUDA = re.compile(r'Torch not compiled with CUDA enabled|No CUDA GPUs are av
 
 class UsageError(Exception):
     """An argument the command checks itself (e.g. ``--output`` naming a file): exit 2, like argparse's errors."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so the same clean-up runs; exit 143."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM raises :class:`Terminated` (SIGINT already raises KeyboardInterrupt); main thread only, and only
+    where SIGTERM still has its default action (an embedding program's own handler is left alone)."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def resume_command(argv: Sequence[str], kept: bool, sets: Sequence[str] = ()) -> str:
+    """The command that continues a stopped run: the same arguments with ``--resume`` (or, when no checkpoint was
+    kept, ``--overwrite`` to start again), ``--set KEY=VALUE`` for each of ``sets`` replacing the same key."""
+    keys = {s.split('=', 1)[0] for s in sets}
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg in ('--resume', '--overwrite', '--debug'):
+            continue
+        if arg == '--set' and i + 1 < len(argv) and argv[i + 1].split('=', 1)[0] in keys:
+            skip = True
+            continue
+        if arg.startswith('--set=') and arg[6:].split('=', 1)[0] in keys:
+            continue
+        out.append(arg)
+    out.append('--resume' if kept else '--overwrite')
+    for item in sets:
+        out += ['--set', item]
+    prefix = 'torchrun [the same torchrun options] -m mask3d' if int(os.environ.get('WORLD_SIZE', '1')) > 1 \
+        else 'mask3d'
+    return f'{prefix} {shlex.join(out)}'
+
+
+def _run_hint(exc: BaseException, argv: Optional[Sequence[str]]) -> str:
+    """For an exception that left a run (``exc.mask3d_run``, set by mask3d.training.runtime.launch): the kept
+    checkpoint and the command that continues; '' for anything else."""
+    run = getattr(exc, 'mask3d_run', None)
+    if not run or argv is None:
+        return ''
+    command = resume_command(argv, bool(run.get('checkpoint')), getattr(exc, 'resume_sets', ()))
+    if isinstance(exc, KeyboardInterrupt):
+        kept = f"kept {run['checkpoint']}" if run.get('checkpoint') else \
+            f"no checkpoint was written in {run['run_dir']}"
+        return f'; {kept}; {"continue" if run.get("checkpoint") else "start again"} with: {command}'
+    return f'; command: {command}'
 
 
 def debug_requested(flag: bool = False) -> bool:
@@ -105,14 +168,18 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
-def report(exc: BaseException, debug: bool, version: str) -> int:
-    """Print what the user needs about ``exc`` on stderr; returns the exit code."""
+def report(exc: BaseException, debug: bool, version: str, argv: Optional[Sequence[str]] = None) -> int:
+    """Print what the user needs about ``exc`` on stderr; returns the exit code. ``argv`` (the command's
+    arguments) lets a stopped run's line name the exact command that continues it."""
     _close_progress_bars()
     if isinstance(exc, KeyboardInterrupt):
         if debug:
             traceback.print_exception(exc)
-        print('mask3d: interrupted', file=sys.stderr)
-        return EXIT_INTERRUPTED
+        terminated = isinstance(exc, Terminated)
+        hint = _run_hint(exc, argv)
+        print(f'mask3d: interrupted{(" (SIGTERM)" if terminated else " (SIGINT)") if hint else ""}{hint}',
+              file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     found = classify(exc)
     if found is None:
         traceback.print_exception(exc)
@@ -125,6 +192,8 @@ def report(exc: BaseException, debug: bool, version: str) -> int:
         traceback.print_exception(exc)
         if getattr(exc, 'worker_traceback', None):  # a mask3d error re-raised from a DataLoader worker
             print(exc.worker_traceback, file=sys.stderr)
+    if getattr(exc, 'resume_sets', None) is not None:  # a run that diverged: the exact command that continues it
+        message += _run_hint(exc, argv)
     print(f'mask3d: error: {message}', file=sys.stderr)
     return code
 

@@ -149,7 +149,8 @@ CASES = [
     Case('finetune-config-of-other-task', lambda e: ['finetune', '--task', 'semseg', '--config', FINETUNE_CONFIG,
                                                      '--output', str(e.tmp / 'ft')], "'depth' config", EXIT_USAGE),
     Case('resume-with-changed-config', lambda e: ['pretrain', '--config', str(e.config), '--output', str(e.run),
-                                                  '--resume', '--set', 'optim.lr=0.5'], 'optim.lr', EXIT_USAGE),
+                                                  '--resume', '--set', 'optim.weight_decay=0.5'],
+         'optim.weight_decay', EXIT_USAGE),
     Case('probe-json-invalid', lambda e: ['export', str(e.probe_run), '--out', str(e.tmp / 'x')], 'probe.json',
          EXIT_USAGE),
     # ---- runs, checkpoints and weights: exit 1 ----
@@ -222,7 +223,62 @@ CASES = [
          ('synthetic image size 64x37', 'at least 38 px')),
     Case('pretrain-synthetic-below-minimum', lambda e: _pretrain(e, 'data.image_size=[32,32]'),
          ('synthetic image size 32x32', 'at least 38 px')),
+    # issue 21 part A: run folders, config files, every key typed, no NaN/inf
+    Case('output-is-the-working-directory', lambda e: ['pretrain', '--config', str(e.config), '--overwrite',
+                                                       '--output', '.'], ('--output .', 'the working directory')),
+    Case('output-is-a-parent-of-the-working-directory', lambda e: ['pretrain', '--config', str(e.config), '--output',
+                                                                   '..'], 'a parent of the working directory'),
+    Case('probe-output-is-the-working-directory', lambda e: ['probe', '--config', 'synthetic', '--output', '.'],
+         'the working directory'),
+    Case('overwrite-a-users-project-folder', lambda e: ['pretrain', '--config', str(e.config), '--overwrite',
+                                                        '--output', str(_user_project(e))],
+         ('project', 'no .mask3d-run marker')),
+    Case('fresh-run-over-a-users-file', lambda e: ['pretrain', '--config', str(e.config), '--output',
+                                                   str(_write(e, 'mine/metrics.jsonl', '{}').parent)],
+         ('mine', 'already holds metrics.jsonl')),
+    Case('folder-used-by-another-run', lambda e: ['pretrain', '--config', str(e.config), '--output',
+                                                  str(_locked_folder(e))], ('locked', f'pid {os.getpid()}')),
+    Case('config-duplicate-key', lambda e: ['pretrain', '--config', str(_write(e, 'dup.yaml', yaml.safe_dump(TINY) +
+                                                                              'train:\n  steps: 2\n')), '--output',
+                                            str(e.tmp / 'out')], ('dup.yaml', "duplicate key 'train'"), EXIT_USAGE),
+    Case('config-zero-bytes', lambda e: ['pretrain', '--config', str(_write(e, 'empty.yaml', b'')), '--output',
+                                         str(e.tmp / 'out')], ('empty.yaml', 'empty (0 bytes)'), EXIT_USAGE),
+    Case('config-not-utf8', lambda e: ['pretrain', '--config', str(_write(e, 'latin1.yaml', 'model:\n  name: caf\xe9\n'
+                                                                                          .encode('latin-1'))),
+                                       '--output', str(e.tmp / 'out')], ('latin1.yaml', 'not UTF-8'), EXIT_USAGE),
+    Case('weight-decay-inf', lambda e: _pretrain(e, 'optim.weight_decay=.inf'),
+         ('optim.weight_decay', 'finite', '>= 0'), EXIT_USAGE),
+    Case('lr-nan', lambda e: _pretrain(e, 'optim.lr=.nan'), ('optim.lr', 'finite'), EXIT_USAGE),
+    Case('betas-one-value', lambda e: _pretrain(e, 'optim.betas=[0.9]'), 'optim.betas', EXIT_USAGE),
+    Case('seed-not-an-integer', lambda e: _pretrain(e, 'train.seed=abc'), 'train.seed', EXIT_USAGE),
+    Case('model-name-empty', lambda e: _pretrain(e, 'model.name=""'), 'model.name', EXIT_USAGE),
+    Case('model-args-a-list', lambda e: _pretrain(e, 'model.model_args=[2]'), 'model.model_args', EXIT_USAGE),
+    Case('model-init-a-number', lambda e: _pretrain(e, 'model.init=12'), 'model.init', EXIT_USAGE),
+    Case('data-root-a-list', lambda e: _pretrain(e, 'data.source=folder', 'data.root=[a, b]'), 'data.root',
+         EXIT_USAGE),
+    Case('mixture-weight-nan', lambda e: _pretrain(e, 'data.source=mixture',
+                                                   'data.mixture=[{source: synthetic, weight: .nan}]'),
+         'data.mixture[0].weight', EXIT_USAGE),
+    Case('out-indices-empty', lambda e: _finetune(e, str(e.export)) + _sets('model.out_indices=[]'),
+         'model.out_indices', EXIT_USAGE),
 ]
+
+
+def _user_project(env) -> Path:
+    """A folder of the user's own: its config.yaml and source code (no .mask3d-run marker)."""
+    _write(env, 'project/src/train.py', 'print(1)\n')
+    return _write(env, 'project/config.yaml', 'mine: true\n').parent
+
+
+_HELD_LOCKS = []  # kept open until the test process ends: flock conflicts between two opens of one process too
+
+
+def _locked_folder(env) -> Path:
+    from mask3d.training.run_folder import RunLock
+    folder = env.tmp / 'locked'
+    folder.mkdir()
+    _HELD_LOCKS.append(RunLock(folder).acquire())
+    return folder
 
 
 def _data_cases() -> List[Case]:

@@ -84,7 +84,7 @@ def test_non_finite_loss_stops_before_the_checkpoint(tmp_path):
                         checkpoint_payload=lambda step: saved.append(step) or {'model': model.state_dict()})
     batches = _batches(6, 2)
     batches[1]['y'] = batches[1]['y'] * float('nan')  # step 2 diverges; step 3 would checkpoint
-    with pytest.raises(NonFiniteLossError, match=r'non-finite loss .* at step 3 .*Last good checkpoint'):
+    with pytest.raises(NonFiniteLossError, match=r'non-finite loss or gradient at step 2 .*no checkpoint was written'):
         loop.run(lambda epoch, start: batches[start:], _forward)
     assert saved == [] and not (tmp_path / 'checkpoints' / 'last.pt').exists()
 
@@ -105,3 +105,38 @@ def test_logging_records_and_checkpoints(tmp_path):
     assert (tmp_path / 'checkpoints' / 'last.pt').is_file()
     state = torch.load(tmp_path / 'checkpoints' / 'last.pt', weights_only=True)
     assert state['step'] == 4 and torch.equal(state['model']['weight'], model.weight.detach())
+
+
+def _interrupting_forward(at_call: int, error: BaseException):
+    calls = []
+
+    def forward(net, batch, autocast):
+        calls.append(1)
+        if len(calls) == at_call:
+            raise error
+        return _forward(net, batch, autocast)
+    return forward
+
+
+@pytest.mark.parametrize('error', [KeyboardInterrupt(), OSError('a frame could not be read')],
+                         ids=['interrupt', 'error'])
+def test_a_stop_after_a_checkpoint_step_still_writes_that_checkpoint(tmp_path, error):
+    """A checkpoint waits for the next step's loss; a run stopped before then (not by divergence) keeps it."""
+    model, opt, sched, s = _setup(steps=6, log_every=1, ckpt_every=2)
+    loop = TrainingLoop(s, model=model, optimizer=opt, scheduler=sched, info=DistInfo(), run_dir=tmp_path,
+                        checkpoint_payload=lambda step: {'model': model.state_dict()})
+    batches = _batches(6, 2)
+    with pytest.raises(type(error)):
+        loop.run(lambda epoch, start: batches[start:], _interrupting_forward(3, error))
+    assert torch.load(tmp_path / 'checkpoints' / 'last.pt', weights_only=True)['step'] == 2
+
+
+def test_a_checkpoint_whose_next_loss_is_nan_is_never_written(tmp_path):
+    model, opt, sched, s = _setup(steps=6, log_every=5, ckpt_every=2)
+    loop = TrainingLoop(s, model=model, optimizer=opt, scheduler=sched, info=DistInfo(), run_dir=tmp_path,
+                        checkpoint_payload=lambda step: {'model': model.state_dict()})
+    batches = _batches(6, 2)
+    batches[2]['y'] = batches[2]['y'] * float('nan')  # step 3: the loss of step 2's weights
+    with pytest.raises(NonFiniteLossError, match=r'^non-finite loss at step 3 .*no checkpoint was written: lower'):
+        loop.run(lambda epoch, start: batches[start:], _forward)
+    assert not (tmp_path / 'checkpoints' / 'last.pt').exists()

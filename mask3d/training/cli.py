@@ -7,12 +7,10 @@ from pathlib import Path
 def run_pretrain(args) -> int:
     from .config import load_config
     from .engine import pretrain
-    from .runtime import clear_run_dir
 
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     cfg = load_config(args.config, args.set)  # validated
-    clear_run_dir(Path(args.output), getattr(args, 'overwrite', False), args.resume)
-    summary = pretrain(cfg, args.output, resume=args.resume)
+    summary = pretrain(cfg, args.output, resume=args.resume, overwrite=getattr(args, 'overwrite', False))
     if 'export' not in summary and 'first' not in summary:
         return 0  # not the main process
     run = Path(summary['run_dir'])

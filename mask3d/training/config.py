@@ -8,7 +8,9 @@ their messages live in one place and a test can enumerate them; rules that tie t
 :class:`Relation` rows. The image size is checked against the model's own patch size where the model is built.
 """
 import dataclasses
+import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -26,12 +28,14 @@ PRECISIONS = ('fp32', 'bf16', 'fp16')
 DEVICES = ('auto', 'cpu', 'cuda')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
-# keys that may change between a run and its resumption (they do not change the maths); a key a config does not
-# have is simply never compared
+# keys that may change between a run and its resumption: those that do not change the maths, and those a diverged
+# run is advised to change before it resumes (the learning rate, clipping, precision; runtime.restore_training_state);
+# a key a config does not have is simply never compared
 RESUMABLE_CHANGES = ('train.steps', 'train.log_every', 'train.ckpt_every', 'train.figure_every', 'train.keep_every',
                      'train.eval_every', 'train.device', 'train.export_at_end', 'train.figure_samples',
                      'data.num_workers', 'data.decode_device', 'eval.batch_size', 'eval.max_frames',
-                     'eval.figure_samples')
+                     'eval.figure_samples', 'optim.lr', 'optim.base_lr', 'optim.min_lr', 'optim.clip_grad',
+                     'train.precision')
 
 
 # ---- validation rules ----
@@ -56,7 +60,12 @@ class Relation:
 
 
 def _num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A real, finite number (not a bool): NaN and inf never pass a range."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def at_least(n: int) -> Rule:
@@ -92,6 +101,36 @@ def size_pair() -> Rule:
         _num(s) and int(s) == s and s > 0 for s in v), [0, 320])
 
 
+def non_negative_int() -> Rule:
+    return Rule('an integer in [0, 2**63)', lambda v: _int(v) and 0 <= v < 2 ** 63, -1)
+
+
+def name(optional: bool = False) -> Rule:
+    """A non-empty string (a model name, a path), or null when ``optional``."""
+    return Rule('a non-empty string' + (' or null' if optional else ''), lambda v: (optional and v is None) or (
+        isinstance(v, str) and bool(v.strip())), '' if not optional else ' ')
+
+
+def betas() -> Rule:
+    return Rule('[beta1, beta2] with 0 <= beta < 1', lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(
+        _num(b) and 0 <= b < 1 for b in v), [0.9, 1.0])
+
+
+def kwargs_mapping() -> Rule:
+    return Rule('a mapping of keyword arguments (names as keys)', lambda v: isinstance(v, dict) and all(
+        isinstance(k, str) and k.isidentifier() for k in v), {'not a name': 2})
+
+
+def block_indices(optional: bool = False) -> Rule:
+    return Rule('a non-empty list of block indices' + (' or null' if optional else ''),
+                lambda v: (optional and v is None) or (isinstance(v, list) and bool(v) and all(_int(b) for b in v)), [])
+
+
+def positive_list() -> Rule:
+    return Rule('a non-empty list of numbers > 0', lambda v: isinstance(v, list) and bool(v) and all(
+        _num(t) and t > 0 for t in v), [0, 5])
+
+
 def unit_range() -> Rule:
     return Rule('[min, max] with 0 < min <= max <= 1', lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and
                 all(_num(s) for s in v) and 0 < v[0] <= v[1] <= 1, [0.8, 0.5])
@@ -114,14 +153,40 @@ def min_lr_below_lr(lr_key: str = 'optim.lr') -> Relation:
 
 
 def validate_config(cfg, knobs: Mapping[str, Rule], relations: Sequence[Relation] = (), prefix: str = '') -> None:
-    """Every row of the table, then the relations; the first violation is a one-line :class:`ConfigError`."""
+    """No NaN or inf anywhere, then every row of the table, then the relations; the first violation is a one-line
+    :class:`ConfigError`; a value that came from a file is named with the file."""
+    origins = getattr(cfg, '_origins', None) or {}
+
+    def source(key: str) -> str:
+        origin = origins.get(key.split('[')[0])
+        return f'{origin}: ' if origin and origin != '--set' else ''
+    for key, value in _float_leaves(cfg):
+        if not math.isfinite(value):
+            rule = knobs.get(key.split('[')[0])
+            raise ConfigError(f'{source(key)}{prefix}{key} must be a finite number' +
+                              (f' ({rule.allowed})' if rule else '') + f', got {value!r}')
     for key, rule in knobs.items():
         value = _get(cfg, key)
         if not rule.ok(value):
-            raise ConfigError(f'{prefix}{key} must be {rule.allowed}, got {value!r}')
+            raise ConfigError(f'{source(key)}{prefix}{key} must be {rule.allowed}, got {value!r}')
     for relation in relations:
         if not relation.ok(cfg):
-            raise ConfigError(relation.message(cfg))
+            raise ConfigError(source(next((k for k in relation.keys if source(k)), '')) + relation.message(cfg))
+
+
+def _float_leaves(obj, prefix: str = ''):
+    """(key, value) of every float in a config (lists included, e.g. ``optim.betas[1]``)."""
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from _float_leaves(getattr(obj, f.name), f'{prefix}{f.name}.')
+    elif isinstance(obj, float):
+        yield prefix.rstrip('.'), obj
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _float_leaves(v, f'{prefix.rstrip(".")}[{i}].')
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _float_leaves(v, f'{prefix}{k}.')
 
 
 def ensure_valid(cfg) -> None:
@@ -131,6 +196,16 @@ def ensure_valid(cfg) -> None:
     if getattr(cfg, '_validated', None) != snapshot:
         cfg.validate()
         cfg._validated = snapshot
+
+
+def schedule_warning(cfg) -> Optional[str]:
+    """A warning (not an error: smoke runs of a bundled config with ``--set train.steps=1`` are fine) when the
+    warmup is as long as the run, so the lr never reaches ``optim.lr``; None otherwise."""
+    optim, steps = getattr(cfg, 'optim', None), cfg.train.steps
+    if optim is None or not optim.warmup_steps or optim.warmup_steps < steps:
+        return None
+    return (f'optim.warmup_steps ({optim.warmup_steps}) >= train.steps ({steps}): the whole run is warmup, the lr '
+            f'never reaches its peak; lower optim.warmup_steps (or use optim.warmup_fraction) for a real run')
 
 
 def check_image_size(image_size: Sequence[int], patch_size: int, model: str) -> None:
@@ -198,10 +273,11 @@ class BaseDataConfig:
                                             # (docs/troubleshooting.md, "Data"); evaluation never skips
 
 
-OPTIM_KNOBS = {'optim.min_lr': non_negative(), 'optim.weight_decay': non_negative(),
+OPTIM_KNOBS = {'optim.min_lr': non_negative(), 'optim.weight_decay': non_negative(), 'optim.betas': betas(),
                'optim.warmup_steps': non_negative(), 'optim.warmup_fraction': in_unit(high_open=True),
                'optim.clip_grad': positive_or_null(), 'optim.accum_steps': at_least(1)}
-TRAIN_KNOBS = {'train.steps': at_least(1), 'train.precision': one_of(PRECISIONS), 'train.device': one_of(DEVICES),
+TRAIN_KNOBS = {'train.steps': at_least(1), 'train.seed': non_negative_int(), 'train.precision': one_of(PRECISIONS),
+               'train.device': one_of(DEVICES),
                'train.log_every': at_least(1), 'train.ckpt_every': at_least(1), 'train.keep_every': non_negative()}
 DATA_KNOBS = {'data.image_size': size_pair(), 'data.batch_size': at_least(1), 'data.num_workers': non_negative(),
               'data.scale': unit_range(), 'data.hflip': in_unit()}
@@ -275,8 +351,11 @@ METHOD_RELATIONS = (
              ('method.depth_loss_weight=0', 'method.rgb_loss_weight=0')))
 
 PRETRAIN_KNOBS = {
+    'model.name': name(), 'model.init': name(optional=True), 'model.model_args': kwargs_mapping(),
     'model.drop_path_rate': in_unit(high_open=True), **METHOD_KNOBS,
     'data.source': one_of(DATA_SOURCES), **DATA_KNOBS, 'data.synthetic_length': at_least(1),
+    'data.synthetic_seed': non_negative_int(), 'data.root': name(optional=True), 'data.split': name(optional=True),
+    'data.shard_index': name(optional=True),
     'data.depth_scale': positive(), 'data.every': at_least(1), 'data.shuffle_buffer': at_least(1),
     'data.mixture_length': at_least(1), 'data.decode_device': one_of(DECODE_DEVICES),
     'optim.base_lr': positive(), 'optim.lr': positive_or_null(), **OPTIM_KNOBS,
@@ -310,8 +389,8 @@ def mixture_parts(data: 'DataConfig') -> List[Tuple['DataConfig', float]]:
             raise ConfigError(f'data.mixture[{i}] must be a mapping, got {entry!r}')
         entry = dict(entry)
         weight = entry.pop('weight', 1.0)
-        if not isinstance(weight, (int, float)) or weight <= 0:
-            raise ConfigError(f'data.mixture[{i}].weight must be > 0, got {weight!r}')
+        if not _num(weight) or weight <= 0:
+            raise ConfigError(f'data.mixture[{i}].weight must be a finite number > 0, got {weight!r}')
         part = dataclasses.replace(data, mixture=[])
         _merge(part, entry, f'data.mixture[{i}]')
         if part.source not in DATA_SOURCES:
@@ -326,47 +405,74 @@ def mixture_parts(data: 'DataConfig') -> List[Tuple['DataConfig', float]]:
     return parts
 
 
-def _merge(obj: Any, values: Dict[str, Any], where: str, prefix: str = '') -> None:
+def _merge(obj: Any, values: Dict[str, Any], where: str, prefix: str = '',
+           origins: Optional[Dict[str, str]] = None) -> None:
+    """Set ``values`` on the config ``obj`` (type-checked); ``origins`` records where each key was set (a file or
+    --set), so a range error found later names the file."""
     if not isinstance(values, dict):
         raise ConfigError(f'{where}: section {prefix.rstrip(".") or "<root>"} must be a mapping, got {values!r}')
     names = {f.name: f for f in dataclasses.fields(obj)}
+    hints = typing.get_type_hints(type(obj))
     for key, value in values.items():
         if key not in names:
             raise ConfigError(f"{where}: unknown key '{prefix}{key}'; valid keys here: {', '.join(sorted(names))}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
-            _merge(current, value, where, f'{prefix}{key}.')
+            _merge(current, value, where, f'{prefix}{key}.', origins)
         else:
-            setattr(obj, key, _coerce(current, value, f'{prefix}{key}', where))
+            setattr(obj, key, _coerce(hints[key], value, f'{prefix}{key}', where))
+            if origins is not None:
+                origins[f'{prefix}{key}'] = where
 
 
-def _coerce(current: Any, value: Any, key: str, where: str) -> Any:
-    if value is None or current is None:
+_TYPE_WORDS = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string', list: 'a list',
+               dict: 'a mapping'}
+
+
+def _coerce(hint: Any, value: Any, key: str, where: str) -> Any:
+    """``value`` as the field's declared type (``Optional[X]``, ``List[X]``, ``Dict[str, X]``, bool, int, float,
+    str, Any), or a one-line :class:`ConfigError` naming the key and the type; ranges are checked later (KNOBS)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        options = [a for a in args if a is not type(None)]
+        if value is None and len(options) < len(args):
+            return None
+        hint, origin, args = options[0], typing.get_origin(options[0]), typing.get_args(options[0])
+        or_null = ' or null'
+    else:
+        or_null = ''
+    if hint is Any:
         return value
-    if isinstance(current, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f'{where}: {key} must be true or false, got {value!r}')
-        return value
-    if isinstance(current, (int, float)) and not isinstance(current, bool):
-        if isinstance(value, str):  # YAML 1.1 reads '2e-3' (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f'{where}: {key} must be a number, got {value!r}')
-        if isinstance(current, int) and not isinstance(value, int):
-            if float(value).is_integer():
-                return int(value)
-            raise ConfigError(f'{where}: {key} must be an integer, got {value!r}')
-        return type(current)(value)
-    if isinstance(current, dict) and not isinstance(value, dict):
-        raise ConfigError(f'{where}: {key} must be a mapping, got {value!r}')
-    if isinstance(current, list) and not isinstance(value, list):
-        raise ConfigError(f'{where}: {key} must be a list, got {value!r}')
-    if isinstance(current, str) and not isinstance(value, str):
-        raise ConfigError(f'{where}: {key} must be a string, got {value!r}')
+    kind = origin or hint
+    if kind in (bool, int, float):
+        return _coerce_number(kind, value, key, where, or_null)
+    if not isinstance(value, kind):
+        raise ConfigError(f'{where}: {key} must be {_TYPE_WORDS.get(kind, kind.__name__)}{or_null}, got {value!r}')
+    if kind is list and args:
+        return [_coerce(args[0], v, f'{key}[{i}]', where) for i, v in enumerate(value)]
+    if kind is dict and args and args[0] is str and any(not isinstance(k, str) for k in value):
+        raise ConfigError(f'{where}: {key} must be a mapping with names as keys, got {value!r}')
     return value
+
+
+def _coerce_number(kind: type, value: Any, key: str, where: str, or_null: str) -> Any:
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f'{where}: {key} must be true or false{or_null}, got {value!r}')
+        return value
+    if isinstance(value, str):  # YAML 1.1 reads '2e-3' (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f'{where}: {key} must be a number{" (an integer)" if kind is int else ""}{or_null}, '
+                          f'got {value!r}')
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f'{where}: {key} must be an integer{or_null}, got {value!r}')
+        return int(value)
+    return value if or_null and isinstance(value, int) else float(value)  # as before: an optional float keeps an int
 
 
 def yaml_problem(error: 'yaml.YAMLError') -> str:
@@ -374,6 +480,57 @@ def yaml_problem(error: 'yaml.YAMLError') -> str:
     mark, problem = getattr(error, 'problem_mark', None), getattr(error, 'problem', None)
     where = f'line {mark.line + 1}, column {mark.column + 1}: ' if mark is not None else ''
     return where + (problem or next(line for line in str(error).splitlines() if line.strip()))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error instead of last-wins."""
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, first: 'yaml.Mark', again: 'yaml.Mark'):
+        super().__init__()
+        self.problem_mark = again
+        self.problem = f'duplicate key {key!r} (first given on line {first.line + 1}); give each key once'
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: 'yaml.MappingNode', deep: bool = False) -> Dict[Any, Any]:
+    seen: Dict[Any, 'yaml.Mark'] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == 'tag:yaml.org,2002:merge':  # keys merged in with << may be overridden on purpose
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            if key in seen:
+                raise DuplicateKeyError(key, seen[key], key_node.start_mark)
+            seen[key] = key_node.start_mark
+        except TypeError:  # an unhashable key: SafeLoader reports it
+            break
+    return loader.construct_mapping_default(node, deep=deep)
+
+
+_StrictLoader.construct_mapping_default = yaml.SafeLoader.construct_mapping
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def strict_yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys (raises a ``yaml.YAMLError`` naming the line)."""
+    return yaml.load(text, Loader=_StrictLoader)
+
+
+def read_config_text(path: Path) -> str:
+    """The text of a config file: one-line errors for a missing, empty, unreadable or non-UTF-8 file."""
+    if not path.is_file():
+        raise ConfigError(f'{path}: config file not found')
+    data = path.read_bytes()
+    if not data.strip():
+        raise ConfigError(f'{path}: the config file is empty ({len(data)} bytes); write the settings in it, or '
+                          f'start from a bundled one (`mask3d configs`)')
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b'\n') + 1
+        raise ConfigError(f'{path}: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); save the config as '
+                          f'UTF-8') from None
 
 
 def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
@@ -384,7 +541,7 @@ def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=1e-4")
         key, raw = item.split('=', 1)
         try:
-            value = yaml.safe_load(raw)
+            value = strict_yaml_load(raw)
         except yaml.YAMLError as e:
             raise ConfigError(f'--set {item!r}: the value is not valid YAML ({yaml_problem(e)}); write lists as '
                               f'[a, b] and quote strings holding : or #') from e
@@ -400,18 +557,21 @@ def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
 
 def load_dataclass_config(cls, path: Optional[Union[str, os.PathLike]] = None, overrides: Sequence[str] = ()):
     """``cls()`` updated from a YAML file, then from ``--set`` overrides; unknown keys and wrong types are errors."""
-    cfg = cls()
+    cfg, origins = cls(), {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f'{path}: config file not found')
+        text = read_config_text(path)
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = strict_yaml_load(text)
         except yaml.YAMLError as e:
             raise ConfigError(f'{path}: invalid YAML ({yaml_problem(e)})') from e
-        _merge(cfg, values, str(path))
+        if values is None:
+            raise ConfigError(f'{path}: the config file holds no settings (only comments or blank lines); write the '
+                              f'settings in it, or start from a bundled one (`mask3d configs`)')
+        _merge(cfg, values, str(path), origins=origins)
     if overrides:
-        _merge(cfg, parse_overrides(overrides), '--set')
+        _merge(cfg, parse_overrides(overrides), '--set', origins=origins)
+    cfg._origins = origins  # validate_config names the file a bad value came from
     return cfg
 
 

@@ -112,9 +112,11 @@ def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTr
     return stream, stream
 
 
-def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
-    """Run (or resume) pre-training into ``run_dir``; returns a summary dict (also written as summary.json)."""
-    return launch(_pretrain, cfg, run_dir, resume, progress)
+def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bool = True,
+             overwrite: bool = False) -> Dict[str, Any]:
+    """Run (or resume) pre-training into ``run_dir``; returns a summary dict (also written as summary.json).
+    ``overwrite``: first remove what an earlier mask3d run wrote there (``run_folder.prepare_run_folder``)."""
+    return launch(_pretrain, cfg, run_dir, resume, progress, overwrite=overwrite, command='pretrain')
 
 
 def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
@@ -182,7 +184,9 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
 
     logger = MetricsLogger(run_dir, info.is_main, 'pretrain')
     loop = TrainingLoop(
-        LoopSettings.from_config(cfg, desc='pretrain', progress=progress, lr_hint='optim.base_lr'),
+        LoopSettings.from_config(cfg, desc='pretrain', progress=progress,
+                                 lr_hint='optim.lr' if o_cfg.lr is not None else 'optim.base_lr',
+                                 lr_value=o_cfg.lr if o_cfg.lr is not None else o_cfg.base_lr),
         model=model, train_model=train_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, info=info,
         run_dir=run_dir, steps_per_epoch=steps_per_epoch, logger=logger, start_step=step,
         checkpoint_payload=lambda _: {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),

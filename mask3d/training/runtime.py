@@ -14,9 +14,11 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, Mask3DError
-from .config import RESUMABLE_CHANGES, ensure_valid
-from .checkpoint import load_training_checkpoint, remove_stale_temp_files, rng_state, save_atomic, set_rng_state
+from .config import RESUMABLE_CHANGES, ensure_valid, schedule_warning
+from .checkpoint import (all_finite, check_finite_tensors, load_training_checkpoint, remove_stale_temp_files, rng_state,
+                         save_atomic, set_rng_state)
 from .distributed import DistInfo, cleanup, init_distributed
+from .run_folder import is_main_process, prepare_run_folder, remove_earlier_run
 
 _log = logging.getLogger(__name__)
 
@@ -67,6 +69,9 @@ def open_run(run_dir: Path, resume: bool, current_config: Dict[str, Any],
         if not last.is_file():
             raise Mask3DError(f'--resume: {last} not found (nothing to resume in {run_dir})')
         state = load_training_checkpoint(last)
+        if not all_finite(state.get('model', {})):  # only an older mask3d wrote such a file
+            raise Mask3DError(f'--resume: {last} holds NaN or inf weights (written before mask3d checked them); '
+                              f'nothing to resume from: start again with --overwrite')
         check_resume_config(state['config'], current_config, allowed_changes)
         return state
     if last.is_file():
@@ -75,22 +80,55 @@ def open_run(run_dir: Path, resume: bool, current_config: Dict[str, Any],
     return None
 
 
-def launch(loop: Callable, cfg, run_dir, resume: bool, progress: bool):
-    """Validate (unless validated already), open the run directory (fresh or resumed), join torchrun's process group, seed, then run
-    ``loop(cfg, run_dir, info, state, progress)``; the process group is left however the loop ends."""
+def launch(loop: Callable, cfg, run_dir, resume: bool, progress: bool, *, overwrite: bool = False,
+           command: str = 'train'):
+    """Validate (unless validated already), prepare the run folder (rank 0: refuse protected or foreign folders,
+    lock it, ``overwrite``: remove the earlier run's files, mark it), join torchrun's process group (the other ranks
+    wait there until rank 0 has prepared the folder), open the run (fresh or resumed), seed, then run
+    ``loop(cfg, run_dir, info, state, progress)``. However the loop ends, the process group is left and the lock
+    released; an exception leaving here carries ``mask3d_run`` (the folder and the checkpoint kept, for the CLI's
+    resume hint)."""
     ensure_valid(cfg)
+    warning = schedule_warning(cfg)
+    if warning and is_main_process():
+        _log.warning(warning)
     run_dir = Path(run_dir)
-    state = open_run(run_dir, resume, cfg.to_dict())
-    info = init_distributed(cfg.train.device)
+    _saved_steps.pop(str(run_dir), None)
+    lock = prepare_run_folder(run_dir, command, resume=resume, overwrite=overwrite)
     try:
-        if info.is_main:
-            tidy_run_dir(run_dir, state)
-        seed_everything(cfg.train.seed + info.rank)
-        if cfg.train.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        return loop(cfg, run_dir, info, state, progress)
-    finally:
-        cleanup(info)
+        info = init_distributed(cfg.train.device)
+        try:
+            state = open_run(run_dir, resume, cfg.to_dict())
+            if state is not None:
+                _saved_steps[str(run_dir)] = int(state['step'])
+            if info.is_main:
+                tidy_run_dir(run_dir, state)
+            seed_everything(cfg.train.seed + info.rank)
+            if cfg.train.deterministic:
+                torch.use_deterministic_algorithms(True, warn_only=True)
+            result = loop(cfg, run_dir, info, state, progress)
+        finally:
+            cleanup(info)
+    except BaseException as e:
+        e.mask3d_run = {'run_dir': str(run_dir), 'checkpoint': kept_checkpoint(run_dir)}
+        if lock is not None:
+            lock.release(failed=True)
+        raise
+    if lock is not None:
+        lock.release()
+    return result
+
+
+_saved_steps: Dict[str, int] = {}  # run folder -> step of the last checkpoint this process wrote (or resumed from)
+
+
+def kept_checkpoint(run_dir: Path) -> Optional[str]:
+    """``RUN/checkpoints/last.pt (step N)``: the checkpoint a run that stops now leaves behind; None if none."""
+    last = Path(run_dir) / 'checkpoints' / 'last.pt'
+    if not last.is_file():
+        return None
+    step = _saved_steps.get(str(run_dir))
+    return f'{last} (step {step})' if step is not None else str(last)
 
 
 def tidy_run_dir(run_dir: Path, state: Optional[Dict[str, Any]]) -> None:
@@ -125,39 +163,84 @@ def drop_metrics_after(path: Path, step: int) -> int:
     return dropped
 
 
+_SCHEDULE_VALUES = ('base_values', 'lr_min', 'warmup_lr_init')  # what optim.lr/base_lr/min_lr set in a scheduler
+
+
 def restore_training_state(state: Dict[str, Any], info: DistInfo, model, optimizer, scheduler, scaler) -> int:
-    """Load a checkpoint's model, optimizer, scheduler, grad scaler and this rank's RNG; returns its step."""
+    """Load a checkpoint's model, optimizer, scheduler, grad scaler and this rank's RNG; returns its step.
+
+    A resume that changed the learning rate (``optim.lr``, ``base_lr`` or ``min_lr``, e.g. lowered after a
+    divergence) keeps the scheduler built from the current config, positioned at the checkpoint's step, instead of
+    the saved one (which would bring the old rate back)."""
+    step = int(state['step'])
     model.load_state_dict(state['model'])
+    initial_lrs = [group.get('initial_lr') for group in optimizer.param_groups]  # from the current config
+    current = scheduler.state_dict()
     optimizer.load_state_dict(state['optimizer'])
-    scheduler.load_state_dict(state['scheduler'])
-    scaler.load_state_dict(state['scaler'])
+    saved = state['scheduler']
+    if any(current.get(k) != saved.get(k) for k in _SCHEDULE_VALUES):
+        for group, initial_lr in zip(optimizer.param_groups, initial_lrs):
+            group['initial_lr'] = initial_lr
+        scheduler.step_update(num_updates=step)
+        if info.is_main:
+            _log.info('resuming at step %d with a changed learning rate: the schedule follows the current config '
+                      '(lr %s)', step, ', '.join(f'{v:g}' for v in sorted(set(current['base_values']))))
+    else:
+        scheduler.load_state_dict(saved)
+    if state['scaler'] or not scaler.is_enabled():  # fp16's scaler starts afresh after a bf16/fp32 run
+        scaler.load_state_dict(state['scaler'])
     set_rng_state(state['rng'][min(info.rank, len(state['rng']) - 1)])
-    return int(state['step'])
+    return step
 
 
 def clear_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
-    """``--overwrite``: delete an earlier run in ``run_dir``, but only a folder that looks like a mask3d run."""
+    """``--overwrite`` outside a run (kept for callers of the old API): remove only what an earlier mask3d run wrote
+    in ``run_dir`` (its ``.mask3d-run`` marker is required; other files stay). Runs do this themselves through
+    ``launch(..., overwrite=True)``, under the folder's lock."""
     if not overwrite or resume or not run_dir.exists():
         return
-    if not ((run_dir / 'config.yaml').is_file() or (run_dir / 'checkpoints').is_dir()):
-        raise Mask3DError(f'--overwrite: {run_dir} does not look like a mask3d run directory; not deleting it')
-    import shutil
-    shutil.rmtree(run_dir)
+    remove_earlier_run(run_dir)
 
 
 def save_training_state(info: DistInfo, run_dir: Path, step: int, keep_every: int,
                         payload: Callable[[], Dict[str, Any]]) -> None:
     """Every rank calls this (its RNG state is gathered); rank 0 writes ``last.pt`` atomically, and also
     ``step_N.pt`` every ``keep_every`` steps. ``payload()`` builds the rest of the state on rank 0 only."""
+    state = capture_training_state(info, step, payload)
+    if state is not None:
+        write_training_state(run_dir, state, keep_every)
+
+
+def capture_training_state(info: DistInfo, step: int, payload: Callable[[], Dict[str, Any]],
+                           model: Optional[torch.nn.Module] = None) -> Optional[Dict[str, Any]]:
+    """Every rank calls this (its RNG state is gathered); rank 0 gets the checkpoint's state, the others None.
+
+    The state refers to the live weights and optimizer tensors (no copy): it stays valid until the next optimizer
+    step. ``model``'s buffers (BatchNorm statistics, which a forward pass changes) are copied, so the state can be
+    written after the next step's forward pass (``TrainingLoop`` writes a checkpoint once the next loss is finite).
+    """
     rngs = [rng_state()]
     if info.distributed:
         gathered = [None] * info.world_size if info.is_main else None
         torch.distributed.gather_object(rngs[0], gathered, dst=0)
         rngs = gathered
     if not info.is_main:
-        return
+        return None
     state = dict(payload(), step=step, rng=rngs)
-    save_atomic(state, run_dir / 'checkpoints' / 'last.pt')
+    if model is not None and isinstance(state.get('model'), dict):
+        buffers = {name for name, _ in model.named_buffers()}
+        state['model'] = type(state['model'])(
+            (k, v.clone() if k in buffers and isinstance(v, torch.Tensor) else v) for k, v in state['model'].items())
+    return state
+
+
+def write_training_state(run_dir: Path, state: Dict[str, Any], keep_every: int) -> None:
+    """Rank 0: ``last.pt`` (and ``step_N.pt`` every ``keep_every`` steps), refused if any tensor is NaN/inf."""
+    step = int(state['step'])
+    last = run_dir / 'checkpoints' / 'last.pt'
+    check_finite_tensors(state, f'checkpoint {last} at step {step}')  # last.pt stays the last finite state
+    save_atomic(state, last)
+    _saved_steps[str(run_dir)] = step
     if keep_every and step % keep_every == 0:
         save_atomic(state, run_dir / 'checkpoints' / f'step_{step:07d}.pt')
 

@@ -12,7 +12,6 @@ def _print_metrics(result) -> None:
 
 def run_finetune(args) -> int:
     from .config import load_finetune_config
-    from ..runtime import clear_run_dir
     from .engine import finetune
 
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
@@ -21,8 +20,7 @@ def run_finetune(args) -> int:
         overrides.append(f'model.backbone={json.dumps(args.backbone)}')
     cfg = load_finetune_config(args.config, overrides, task=args.task)
     run = Path(args.output)
-    clear_run_dir(run, args.overwrite, args.resume)
-    summary = finetune(cfg, run, resume=args.resume)
+    summary = finetune(cfg, run, resume=args.resume, overwrite=args.overwrite)
     if not (run / 'summary.json').is_file():
         return 0  # not the main process
     print()

@@ -8,8 +8,9 @@ from typing import Any, Dict, List, Optional
 
 from ...errors import ConfigError
 from ..config import (DATA_KNOBS, OPTIM_KNOBS, TRAIN_KNOBS, BaseDataConfig, BaseOptimConfig, BaseTrainConfig, Relation,
-                      at_least, dataclass_config_from_dict, ensure_valid, in_unit, load_dataclass_config,
-                      min_lr_below_lr, non_negative, one_of, positive, ValidatedConfig)
+                      at_least, block_indices, dataclass_config_from_dict, ensure_valid, in_unit, kwargs_mapping,
+                      load_dataclass_config, min_lr_below_lr, name, non_negative, non_negative_int, one_of, positive,
+                      ValidatedConfig)
 
 TASKS = ('semseg', 'depth', 'instance')
 FINETUNE_SOURCES = ('synthetic', 'scannet', 'scannet-25k', 'nyuv2', 'nyu-raw', 'cityscapes', 'folder')
@@ -86,12 +87,18 @@ class FinetuneTrainConfig(BaseTrainConfig):
 
 
 FINETUNE_KNOBS = {
-    'task': one_of(TASKS), 'model.drop_path_rate': in_unit(high_open=True), 'model.head': one_of(('upernet', 'linear')),
+    'task': one_of(TASKS), 'model.backbone': name(), 'model.arch': name(optional=True),
+    'model.model_args': kwargs_mapping(), 'model.detector_args': kwargs_mapping(),
+    'model.out_indices': block_indices(optional=True),
+    'model.drop_path_rate': in_unit(high_open=True), 'model.head': one_of(('upernet', 'linear')),
     'model.head_channels': at_least(1), 'model.max_depth': positive(),
     'data.source': one_of(FINETUNE_SOURCES), **DATA_KNOBS, 'data.color_jitter': in_unit(),
     'data.synthetic_length': at_least(1), 'data.synthetic_val_length': at_least(1),
     'data.nyu_classes': one_of((40, 13)), 'data.nyu_depth': one_of(('raw', 'filled')), 'data.every': at_least(1),
     'data.min_instance_pixels': non_negative(), 'data.depth_scale': positive(),
+    'data.synthetic_seed': non_negative_int(), 'data.synthetic_val_seed': non_negative_int(),
+    **{f'data.{k}': name(optional=True) for k in ('root', 'val_root', 'train_split', 'val_split', 'label_map',
+                                                  'class_mapping', 'splits_mat')},
     'eval.batch_size': at_least(1), 'eval.max_frames': non_negative(), 'eval.min_depth': positive(),
     'eval.max_depth': positive(), 'eval.figure_samples': non_negative(),
     'optim.lr': positive(), 'optim.layer_decay': in_unit(low_open=True), 'optim.schedule': one_of(SCHEDULES),

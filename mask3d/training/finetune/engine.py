@@ -17,11 +17,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from ...errors import ConfigError, Mask3DError, NonFiniteLossError  # noqa: F401 (re-exported)
-from ..checkpoint import load_training_checkpoint
+from ..checkpoint import check_finite_tensors, load_training_checkpoint
 from ..data.pretrain_data import EpochIndexSampler
 from ..distributed import DistInfo, cleanup, init_distributed
 from ..loop import LoopSettings, TrainingLoop
 from ..skips import SkipCounter
+from ..run_folder import check_not_protected
 from ..runtime import MetricsLogger, autocast_context, launch, restore_training_state
 from ..config import check_image_size, ensure_valid
 from .config import FinetuneConfig, finetune_config_from_dict
@@ -55,9 +56,11 @@ def _mean_std(model: torch.nn.Module):
     return tuple(cfg.get('mean', (0.485, 0.456, 0.406))), tuple(cfg.get('std', (0.229, 0.224, 0.225)))
 
 
-def finetune(cfg: FinetuneConfig, run_dir, *, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
-    """Run (or resume) fine-tuning into ``run_dir``; returns a summary (also written as summary.json)."""
-    return launch(_finetune, cfg, run_dir, resume, progress)
+def finetune(cfg: FinetuneConfig, run_dir, *, resume: bool = False, progress: bool = True,
+             overwrite: bool = False) -> Dict[str, Any]:
+    """Run (or resume) fine-tuning into ``run_dir``; returns a summary (also written as summary.json).
+    ``overwrite``: first remove what an earlier mask3d run wrote there (``run_folder.prepare_run_folder``)."""
+    return launch(_finetune, cfg, run_dir, resume, progress, overwrite=overwrite, command='finetune')
 
 
 def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
@@ -100,7 +103,7 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
                         prefetch_factor=4 if d_cfg.num_workers else None)
     logger = MetricsLogger(run_dir, info.is_main, f'finetune_{cfg.task}')
     loop = TrainingLoop(
-        LoopSettings.from_config(cfg, desc=f'finetune {cfg.task}', progress=progress),
+        LoopSettings.from_config(cfg, desc=f'finetune {cfg.task}', progress=progress, lr_value=o_cfg.lr),
         model=model, train_model=train_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, info=info,
         run_dir=run_dir, steps_per_epoch=steps_per_epoch, logger=logger, start_step=step, log_tags={'split': 'train'},
         checkpoint_payload=lambda _: {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
@@ -150,7 +153,9 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
                'checkpoint': str(run_dir / 'checkpoints' / 'last.pt')}
     if info.is_main:
         from safetensors.torch import save_file
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run_dir / 'model.safetensors'))
+        weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+        check_finite_tensors(weights, f'weights {run_dir / "model.safetensors"}')  # never write NaN/inf
+        save_file(weights, str(run_dir / 'model.safetensors'))
         (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -248,6 +253,8 @@ def evaluate(checkpoint, cfg: Optional[FinetuneConfig] = None, *, task: Optional
         if out_dir is None:
             p = Path(checkpoint)
             out_dir = (p if p.is_dir() else p.parent.parent) / 'eval'
+        else:
+            check_not_protected(Path(out_dir))  # never the working directory or above
         result = evaluate_model(cfg, model, frames, info, out_dir=out_dir, split=split, progress=progress,
                                 title=f'(checkpoint step {step})')
         return {'out_dir': str(out_dir), 'step': step, **result}

@@ -2,8 +2,9 @@
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ..config import (DEVICES, Relation, Rule, at_least, ensure_valid, in_unit, load_dataclass_config, non_negative,
-                      one_of, positive, size_pair, ValidatedConfig)
+from ..config import (DEVICES, Relation, Rule, at_least, ensure_valid, in_unit, kwargs_mapping, load_dataclass_config,
+                      name, non_negative, non_negative_int, one_of, positive, positive_list, size_pair,
+                      ValidatedConfig)
 
 PROBE_TASKS = ('depth', 'normals', 'semseg', 'correspondence')
 PROBE_SOURCES = ('synthetic', 'folder', 'nyu', 'scannet', '7scenes')
@@ -75,6 +76,11 @@ PROBE_KNOBS = {
                             lambda v: isinstance(v, list) and bool(v) and all(
                                 isinstance(b, int) and not isinstance(b, bool) for b in v), []),
     'features.batch_size': at_least(1),
+    'model.backbone': name(), 'model.arch': name(optional=True), 'model.model_args': kwargs_mapping(),
+    'data.train_seed': non_negative_int(), 'data.test_seed': non_negative_int(), 'data.nyu_classes': one_of((40, 13)),
+    **{f'data.{k}': name(optional=True) for k in ('root', 'train_root', 'test_root', 'class_mapping', 'splits_mat',
+                                                  'train_split', 'test_split')},
+    'train.seed': non_negative_int(), 'correspondence.thresholds_px': positive_list(),
     'data.source': one_of(PROBE_SOURCES), 'data.image_size': size_pair(), 'data.train_frames': at_least(1),
     'data.test_frames': at_least(1), 'data.views': at_least(1), 'data.pair_gap': at_least(1),
     'data.depth_scale': positive(), 'data.every': at_least(1), 'data.max_depth': positive(),

@@ -18,6 +18,7 @@ from ...errors import ConfigError
 from ..config import check_image_size
 from ..distributed import DistInfo
 from ..loop import LoopSettings, TrainingLoop
+from ..run_folder import prepare_run_folder
 from .config import ProbeConfig
 from .correspondence import correspondence_recall, pair_errors
 from .data import ProbeSplit, load_probe_data
@@ -62,7 +63,8 @@ def _train_head(head, feats: torch.Tensor, targets, loss_fn, cfg: ProbeConfig, d
         x = feats[idx].float().flatten(1, 2).to(device)
         return {'loss': loss_fn(net(x, size), *[y[idx].to(device) for y in targets])}
 
-    loop = TrainingLoop(LoopSettings(steps=t.steps, precision='fp32', log_every=10, desc=desc, lr_hint='train.lr'),
+    loop = TrainingLoop(LoopSettings(steps=t.steps, precision='fp32', log_every=10, desc=desc, lr_hint='train.lr',
+                                     lr_value=t.lr),
                         model=head, optimizer=opt, scheduler=sched, info=DistInfo(device=torch.device(device)))
     record = loop.run(batches, forward, count=len)
     return head.eval(), record['loss']
@@ -80,10 +82,29 @@ def _skip(result: Dict[str, Any], task: str, reason: str) -> None:
     result.setdefault('skipped', {})[task] = reason
 
 
+PROBE_OUTPUTS = ('probe.json', 'probe_predictions.png', 'probe_pca.png')
+
+
 def run_probe(cfg: ProbeConfig, out_dir, backbone_label: Optional[str] = None) -> Dict[str, Any]:
-    """Runs every task of ``cfg.tasks`` that the data supports; writes OUT/probe.json and the figures."""
+    """Runs every task of ``cfg.tasks`` that the data supports; writes OUT/probe.json and the figures.
+
+    OUT is a run folder like any other (``run_folder.prepare_run_folder``): never the working directory or above,
+    locked while the probe runs, marked when the probe makes it; a probe may add its files to a pre-training run's
+    folder, but never replaces a probe.json that mask3d did not write."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    lock = prepare_run_folder(out, 'probe', outputs=PROBE_OUTPUTS, adds_to_runs=True)
+    try:
+        result = _run_probe(cfg, out, backbone_label)
+    except BaseException:
+        if lock is not None:
+            lock.release(failed=True)
+        raise
+    if lock is not None:
+        lock.release()
+    return result
+
+
+def _run_probe(cfg: ProbeConfig, out: Path, backbone_label: Optional[str]) -> Dict[str, Any]:
     started = time.time()
     torch.manual_seed(cfg.train.seed)
     device = _device(cfg.train.device)
