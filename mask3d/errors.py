@@ -87,7 +87,7 @@ class NonFiniteLossError(Mask3DError, FloatingPointError):
 
 class NonFiniteTensorError(Mask3DError, FloatingPointError):
     """A tensor about to be written (checkpoint, export, ``save_pretrained``, push) holds NaN or inf; nothing was
-    written (:func:`mask3d.training.checkpoint.check_finite_tensors`)."""
+    written (:func:`mask3d.finite.check_finite_tensors`)."""
 
 
 class RunFolderError(Mask3DError, RuntimeError):

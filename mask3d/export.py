@@ -15,6 +15,7 @@ import torch
 from timm.models import save_for_hf
 
 from .errors import InvalidWeightsFileError, Mask3DError
+from .finite import check_finite_tensors
 from .licensing import license_conflict
 from .loading import EXPORT_METADATA_KEY, SAFE_WEIGHTS_NAME, read_export_config
 from .manifest import sha256_file
@@ -37,17 +38,6 @@ _CITATION = """@inproceedings{hou2023mask3d,
   year      = {2023},
   pages     = {13510--13519},
 }"""
-
-
-def check_finite_tensors(tensors: Mapping[str, torch.Tensor], where: str) -> None:
-    """Refuse to write NaN/Inf: one line naming ``where`` and the first offending tensors."""
-    bad = [name for name, t in tensors.items()
-           if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
-    if bad:
-        more = f' (+{len(bad) - 5} more)' if len(bad) > 5 else ''
-        raise Mask3DError(f"{where}: refusing to write non-finite weights: {len(bad)} tensor(s) hold NaN or Inf "
-                          f"({', '.join(bad[:5])}{more}); nothing was written: use an earlier checkpoint or lower "
-                          f"the learning rate")
 
 
 PROBE_TASKS = ('depth', 'normals', 'semseg', 'correspondence')

@@ -26,7 +26,7 @@ def check_export_folder(folder: Union[str, os.PathLike]) -> List[Tuple[str, int,
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .export import check_finite_tensors
+    from .finite import check_finite_tensors
 
     folder = Path(folder)
     missing = [n for n in (SAFE_WEIGHTS_NAME, 'config.json') if not (folder / n).is_file()]

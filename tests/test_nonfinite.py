@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mask3d.errors import Mask3DError, NonFiniteTensorError
-from mask3d.training.checkpoint import check_finite_tensors
+from mask3d.finite import check_finite_tensors
 
 
 def test_check_finite_tensors_passes_finite_nests_and_skips_integer_tensors():
@@ -156,7 +156,7 @@ def test_resume_refuses_a_checkpoint_with_nan_weights_from_an_older_version(tmp_
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16, torch.float64])
 @pytest.mark.parametrize('bad', [math.nan, math.inf, -math.inf])
 def test_every_non_finite_value_is_found_wherever_it_sits(dtype, bad):
-    from mask3d.training.checkpoint import all_finite
+    from mask3d.finite import all_finite
     for where in (0, 5, 99):
         t = torch.linspace(-3, 3, 100, dtype=dtype)
         t[where] = bad

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Iterable, Optional
 import torch
 
 from ..errors import NonFiniteLossError, NonFiniteTensorError
-from .checkpoint import all_finite
+from ..finite import all_finite
 from .distributed import DistInfo, all_reduce_mean
 from .runtime import (MetricsLogger, autocast_context, capture_training_state, kept_checkpoint,
                       write_training_state)

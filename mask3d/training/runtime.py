@@ -15,8 +15,8 @@ import torch
 
 from ..errors import ConfigError, Mask3DError
 from .config import RESUMABLE_CHANGES, ensure_valid, schedule_warning
-from .checkpoint import (all_finite, check_finite_tensors, load_training_checkpoint, remove_stale_temp_files, rng_state,
-                         save_atomic, set_rng_state)
+from ..finite import all_finite, check_finite_tensors
+from .checkpoint import load_training_checkpoint, remove_stale_temp_files, rng_state, save_atomic, set_rng_state
 from .distributed import DistInfo, cleanup, init_distributed
 from .run_folder import is_main_process, prepare_run_folder, remove_earlier_run
 

@@ -17,7 +17,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from ...errors import ConfigError, Mask3DError, NonFiniteLossError  # noqa: F401 (re-exported)
-from ..checkpoint import check_finite_tensors, load_training_checkpoint
+from ...finite import check_finite_tensors
+from ..checkpoint import load_training_checkpoint
 from ..data.pretrain_data import EpochIndexSampler
 from ..distributed import DistInfo, cleanup, init_distributed
 from ..loop import LoopSettings, TrainingLoop
