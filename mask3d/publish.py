@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from .errors import InvalidWeightsFileError, Mask3DError
 from .licensing import license_conflict
 from .loading import EXPORT_METADATA_KEY, SAFE_WEIGHTS_NAME, check_sha256, read_export_config
-from .manifest import load_manifest, sha256_file
+from .manifest import find_release, load_manifest, sha256_file
 
 UPLOADED_FILES = (SAFE_WEIGHTS_NAME, 'config.json', 'README.md')
 
@@ -121,7 +121,7 @@ def _upload(folder: Path, repo_id: str, card: bytes, *, private: Optional[bool],
 
 
 def _planned_entry(repo_id: str, manifest: Path):
-    return next((r for r in load_manifest(manifest) if r.repo_id == repo_id), None) if manifest.is_file() else None
+    return find_release(load_manifest(manifest), repo_id) if manifest.is_file() else None
 
 
 def push(folder: Union[str, os.PathLike], repo_id: str, **kwargs: Any) -> int:
