@@ -9,7 +9,7 @@ from that record alone: it claims nothing the record does not hold, so random we
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from timm.models import save_for_hf
@@ -130,6 +130,12 @@ def _licence(license: Optional[str], record: Dict[str, Any]) -> str:
     return f'{license}{why}'
 
 
+def _card_tags(record: Dict[str, Any]) -> List[str]:
+    """Hub tags; 'rgb-d' and 'self-supervised' describe how weights were trained, so only Mask3D-objective ones."""
+    tags = ['mask3d', 'timm', 'vision-transformer']
+    return tags + ['rgb-d', 'self-supervised'] if record.get('objective') == MASK3D_OBJECTIVE else tags
+
+
 def build_model_card(*, model_name: str, record: Dict[str, Any], repo_id: Optional[str] = None,
                      description: str = '', license: Optional[str] = None, base_model: Optional[str] = None):
     """A ``huggingface_hub.ModelCard`` (``library_name: timm``) rendered from a provenance ``record``."""
@@ -137,7 +143,7 @@ def build_model_card(*, model_name: str, record: Dict[str, Any], repo_id: Option
 
     data = ModelCardData(license=license or None, library_name='timm', pipeline_tag='image-feature-extraction',
                          base_model=base_model or None,
-                         tags=['mask3d', 'timm', 'vision-transformer', 'rgb-d', 'self-supervised'])
+                         tags=_card_tags(record))
     load = f"'hf-hub:{repo_id}'" if repo_id else "'local-dir:PATH/TO/THIS/FOLDER'"
     sections = [
         f'# {model_name}', _about(record, description),

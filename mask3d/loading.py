@@ -39,11 +39,11 @@ def manifest_entry(repo_id: str):
     """The release manifest's entry for ``repo_id`` (None if it has none, or no manifest is installed)."""
     from mask3d_cli.bundled import manifest_path
 
-    from .manifest import load_manifest
+    from .manifest import find_release, load_manifest
     path = manifest_path()
     if not path.is_file():
         return None
-    return next((r for r in load_manifest(path) if r.repo_id == repo_id), None)
+    return find_release(load_manifest(path), repo_id)
 
 
 def check_sha256(path: Union[str, Path], expected: Optional[str], recorded_in: str, shown_as: str) -> None:

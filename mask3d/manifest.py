@@ -67,6 +67,12 @@ def load_manifest(path: Union[str, os.PathLike]) -> List[Release]:
     return releases
 
 
+def find_release(releases: List[Release], repo_id: str) -> Optional[Release]:
+    """The release planned for ``repo_id``; Hub repo ids are case-insensitive, so ``Mask3D/X`` is ``mask3d/X``."""
+    wanted = repo_id.casefold()
+    return next((r for r in releases if r.repo_id.casefold() == wanted), None)
+
+
 def sha256_file(path: Union[str, os.PathLike]) -> str:
     digest = hashlib.sha256()
     with open(path, 'rb') as f:

@@ -7,6 +7,7 @@ official names are refused there; only the release path (``mask3d push DIR --rep
 to them, and only an export whose recorded provenance matches the release (architecture, init, data sources, the
 Mask3D objective, licence, sha256). It then pins the release in the manifest: commit id, sha256 and status.
 """
+import contextlib
 import os
 import re
 import tempfile
@@ -16,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from .errors import InvalidWeightsFileError, Mask3DError
 from .licensing import license_conflict
 from .loading import EXPORT_METADATA_KEY, SAFE_WEIGHTS_NAME, check_sha256, read_export_config
-from .manifest import load_manifest, sha256_file
+from .manifest import find_release, load_manifest, sha256_file
 
 UPLOADED_FILES = (SAFE_WEIGHTS_NAME, 'config.json', 'README.md')
 
@@ -120,8 +121,39 @@ def _upload(folder: Path, repo_id: str, card: bytes, *, private: Optional[bool],
                              create_pr=create_pr)
 
 
+def _check_repo_id(repo_id: str) -> None:
+    """``NAME`` (your namespace) or ``ORG/NAME`` as the Hub allows, checked before anything is printed or sent."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise Mask3DError(f"--repo-id {repo_id!r}: not a valid Hub repo id ({str(e).splitlines()[0]}); "
+                          f"write you/name") from e
+
+
+@contextlib.contextmanager
+def _hub_errors(repo_id: str):
+    """The Hub refusing or unreachable during an upload: one line naming the repo, not a traceback."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    try:
+        yield
+    except OfflineModeIsEnabled as e:
+        raise Mask3DError(f"cannot push to hf-hub:{repo_id}: HF_HUB_OFFLINE is set; unset it on a machine with "
+                          f"network") from e
+    except HfHubHTTPError as e:
+        status = getattr(e.response, 'status_code', None)
+        hint = ' (log in with `hf auth login` or pass token=, with write access to the repo)' \
+            if status in (401, 403) else ''
+        raise Mask3DError(f"cannot push to hf-hub:{repo_id}: the Hub answered {status or 'an error'}: "
+                          f"{str(e).splitlines()[0]}{hint}") from e
+    except (ConnectionError, OSError) as e:
+        raise Mask3DError(f"cannot push to hf-hub:{repo_id}: the Hub cannot be reached "
+                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+
+
 def _planned_entry(repo_id: str, manifest: Path):
-    return next((r for r in load_manifest(manifest) if r.repo_id == repo_id), None) if manifest.is_file() else None
+    return find_release(load_manifest(manifest), repo_id) if manifest.is_file() else None
 
 
 def push(folder: Union[str, os.PathLike], repo_id: str, **kwargs: Any) -> int:
@@ -153,6 +185,7 @@ def publish(
 
     folder = Path(folder)
     manifest = Path(manifest) if manifest else manifest_path()
+    _check_repo_id(repo_id)
     files = check_export_folder(folder)
     entry = _planned_entry(repo_id, manifest)
     if release and entry is None:
@@ -177,8 +210,9 @@ def publish(
     if dry_run:
         return 0, None
     message = commit_message or f"Add {entry.name if entry else folder.name} weights (mask3d)"
-    commit = _upload(folder, repo_id, card, private=private, revision=revision, create_pr=create_pr, token=token,
-                     commit_message=message)
+    with _hub_errors(repo_id):
+        commit = _upload(folder, repo_id, card, private=private, revision=revision, create_pr=create_pr,
+                         token=token, commit_message=message)
     print_fn(f"pushed: commit {commit.oid} ({commit.pr_url or commit.commit_url}); load it with "
              f"mask3d.create_model('hf-hub:{repo_id}@{commit.oid}', pretrained=True)")
     if release:

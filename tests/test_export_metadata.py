@@ -78,6 +78,7 @@ def test_random_weights_card_claims_nothing(tmp_path):
     assert meta['objective'] is None and meta['init'] == 'not recorded' and meta['steps'] is None
     assert meta['license'] is None and 'license' not in json.loads((out / 'config.json').read_text())['pretrained_cfg']
     assert 'unknown origin' in card and '## Limitations' in card
+    assert not {'self-supervised', 'rgb-d'} & set(_front_matter(card)['tags'])  # training claims, none recorded
     stated = mask3d.save_pretrained(model, tmp_path / 'stated', license='mit')
     assert _front_matter((stated / 'README.md').read_text())['license'] == 'mit'
 
@@ -133,3 +134,9 @@ def test_a_real_probe_json_becomes_results_with_the_probe_command(tmp_path):
     results = card.split('## Results')[1].split('## Training')[0]
     assert '| probe/depth/delta1 | 0.7 |' in results and f'mask3d probe --backbone {run}' in results
     assert 'No downstream result' not in card
+
+
+def test_training_tags_only_for_the_mask3d_objective(tmp_path):
+    card, config = _export(tmp_path, [])
+    assert config['mask3d']['objective'] is not None
+    assert {'self-supervised', 'rgb-d'} <= set(_front_matter(card)['tags'])

@@ -144,3 +144,14 @@ def test_published_entry_without_a_pin_is_refused_by_the_manifest(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(mask3d.Mask3DError, match="does not pin it: revision must be a 40-hex Hub commit id .got 'main'"):
         load_manifest(path)
+
+
+def test_planned_repo_id_in_another_case_is_the_same_official_repo(tmp_path, offline_hub, no_hub_calls):
+    """Hub repo ids are case-insensitive: `Mask3D/...` serves the planned repo, so it is refused like it."""
+    variant = 'Mask3D/mask3d_vit_tiny_patch16.scannet'
+    plant_repo(offline_hub, variant, OTHER, _export(1, tmp_path))
+    for call in (lambda: mask3d.create_model(f'hf-hub:{variant}', pretrained=True),
+                 lambda: timm.create_model('mask3d_vit_tiny_patch16', pretrained=True, **tiny_kwargs(),
+                                           pretrained_cfg_overlay=dict(hf_hub_id=variant))):
+        with pytest.raises(mask3d.WeightsNotPublishedError, match=f'`{NAME}` is not published yet'):
+            call()

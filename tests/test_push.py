@@ -110,6 +110,31 @@ def test_push_checks_the_folder_before_any_hub_call(exported, tmp_path, capsys):
     hf_api.assert_not_called()
 
 
+
+@pytest.mark.parametrize('repo_id', ['bad id/x', 'a/b/c', 'you/'])
+def test_malformed_repo_id_is_refused_even_in_a_dry_run(exported, capsys, repo_id):
+    with mock.patch('huggingface_hub.HfApi') as hf_api:
+        assert main(['push', str(exported), '--repo-id', repo_id, '--dry-run']) == 1
+    err = capsys.readouterr().err
+    assert f"--repo-id '{repo_id}': not a valid Hub repo id" in err and 'would upload' not in err
+    hf_api.assert_not_called()
+
+
+def test_hub_refusing_or_unreachable_is_one_line(exported, capsys):
+    """A 403 from the Hub, or HF_HUB_OFFLINE, used to end in mask3d's 'internal error' traceback."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    response = SimpleNamespace(status_code=403, headers={}, request=None)
+    for error, expected in ((HfHubHTTPError('403 Forbidden: no write access', response=response),
+                             'the Hub answered 403: 403 Forbidden: no write access (log in with `hf auth login`'),
+                            (OfflineModeIsEnabled('offline'), 'HF_HUB_OFFLINE is set')):
+        api = _fake_api()
+        api.create_repo.side_effect = error
+        with mock.patch('huggingface_hub.HfApi', return_value=api):
+            assert main(['push', str(exported), '--repo-id', 'you/x']) == 1
+        err = capsys.readouterr().err
+        assert f'cannot push to hf-hub:you/x: {expected}' in err and 'internal error' not in err
+
+
 def test_push_refuses_non_finite_weights(tmp_path, capsys):
     from safetensors.torch import save_file
     folder = mask3d.save_pretrained(mask3d.create_model('mask3d_vit_tiny_patch16', **tiny_kwargs()), tmp_path / 'e')

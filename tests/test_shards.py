@@ -271,6 +271,26 @@ def test_index_that_overstates_its_shards_is_named(folder, tmp_path):
         open_shard_set(str(out))
 
 
+
+@pytest.mark.parametrize('index, expected', [
+    ([1, 2], 'not a mask3d shard index'),
+    ({'shards': None}, '"shards" must be a non-empty list'),
+    ({'shards': [{'name': 'shard-000000.tar'}]}, r'shards\[0\] must be .* got .*shard-000000.tar'),
+    ({'shards': [{'name': 'shard-000000.tar', 'frames': -5}]}, r'shards\[0\] must be .*-5'),
+    ({'shards': [{'name': 'shard-000000.tar', 'frames': 'abc'}]}, r'shards\[0\] must be .*abc'),
+    ({'shards': [{'name': 'shard-000000.tar', 'frames': 2.5}]}, r'shards\[0\] must be .*2\.5'),
+])
+def test_malformed_index_is_one_line_naming_the_entry(folder, tmp_path, index, expected):
+    """A hand-edited shards.json used to end in KeyError / ValueError / AttributeError tracebacks."""
+    out = _damaged(folder, tmp_path)
+    if isinstance(index, dict):
+        index = {**json.loads((out / 'shards.json').read_text()), **index}
+    (out / 'shards.json').write_text(json.dumps(index))
+    with pytest.raises(Mask3DError, match=f'shards.json: {expected}') as e:
+        open_shard_set(str(out))
+    assert '\n' not in str(e.value)
+
+
 def test_damaged_shard_in_pretraining_is_one_line(folder, tmp_path, capsys):
     out = _damaged(folder, tmp_path)
     shard = out / 'shard-000002.tar'

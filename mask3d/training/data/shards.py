@@ -190,9 +190,23 @@ def _read_index(location: str) -> Dict[str, Any]:
     except Exception as e:
         raise RGBDFolderError(f'{location}: cannot read the shard index ({e}); shards written by `mask3d data '
                               f'shard` have one, or set data.shard_index') from e
-    if index.get('layout') != 'mask3d-rgbd-shards':
+    if not isinstance(index, dict) or index.get('layout') != 'mask3d-rgbd-shards':
         raise RGBDFolderError(f'{location}: not a mask3d shard index')
+    _check_index_shards(index.get('shards'), location)
     return index
+
+
+def _check_index_shards(shards: Any, location: str) -> None:
+    """``shards``: a list of {"name": "X.tar", "frames": N >= 1}; anything else is named with the entry at fault."""
+    if not isinstance(shards, list) or not shards:
+        raise RGBDFolderError(f'{location}: "shards" must be a non-empty list of {{"name", "frames"}} entries, got '
+                              f'{shards!r:.60}; write the shards again with `mask3d data shard`')
+    for i, entry in enumerate(shards):
+        frames = entry.get('frames') if isinstance(entry, dict) else None
+        if not (isinstance(entry, dict) and isinstance(entry.get('name'), str) and isinstance(frames, int)
+                and not isinstance(frames, bool) and frames >= 1):
+            raise RGBDFolderError(f'{location}: shards[{i}] must be {{"name": "<file>.tar", "frames": an integer >= 1}}, '
+                                  f'got {entry!r:.80}; write the shards again with `mask3d data shard`')
 
 
 def open_shard_set(root: str, index: Optional[str] = None) -> ShardSet:
