@@ -67,36 +67,42 @@ BUDGETS = {
     'default': dict(image_size=[96, 128], model='mask3d_vit_tiny_patch16', pool=3000, labelled=200, few=50,
                     selection=100, test=200, batch_size=16, pretrain_steps=200, finetune_steps=50,
                     lrs=[5e-4, 2e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=2,
-                    real_frames=3, arm_configs={'mask3d': 'pretrain_mask3d_reasoned.yaml'}),  # v2, as it ran
+                    real_frames=3, arm_configs={'mask3d': 'pretrain_mask3d_reasoned.yaml',   # v2, as it ran
+                                                'mask3d_paper': 'pretrain_mask3d_paper_allstats.yaml'}),
     'gpu': dict(image_size=[128, 160], model='mask3d_vit_small_patch16', pool=10000, labelled=200, few=50,
                 selection=200, test=400, batch_size=64, pretrain_steps=800, finetune_steps=150,
                 lrs=[3e-4, 1e-3, 3e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=6, real_frames=3),
 }
 # v3 (docs/results.md): the default design with 10x the pre-training and, as `mask3d` (ARMS), the knob adopted by the
 # pre-registered knob rule (docs/pretraining.md, "Choosing the knobs"); 343-561 s per pre-training run measured
-BUDGETS['long'] = dict(BUDGETS['default'], pretrain_steps=2000, arm_configs={})
+# (its paper arm, as it ran, standardised depth with all-pixel statistics: pretrain_mask3d_paper_allstats.yaml)
+BUDGETS['long'] = dict(BUDGETS['default'], pretrain_steps=2000,
+                       arm_configs={'mask3d_paper': 'pretrain_mask3d_paper_allstats.yaml'})
 
 
 # ---- data -----------------------------------------------------------------------------------------------------
 
 def _render_shard(args):
     from mask3d.training.data.cli import write_synthetic  # imported by render() before the fork: costs nothing
-    out, start, stop, seed, size = args
-    write_synthetic(out, stop, seed, size, progress=False, start=start)
+    out, start, stop, seed, size, clean = args
+    write_synthetic(out, stop, seed, size, progress=False, start=start, clean_depth=clean)
 
 
-def render(out: Path, frames: int, seed: int, size, workers: int) -> Path:
+def render(out: Path, frames: int, seed: int, size, workers: int, clean_depth: bool = True) -> Path:
     """Synthetic rooms ``(seed, 0..frames-1)`` written once as an RGB-D folder (PNG, depth in mm), in parallel shards.
-    A frame is a pure function of (seed, index), so the first 50 frames of a pool are the 50-frame pool."""
+    A frame is a pure function of (seed, index), so the first 50 frames of a pool are the 50-frame pool.
+    ``clean_depth``: also the noise-free depth (depth_clean/*.npy), the probe's normals ground truth; a folder
+    rendered before it existed is completed by rendering again (same frames, same seed)."""
     done = out / 'classes.json'
-    if done.is_file() and len(list((out / 'rgb').glob('*.png'))) == frames:
+    if done.is_file() and len(list((out / 'rgb').glob('*.png'))) == frames and \
+            (not clean_depth or len(list((out / 'depth_clean').glob('*.npy'))) == frames):
         return out
     from mask3d.training.data.cli import write_synthetic
     if frames <= 64:  # a pool of processes costs more than it saves
-        write_synthetic(out, frames, seed, tuple(size), progress=False)
+        write_synthetic(out, frames, seed, tuple(size), progress=False, clean_depth=clean_depth)
         return out
     bounds = np.linspace(0, frames, workers * 4 + 1).astype(int)
-    shards = [(out, int(a), int(b), seed, tuple(size)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    shards = [(out, int(a), int(b), seed, tuple(size), clean_depth) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     t0 = time.perf_counter()
     with Pool(workers) as pool:
         pool.map(_render_shard, shards)
@@ -106,9 +112,9 @@ def render(out: Path, frames: int, seed: int, size, workers: int) -> Path:
 
 def render_pools(out: Path, budget: Dict, workers: int) -> Dict[str, Path]:
     size = budget['image_size']
-    pools = {name: render(out / 'data' / name, budget[name], SEEDS[name], size, workers)
+    pools = {name: render(out / 'data' / name, budget[name], SEEDS[name], size, workers, clean_depth=name != 'pool')
              for name in ('pool', 'labelled', 'selection', 'test')}
-    pools['few'] = render(out / 'data' / 'few', budget['few'], SEEDS['labelled'], size, workers)
+    pools['few'] = render(out / 'data' / 'few', budget['few'], SEEDS['labelled'], size, workers, clean_depth=False)
     return pools
 
 

@@ -187,9 +187,14 @@ def test_replicate_long_preset_uses_the_measured_knob_arm(tmp_path):
     assert R.arm_config('mask3d', R.BUDGETS['default']) == 'pretrain_mask3d_reasoned.yaml'   # v2, as it ran
     from mask3d.training.config import load_config
     measured = load_config(R.CONFIGS / 'pretrain_mask3d_measured.yaml').method
+    assert R.arm_config('mask3d_paper', budget) == 'pretrain_mask3d_paper_allstats.yaml'   # v3, as it ran
     paper = load_config(R.CONFIGS / 'pretrain_mask3d_paper.yaml').method
+    allstats = load_config(R.CONFIGS / 'pretrain_mask3d_paper_allstats.yaml').method
     assert measured.depth_mask_ratio == 1.0 and paper.depth_mask_ratio == 0.8
-    assert {k for k, v in vars(measured).items() if vars(paper)[k] != v} == {'depth_mask_ratio', 'depth_norm_stats'}
+    assert {k for k, v in vars(measured).items() if vars(paper)[k] != v} == {'depth_mask_ratio'}
+    # the paper setting standardises with what the model may see; `all` (v2/v3) is the leaking non-paper variant
+    assert paper.depth_norm_stats == 'visible' and allstats.depth_norm_stats == 'all'
+    assert {k for k, v in vars(paper).items() if vars(allstats)[k] != v} == {'depth_norm_stats'}
 
 
 @pytest.mark.bench
