@@ -15,7 +15,11 @@ Design (docs/results.md, with the verdict rules written down before the run):
 
     python benchmarks/replicate.py                    # the default preset: 44.5 min measured on 2 shared CPU cores
     python benchmarks/replicate.py --quick            # every stage at toy size
-    python benchmarks/replicate.py --preset gpu       # ViT-S, larger pool and budget, for one H100/H200 (not run yet)
+    python benchmarks/replicate.py --preset v2gpu     # v2's design: ViT-S, larger pool and budget, one GPU (not run)
+    python benchmarks/replicate.py --preset v4a       # v4 question A (continued pre-training); --question A too
+    python benchmarks/replicate.py --preset v4b       # v4 question B (from scratch); --question B too
+    python benchmarks/replicate.py --preset v4pilot   # v4 pilot: seed-to-seed noise -> margins and power check
+    python benchmarks/replicate.py --preset gpu       # v4 question B at ViT-S 240x320 on one GPU (< 10 min planned)
     python benchmarks/replicate.py --preset long      # v3: 2000 pre-training steps, the measured Mask3D knob
     python benchmarks/replicate.py --dry-run          # validate every config of the plan, run nothing
 
@@ -69,7 +73,7 @@ BUDGETS = {
                     lrs=[5e-4, 2e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=2,
                     real_frames=3, arm_configs={'mask3d': 'pretrain_mask3d_reasoned.yaml',   # v2, as it ran
                                                 'mask3d_paper': 'pretrain_mask3d_paper_allstats.yaml'}),
-    'gpu': dict(image_size=[128, 160], model='mask3d_vit_small_patch16', pool=10000, labelled=200, few=50,
+    'v2gpu': dict(image_size=[128, 160], model='mask3d_vit_small_patch16', pool=10000, labelled=200, few=50,
                 selection=200, test=400, batch_size=64, pretrain_steps=800, finetune_steps=150,
                 lrs=[3e-4, 1e-3, 3e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=6, real_frames=3),
 }
@@ -78,6 +82,22 @@ BUDGETS = {
 # (its paper arm, as it ran, standardised depth with all-pixel statistics: pretrain_mask3d_paper_allstats.yaml)
 BUDGETS['long'] = dict(BUDGETS['default'], pretrain_steps=2000,
                        arm_configs={'mask3d_paper': 'pretrain_mask3d_paper_allstats.yaml'})
+
+# v4 (docs/results.md, "v4 plan"; benchmarks/replicate_v4_study.py): one command per question. CPU presets: ViT-Ti/16
+# at 192x256 (12x16 tokens), 2 parallel jobs of 1 thread; measured 0.53 s per pre-training step (batch 16, 1
+# thread, idle machine: benchmarks/results/replicate_v4_steptime.json) and about 6 min per probe.
+V4 = dict(image_size=[192, 256], model='mask3d_vit_tiny_patch16', pool=3000, stage1_pool=3000, labelled=200,
+          test=200, batch_size=16, seeds=[0, 1, 2, 3, 4], probe_quick=False, workers_per_loader=0, jobs=2, threads=1)
+BUDGETS['v4a'] = dict(V4, question='A', stage1_steps=1500, pretrain_steps=1000)
+BUDGETS['v4b'] = dict(V4, question='B', pretrain_steps=1500)
+BUDGETS['v4pilot'] = dict(V4, question='B', pretrain_steps=300, seeds=[0, 1, 2], pilot=True)
+BUDGETS['v4smoke'] = dict(V4, question='A', image_size=[32, 48], pool=8, stage1_pool=8, labelled=6, test=4,
+                          batch_size=4, stage1_steps=2, pretrain_steps=2, seeds=[0, 1], probe_quick=True, jobs=1,
+                          probe_sets=['train.steps=3', 'train.batch_size=4'])
+# one H100/H200: question B at ViT-S/16 240x320 (15x20 tokens), bigger pools and batch; planned < 10 min (not run)
+BUDGETS['gpu'] = dict(V4, question='B', model='mask3d_vit_small_patch16', image_size=[240, 320], pool=10000,
+                      labelled=400, test=200, batch_size=64, pretrain_steps=600, seeds=[0, 1, 2], workers_per_loader=6,
+                      jobs=1, threads=8)
 
 
 # ---- data -----------------------------------------------------------------------------------------------------
@@ -171,9 +191,10 @@ def pretrain_record(run: Path) -> Dict:
     from mask3d.training.runtime import read_metrics
     rec = [r for r in read_metrics(run) if 'loss' in r]
     rel = [r for r in rec if 'rgb_reliance' in r]
-    return {'loss_first': rec[0]['loss'], 'loss_last': rec[-1]['loss'], 'steps': rec[-1]['step'],
-            'rgb_reliance_first': rel[0]['rgb_reliance'] if rel else None,
-            'rgb_reliance_last': rel[-1]['rgb_reliance'] if rel else None}
+    out = {'loss_first': rec[0]['loss'], 'loss_last': rec[-1]['loss'], 'steps': rec[-1]['step']}
+    if rel:   # Mask3D runs only: an MAE run has no depth pretext, so no rgb_reliance
+        out.update(rgb_reliance_first=rel[0]['rgb_reliance'], rgb_reliance_last=rel[-1]['rgb_reliance'])
+    return out
 
 
 def probe_sets(budget: Dict, pools: Dict[str, Path], seed: int, device: str) -> List[str]:
@@ -489,7 +510,7 @@ def report(r: Dict) -> str:
     for arm, per in r['pretrain'].items():
         loss = '; '.join(f"{v['loss_first']:.3f} -> {v['loss_last']:.3f}" for v in per.values())
         rel = '; '.join(f"{v['rgb_reliance_first']:.2f} -> {v['rgb_reliance_last']:.2f}"
-                        if v['rgb_reliance_last'] is not None else 'not logged' for v in per.values())
+                        if v.get('rgb_reliance_last') is not None else 'not logged' for v in per.values())
         held = [v['held_out'] for v in per.values() if 'held_out' in v]
         held_rel = '; '.join(f"{h['rgb_reliance']:.2f}" for h in held) or 'n/a'
         held_err = '; '.join(f"{h['abs_rel_hidden_unaligned']:.3f} / {h['abs_rel_hidden_aligned']:.3f}"
@@ -612,11 +633,21 @@ def main(argv=None) -> int:
     p.add_argument('--seeds', type=int, nargs='+', default=None, help="override the preset's seeds")
     p.add_argument('--workers', type=int, default=max(1, min(os.cpu_count() or 1, 16)), help='rendering processes')
     p.add_argument('--dry-run', action='store_true', help='validate every config of the plan, run nothing')
+    p.add_argument('--question', choices=('A', 'B'), help='v4: the question to run (= --preset v4a / v4b)')
+    p.add_argument('--jobs', type=int, default=None, help="v4: parallel runs (default: the preset's)")
+    p.add_argument('--margins', type=Path, default=None,
+                   help='v4: margins.json of the pilot (default benchmarks/results/replicate_v4_pilot/margins.json)')
     args = p.parse_args(argv)
-    preset = 'quick' if args.quick else args.preset
+    preset = 'quick' if args.quick else f'v4{args.question.lower()}' if args.question else args.preset
     budget = dict(BUDGETS[preset], preset=preset)
     if args.seeds:
         budget['seeds'] = args.seeds
+    if 'question' in budget:   # v4: its own arms, pools and stages (benchmarks/replicate_v4_study.py)
+        import replicate_v4_study as v4
+        budget['jobs'] = args.jobs or budget['jobs']
+        out = Path(args.out or f'runs/replicate_{preset}').resolve()
+        return v4.main(budget, out, args.device, args.workers, args.margins or v4.DEFAULT_MARGINS, args.dry_run,
+                       seeds_given=bool(args.seeds))
     arms = [a for a in ARMS if a in args.arms]
     out = Path(args.out or f'runs/replicate_v2_{preset}').resolve()
     if args.dry_run:
