@@ -357,3 +357,19 @@ def test_v4_seed_count_from_the_power_check(tmp_path):
     assert v4.seeds_from_power_check(dict(R.BUDGETS['v4b']), margins, True)['seeds'] == [0, 1, 2, 3, 4]
     assert v4.seeds_from_power_check(dict(R.BUDGETS['v4pilot']), margins, False)['seeds'] == [0, 1, 2]
     assert v4.seeds_from_power_check(dict(R.BUDGETS['v4b']), tmp_path / 'none.json', False)['seeds'] == [0, 1, 2, 3, 4]
+
+
+def test_v3_recheck_recomputes_the_numbers_docs_quote():
+    """Issue 23: the v3 comparisons docs/results.md now quotes, recomputed from v3's committed per-seed numbers."""
+    sys.path.insert(0, str(REPO_ROOT / 'benchmarks'))
+    import importlib
+    rows = importlib.import_module('replicate_v4_v3_recheck').recheck(
+        json.loads((REPO_ROOT / 'benchmarks' / 'results' / 'replicate_v3' / 'results.json').read_text()))
+    got = {(r['evaluation'], r['comparison'], r['metric']): r for r in rows}
+    for key, mean, t, p in [(('probe', 'mask3d - mae', 'semseg.miou'), -0.0397, -17.54, 0.003),
+                            (('probe', 'mask3d_paper - mae', 'semseg.object_miou'), -0.0073, -2.47, 0.132),
+                            (('finetune', 'mask3d_paper - mae', 'object_miou'), -0.0135, -3.96, 0.058),
+                            (('finetune', 'mask3d - scratch', 'object_miou'), -0.0117, -3.75, 0.064),
+                            (('probe', 'mae - scratch', 'normals.mean_angle_deg'), -0.8879, -3.82, 0.062)]:
+        r = got[key]
+        assert round(r['mean'], 4) == mean and round(r['t'], 2) == t and round(r['p'], 3) == p, (key, r)
