@@ -621,6 +621,15 @@ def run_arms(arms: List[str], runs: Dict, r: Dict, out: Path, budget: Dict, pool
             r['probe'].setdefault(arm, {})[str(seed)] = _flat(run_probe(out, arm, runs, seed, budget, pools, device))
 
 
+def run_v4(args, budget: Dict) -> int:
+    """A v4 preset (``--preset v4a|v4b|v4pilot|gpu`` or ``--question A|B``): benchmarks/replicate_v4_study.py."""
+    import replicate_v4_study as v4
+    budget['jobs'] = args.jobs or budget['jobs']
+    out = Path(args.out or f'runs/replicate_{budget["preset"]}').resolve()
+    return v4.main(budget, out, args.device, args.workers, args.margins or v4.DEFAULT_MARGINS, args.dry_run,
+                   seeds_given=bool(args.seeds))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true', help='minutes-long smoke version (= --preset quick)')
@@ -643,11 +652,7 @@ def main(argv=None) -> int:
     if args.seeds:
         budget['seeds'] = args.seeds
     if 'question' in budget:   # v4: its own arms, pools and stages (benchmarks/replicate_v4_study.py)
-        import replicate_v4_study as v4
-        budget['jobs'] = args.jobs or budget['jobs']
-        out = Path(args.out or f'runs/replicate_{preset}').resolve()
-        return v4.main(budget, out, args.device, args.workers, args.margins or v4.DEFAULT_MARGINS, args.dry_run,
-                       seeds_given=bool(args.seeds))
+        return run_v4(args, budget)
     arms = [a for a in ARMS if a in args.arms]
     out = Path(args.out or f'runs/replicate_v2_{preset}').resolve()
     if args.dry_run:
