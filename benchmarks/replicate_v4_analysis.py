@@ -198,6 +198,21 @@ def power_check(noise: Dict[str, Dict[str, float]], seeds: Sequence[int] = SEED_
             'min_power_at_seeds': min(table[best].values())}
 
 
+def pilot_report(result: Dict) -> str:
+    """The pilot's noise, margins and power check as markdown tables."""
+    noise, check = result['noise'], result['power_check']
+    counts = sorted(check['power'], key=int)
+    lines = ['| endpoint | sigma (seed-to-seed) | sigma_d (paired) | margin = max(floor, 3 sigma) | ' +
+             ' | '.join(f'power, {n} seeds' for n in counts) + ' |', '|---|---|---|---|' + '---|' * len(counts)]
+    for e, x in noise.items():
+        lines.append(f"| {e} | {x['sigma']:.4g} | {x['sigma_d']:.4g} | {x['margin']:.4g} | " +
+                     ' | '.join(f"{check['power'][n][e]:.2f}" for n in counts) + ' |')
+    lines += ['', f"Seeds for the study: **{check['seeds']}** (minimum power over endpoints "
+                  f"{check['min_power_at_seeds']:.2f}; target {check['target']} "
+                  f"{'reached' if check['reaches_target'] else 'NOT reached'})."]
+    return '\n'.join(lines) + '\n'
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--root', type=Path, help='a v4 study folder (ROOT/probe/ARM/seedS/probe.json)')
@@ -211,7 +226,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = {'noise': noise, 'power_check': power_check(noise)}
         out = args.out or args.pilot
         (out / 'margins.json').write_text(json.dumps(result, indent=1))
-        print(json.dumps(result, indent=1))
+        (out / 'margins.md').write_text(pilot_report(result))
+        print(pilot_report(result))
         return 0
     if not (args.root and args.question and args.margins):
         p.error('give --root, --question and --margins (or --pilot)')

@@ -337,6 +337,8 @@ def test_v4_pilot_margins_and_power():
     assert V.power(8, 1.0, 1.0) < V.power(4, 1.0, 1.0)
     check = V.power_check({e: {'margin': 1.0, 'sigma_d': 0.4}})
     assert check['reaches_target'] and check['seeds'] == min(n for n, p in check['power'].items() if p[e] >= 0.8)
+    report = V.pilot_report({'noise': {e: dict(noise[e])}, 'power_check': check})
+    assert '| semseg.miou |' in report and f"Seeds for the study: **{check['seeds']}**" in report
     weak = V.power_check({e: {'margin': 1.0, 'sigma_d': 1.0}})
     assert not weak['reaches_target'] and weak['min_power_at_seeds'] == max(p[e] for p in weak['power'].values())
 
