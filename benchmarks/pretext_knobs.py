@@ -20,7 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PAPER = ROOT / 'training' / 'configs' / 'replicate' / 'pretrain_mask3d_paper.yaml'
+PAPER = ROOT / 'training' / 'configs' / 'replicate' / 'pretrain_mask3d_paper_allstats.yaml'  # as the study ran
 VISIBLE = ['method.depth_norm_stats=visible']
 ARMS = {
     'paper': [],

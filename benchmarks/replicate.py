@@ -15,7 +15,11 @@ Design (docs/results.md, with the verdict rules written down before the run):
 
     python benchmarks/replicate.py                    # the default preset: 44.5 min measured on 2 shared CPU cores
     python benchmarks/replicate.py --quick            # every stage at toy size
-    python benchmarks/replicate.py --preset gpu       # ViT-S, larger pool and budget, for one H100/H200 (not run yet)
+    python benchmarks/replicate.py --preset v2gpu     # v2's design: ViT-S, larger pool and budget, one GPU (not run)
+    python benchmarks/replicate.py --preset v4a       # v4 question A (continued pre-training); --question A too
+    python benchmarks/replicate.py --preset v4b       # v4 question B (from scratch); --question B too
+    python benchmarks/replicate.py --preset v4pilot   # v4 pilot: seed-to-seed noise -> margins and power check
+    python benchmarks/replicate.py --preset gpu       # v4 question B at ViT-S 240x320 on one GPU (< 10 min planned)
     python benchmarks/replicate.py --preset long      # v3: 2000 pre-training steps, the measured Mask3D knob
     python benchmarks/replicate.py --dry-run          # validate every config of the plan, run nothing
 
@@ -67,36 +71,58 @@ BUDGETS = {
     'default': dict(image_size=[96, 128], model='mask3d_vit_tiny_patch16', pool=3000, labelled=200, few=50,
                     selection=100, test=200, batch_size=16, pretrain_steps=200, finetune_steps=50,
                     lrs=[5e-4, 2e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=2,
-                    real_frames=3, arm_configs={'mask3d': 'pretrain_mask3d_reasoned.yaml'}),  # v2, as it ran
-    'gpu': dict(image_size=[128, 160], model='mask3d_vit_small_patch16', pool=10000, labelled=200, few=50,
+                    real_frames=3, arm_configs={'mask3d': 'pretrain_mask3d_reasoned.yaml',   # v2, as it ran
+                                                'mask3d_paper': 'pretrain_mask3d_paper_allstats.yaml'}),
+    'v2gpu': dict(image_size=[128, 160], model='mask3d_vit_small_patch16', pool=10000, labelled=200, few=50,
                 selection=200, test=400, batch_size=64, pretrain_steps=800, finetune_steps=150,
                 lrs=[3e-4, 1e-3, 3e-3], seeds=[0, 1, 2], probe_quick=False, workers_per_loader=6, real_frames=3),
 }
 # v3 (docs/results.md): the default design with 10x the pre-training and, as `mask3d` (ARMS), the knob adopted by the
 # pre-registered knob rule (docs/pretraining.md, "Choosing the knobs"); 343-561 s per pre-training run measured
-BUDGETS['long'] = dict(BUDGETS['default'], pretrain_steps=2000, arm_configs={})
+# (its paper arm, as it ran, standardised depth with all-pixel statistics: pretrain_mask3d_paper_allstats.yaml)
+BUDGETS['long'] = dict(BUDGETS['default'], pretrain_steps=2000,
+                       arm_configs={'mask3d_paper': 'pretrain_mask3d_paper_allstats.yaml'})
+
+# v4 (docs/results.md, "v4 plan"; benchmarks/replicate_v4_study.py): one command per question. CPU presets: ViT-Ti/16
+# at 192x256 (12x16 tokens), 2 parallel jobs of 1 thread; measured 0.53 s per pre-training step (batch 16, 1
+# thread, idle machine: benchmarks/results/replicate_v4_steptime.json) and about 6 min per probe.
+V4 = dict(image_size=[192, 256], model='mask3d_vit_tiny_patch16', pool=3000, stage1_pool=3000, labelled=200,
+          test=200, batch_size=16, seeds=[0, 1, 2, 3, 4], probe_quick=False, workers_per_loader=0, jobs=2, threads=1)
+BUDGETS['v4a'] = dict(V4, question='A', stage1_steps=1500, pretrain_steps=1000)
+BUDGETS['v4b'] = dict(V4, question='B', pretrain_steps=1500)
+BUDGETS['v4pilot'] = dict(V4, question='B', pretrain_steps=300, seeds=[0, 1, 2], pilot=True)
+BUDGETS['v4smoke'] = dict(V4, question='A', image_size=[32, 48], pool=8, stage1_pool=8, labelled=6, test=4,
+                          batch_size=4, stage1_steps=2, pretrain_steps=2, seeds=[0, 1], probe_quick=True, jobs=1,
+                          probe_sets=['train.steps=3', 'train.batch_size=4'])
+# one H100/H200: question B at ViT-S/16 240x320 (15x20 tokens), bigger pools and batch; planned < 10 min (not run)
+BUDGETS['gpu'] = dict(V4, question='B', model='mask3d_vit_small_patch16', image_size=[240, 320], pool=10000,
+                      labelled=400, test=200, batch_size=64, pretrain_steps=600, seeds=[0, 1, 2], workers_per_loader=6,
+                      jobs=1, threads=8)
 
 
 # ---- data -----------------------------------------------------------------------------------------------------
 
 def _render_shard(args):
     from mask3d.training.data.cli import write_synthetic  # imported by render() before the fork: costs nothing
-    out, start, stop, seed, size = args
-    write_synthetic(out, stop, seed, size, progress=False, start=start)
+    out, start, stop, seed, size, clean = args
+    write_synthetic(out, stop, seed, size, progress=False, start=start, clean_depth=clean)
 
 
-def render(out: Path, frames: int, seed: int, size, workers: int) -> Path:
+def render(out: Path, frames: int, seed: int, size, workers: int, clean_depth: bool = True) -> Path:
     """Synthetic rooms ``(seed, 0..frames-1)`` written once as an RGB-D folder (PNG, depth in mm), in parallel shards.
-    A frame is a pure function of (seed, index), so the first 50 frames of a pool are the 50-frame pool."""
+    A frame is a pure function of (seed, index), so the first 50 frames of a pool are the 50-frame pool.
+    ``clean_depth``: also the noise-free depth (depth_clean/*.npy), the probe's normals ground truth; a folder
+    rendered before it existed is completed by rendering again (same frames, same seed)."""
     done = out / 'classes.json'
-    if done.is_file() and len(list((out / 'rgb').glob('*.png'))) == frames:
+    if done.is_file() and len(list((out / 'rgb').glob('*.png'))) == frames and \
+            (not clean_depth or len(list((out / 'depth_clean').glob('*.npy'))) == frames):
         return out
     from mask3d.training.data.cli import write_synthetic
     if frames <= 64:  # a pool of processes costs more than it saves
-        write_synthetic(out, frames, seed, tuple(size), progress=False)
+        write_synthetic(out, frames, seed, tuple(size), progress=False, clean_depth=clean_depth)
         return out
     bounds = np.linspace(0, frames, workers * 4 + 1).astype(int)
-    shards = [(out, int(a), int(b), seed, tuple(size)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    shards = [(out, int(a), int(b), seed, tuple(size), clean_depth) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     t0 = time.perf_counter()
     with Pool(workers) as pool:
         pool.map(_render_shard, shards)
@@ -106,9 +132,9 @@ def render(out: Path, frames: int, seed: int, size, workers: int) -> Path:
 
 def render_pools(out: Path, budget: Dict, workers: int) -> Dict[str, Path]:
     size = budget['image_size']
-    pools = {name: render(out / 'data' / name, budget[name], SEEDS[name], size, workers)
+    pools = {name: render(out / 'data' / name, budget[name], SEEDS[name], size, workers, clean_depth=name != 'pool')
              for name in ('pool', 'labelled', 'selection', 'test')}
-    pools['few'] = render(out / 'data' / 'few', budget['few'], SEEDS['labelled'], size, workers)
+    pools['few'] = render(out / 'data' / 'few', budget['few'], SEEDS['labelled'], size, workers, clean_depth=False)
     return pools
 
 
@@ -166,9 +192,10 @@ def pretrain_record(run: Path) -> Dict:
     from mask3d.training.runtime import read_metrics
     rec = [r for r in read_metrics(run) if 'loss' in r]
     rel = [r for r in rec if 'rgb_reliance' in r]
-    return {'loss_first': rec[0]['loss'], 'loss_last': rec[-1]['loss'], 'steps': rec[-1]['step'],
-            'rgb_reliance_first': rel[0]['rgb_reliance'] if rel else None,
-            'rgb_reliance_last': rel[-1]['rgb_reliance'] if rel else None}
+    out = {'loss_first': rec[0]['loss'], 'loss_last': rec[-1]['loss'], 'steps': rec[-1]['step']}
+    if rel:   # Mask3D runs only: an MAE run has no depth pretext, so no rgb_reliance
+        out.update(rgb_reliance_first=rel[0]['rgb_reliance'], rgb_reliance_last=rel[-1]['rgb_reliance'])
+    return out
 
 
 def probe_sets(budget: Dict, pools: Dict[str, Path], seed: int, device: str) -> List[str]:
@@ -484,7 +511,7 @@ def report(r: Dict) -> str:
     for arm, per in r['pretrain'].items():
         loss = '; '.join(f"{v['loss_first']:.3f} -> {v['loss_last']:.3f}" for v in per.values())
         rel = '; '.join(f"{v['rgb_reliance_first']:.2f} -> {v['rgb_reliance_last']:.2f}"
-                        if v['rgb_reliance_last'] is not None else 'not logged' for v in per.values())
+                        if v.get('rgb_reliance_last') is not None else 'not logged' for v in per.values())
         held = [v['held_out'] for v in per.values() if 'held_out' in v]
         held_rel = '; '.join(f"{h['rgb_reliance']:.2f}" for h in held) or 'n/a'
         held_err = '; '.join(f"{h['abs_rel_hidden_unaligned']:.3f} / {h['abs_rel_hidden_aligned']:.3f}"
@@ -595,6 +622,15 @@ def run_arms(arms: List[str], runs: Dict, r: Dict, out: Path, budget: Dict, pool
             r['probe'].setdefault(arm, {})[str(seed)] = _flat(run_probe(out, arm, runs, seed, budget, pools, device))
 
 
+def run_v4(args, budget: Dict) -> int:
+    """A v4 preset (``--preset v4a|v4b|v4pilot|gpu`` or ``--question A|B``): benchmarks/replicate_v4_study.py."""
+    import replicate_v4_study as v4
+    budget['jobs'] = args.jobs or budget['jobs']
+    out = Path(args.out or f'runs/replicate_{budget["preset"]}').resolve()
+    return v4.main(budget, out, args.device, args.workers, args.margins or v4.DEFAULT_MARGINS, args.dry_run,
+                   seeds_given=bool(args.seeds))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true', help='minutes-long smoke version (= --preset quick)')
@@ -607,11 +643,17 @@ def main(argv=None) -> int:
     p.add_argument('--seeds', type=int, nargs='+', default=None, help="override the preset's seeds")
     p.add_argument('--workers', type=int, default=max(1, min(os.cpu_count() or 1, 16)), help='rendering processes')
     p.add_argument('--dry-run', action='store_true', help='validate every config of the plan, run nothing')
+    p.add_argument('--question', choices=('A', 'B'), help='v4: the question to run (= --preset v4a / v4b)')
+    p.add_argument('--jobs', type=int, default=None, help="v4: parallel runs (default: the preset's)")
+    p.add_argument('--margins', type=Path, default=None,
+                   help='v4: margins.json of the pilot (default benchmarks/results/replicate_v4_pilot/margins.json)')
     args = p.parse_args(argv)
-    preset = 'quick' if args.quick else args.preset
+    preset = 'quick' if args.quick else f'v4{args.question.lower()}' if args.question else args.preset
     budget = dict(BUDGETS[preset], preset=preset)
     if args.seeds:
         budget['seeds'] = args.seeds
+    if 'question' in budget:   # v4: its own arms, pools and stages (benchmarks/replicate_v4_study.py)
+        return run_v4(args, budget)
     arms = [a for a in ARMS if a in args.arms]
     out = Path(args.out or f'runs/replicate_v2_{preset}').resolve()
     if args.dry_run:

@@ -1,4 +1,6 @@
 """Issue 11: a pretext that needs the encoder (rgb_reliance and the knobs) and honest depth errors."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -163,3 +165,36 @@ def test_depth_reconstruction_errors_on_a_model():
     assert set(errors) >= {'abs_rel_hidden_unaligned', 'abs_rel_hidden_aligned', 'abs_rel_all_unaligned'}
     assert all(v == v and v >= 0 for v in errors.values())
     assert errors['rmse_hidden_aligned'] <= errors['rmse_hidden_unaligned'] + 1e-6  # least squares is optimal
+
+
+def test_mae_has_no_rgb_reliance():
+    """Issue 23: rgb_reliance measures the depth pretext; an MAE model (no depth loss) has none."""
+    model = _model(rgb_loss_weight=1.0, depth_input=False, depth_loss_weight=0.0)
+    assert not model.has_depth_pretext and _model().has_depth_pretext
+    with pytest.raises(ValueError, match='no depth loss'):
+        rgb_reliance(model, *_batch())
+
+
+@pytest.mark.e2e
+def test_stage_two_starts_from_a_local_stage_one_export_and_mae_stores_no_reliance(tmp_path):
+    """Replication v4, question A, at toy size and offline: MAE stage 1 stores no rgb_reliance; a Mask3D stage 2
+    whose model.init is the stage-1 export starts from exactly those encoder weights and logs rgb_reliance."""
+    import json
+
+    from mask3d.loading import load_state_dict_file
+    from mask3d.training.config import load_config
+    from mask3d.training.engine import build_encoder, pretrain
+    repo = Path(__file__).resolve().parents[1] / 'training' / 'configs' / 'replicate'
+    tiny = ['model.model_args={depth: 2}', 'data.source=synthetic', 'data.synthetic_length=8',
+            'data.image_size=[32,48]', 'data.batch_size=4', 'data.num_workers=0', 'train.steps=2',
+            'train.log_every=1', 'train.ckpt_every=2', 'train.precision=fp32', 'train.device=cpu']
+    stage1 = pretrain(load_config(repo / 'pretrain_mae.yaml', tiny), tmp_path / 'stage1', progress=False)
+    records = [json.loads(x) for x in (tmp_path / 'stage1' / 'metrics.jsonl').read_text().splitlines()]
+    assert records and not any('rgb_reliance' in r for r in records) and 'rgb_reliance' not in stage1
+    init = tmp_path / 'stage1' / 'export' / 'model.safetensors'
+    cfg2 = load_config(repo / 'pretrain_mask3d_paper.yaml', tiny + [f'model.init={init}'])
+    start = build_encoder(cfg2).state_dict()
+    exported = load_state_dict_file(init)
+    assert all(torch.equal(start[k], exported[k]) for k in start)
+    stage2 = pretrain(cfg2, tmp_path / 'stage2', progress=False)
+    assert stage2['rgb_reliance']['last'] is not None

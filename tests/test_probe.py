@@ -360,3 +360,29 @@ def test_scannet_exported_scenes_pair_posed_frames(tmp_path):
                      'tasks=[depth, correspondence]', 'correspondence.max_pairs=8')
     assert result['frames'] == {'train': 3, 'test': 3} and result['correspondence']['pairs'] == 1
     assert result['correspondence']['matches'] > 100
+
+
+def test_folder_normals_come_from_the_clean_depth(tmp_path):
+    """Synthetic pools carry sensor noise in depth/; the normals ground truth is differentiated from the noise-free
+    depth_clean/ the writer stores beside it (issue 23), while the depth probe keeps the sensor depth."""
+    from types import SimpleNamespace
+
+    from mask3d.training.data.cli import write_synthetic
+    from mask3d.training.data.synthetic import render_scene
+    from mask3d.training.probe.data import _folder
+    from mask3d.training.probe.engine import _normals
+    write_synthetic(tmp_path / 'pool', 2, 7, (48, 64), progress=False)
+    d = SimpleNamespace(depth_scale=1000.0, image_size=(48, 64), pair_gap=1)
+    split = _folder(tmp_path / 'pool', d, (0.5,) * 3, (0.5,) * 3, 'read')
+    assert split.depth_clean is not None and not torch.equal(split.depth_clean, split.depth)
+    normals, valid = _normals(split)
+    clean = render_scene(7, 1, 48, 64, sensor_noise=False)
+    expected, expected_valid = normals_from_depth(torch.from_numpy(clean['depth'][0]), split.intrinsics[1])
+    assert torch.equal(valid[1], expected_valid) and torch.allclose(normals[1], expected, atol=1e-5)
+    noisy, noisy_valid = normals_from_depth(split.depth[1, 0], split.intrinsics[1])
+    both = noisy_valid & expected_valid
+    angle = torch.rad2deg(torch.acos((noisy * expected).sum(0)[both].clamp(-1, 1))).mean()
+    assert angle > 1.0  # the sensor depth's normals differ from the clean ones: the bug this guards against
+    # a pool written without depth_clean/ (or a real sensor folder) falls back to the sensor depth
+    write_synthetic(tmp_path / 'plain', 1, 7, (48, 64), progress=False, clean_depth=False)
+    assert _folder(tmp_path / 'plain', d, (0.5,) * 3, (0.5,) * 3, 'read').depth_clean is None

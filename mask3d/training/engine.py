@@ -214,6 +214,8 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
 
     def reliance() -> Dict[str, float]:
         skips.gather()  # every rank is here (a log step): the skip count of all ranks for record_extras
+        if not model.has_depth_pretext:  # MAE (no depth loss): the ratio would mean nothing, so none is stored
+            return {}
         # one extra no-grad forward pair on the last micro-batch: does the loss need the encoder?
         rgb = last['rgb']
         return {'rgb_reliance': rgb_reliance(model, rgb, last['depth'], mask_noise=last['noise'],
@@ -244,8 +246,9 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
         records = read_metrics(run_dir)
         if records:
             summary['first'] = records[0]
-            summary['rgb_reliance'] = {'first': records[0].get('rgb_reliance'),
-                                       'last': records[-1].get('rgb_reliance')}
+            if model.has_depth_pretext:
+                summary['rgb_reliance'] = {'first': records[0].get('rgb_reliance'),
+                                           'last': records[-1].get('rgb_reliance')}
         if t_cfg.export_at_end:
             summary['export'] = str(export_encoder(model.encoder, cfg, run_dir / 'export', metrics=last_record,
                                                    run_dir=run_dir))

@@ -193,6 +193,12 @@ class Mask3DPretrainer(nn.Module):
         p = self.cfg.depth_drop_prob
         return torch.floor((i + 1) * p) > torch.floor(i * p)
 
+    @property
+    def has_depth_pretext(self) -> bool:
+        """Whether the depth reconstruction is trained (False for MAE: ``depth_loss_weight: 0``); only then does
+        ``rgb_reliance`` mean anything."""
+        return self.cfg.depth_loss_weight > 0
+
     # ---- forward ------------------------------------------------------------------------------------------
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor, *,
                 mask_noise: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:

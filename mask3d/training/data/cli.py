@@ -7,30 +7,36 @@ import numpy as np
 
 
 def write_synthetic(out, frames: int, seed: int, image_size=(240, 320), progress: bool = True,
-                    start: int = 0, views: int = 1) -> Path:
+                    start: int = 0, views: int = 1, clean_depth: bool = True) -> Path:
     """Synthetic frames ``start .. frames-1`` in the RGB-D folder layout (depth: uint16 mm), plus semantic/instance
     PNGs and per-frame intrinsics; readable with ``data.source: folder``. Disjoint ranges can be written by
     parallel processes. ``views > 1``: each room from that many camera poses, named ``ROOM_VIEW`` (``000003_01``),
-    with ``pose/NAME.txt`` (4x4 camera-to-world, ScanNet's convention) for correspondence probes."""
+    with ``pose/NAME.txt`` (4x4 camera-to-world, ScanNet's convention) for correspondence probes. ``depth/`` has
+    the simulated sensor noise and holes; ``depth_clean/NAME.npy`` (float32 metres) is the noise-free ray-cast
+    depth, the probe's ground truth for surface normals (``clean_depth=False``: not written, e.g. for a
+    pre-training pool)."""
     from PIL import Image
 
     from .synthetic import CLASS_NAMES, IGNORE_INDEX, check_synthetic_size, render_views
 
     check_synthetic_size(*image_size)  # before any folder is made
     out = Path(out)
-    for sub in ('rgb', 'depth', 'semantic', 'instance', 'intrinsics') + (('pose',) if views > 1 else ()):
+    subs = ('rgb', 'depth', 'semantic', 'instance', 'intrinsics') + (('depth_clean',) if clean_depth else ())
+    for sub in subs + (('pose',) if views > 1 else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
     it = range(start, frames)
     if progress:
         from tqdm.auto import tqdm
         it = tqdm(it, desc='synth', unit='frame')
     for i in it:
-        for v, f in enumerate(render_views(seed, i, views, *image_size)):
+        for v, f in enumerate(render_views(seed, i, views, *image_size, clean_depth=clean_depth)):
             name = f'{i:06d}_{v:02d}' if views > 1 else f'{i:06d}'
             if views > 1:
                 np.savetxt(out / 'pose' / f'{name}.txt', f['pose'], fmt='%.6f')
             Image.fromarray(f['rgb'].transpose(1, 2, 0)).save(out / 'rgb' / f'{name}.png')
             Image.fromarray(np.round(f['depth'][0] * 1000).astype(np.uint16)).save(out / 'depth' / f'{name}.png')
+            if clean_depth:
+                np.save(out / 'depth_clean' / f'{name}.npy', f['depth_clean'][0])
             Image.fromarray(f['semantic'].astype(np.uint8)).save(out / 'semantic' / f'{name}.png')
             Image.fromarray(f['instance'].astype(np.uint16)).save(out / 'instance' / f'{name}.png')
             np.savetxt(out / 'intrinsics' / f'{name}.txt', f['intrinsics'], fmt='%.6f')

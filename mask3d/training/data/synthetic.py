@@ -405,30 +405,34 @@ def _shade(b: _SceneBuilder, points: np.ndarray, normal: np.ndarray, inst: np.nd
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(height, width, 3).transpose(2, 0, 1)
 
 
-def _frame(b: _SceneBuilder, t_best, inst, rgb, K, cam, R, rng, height, width, sensor_noise) -> Dict[str, np.ndarray]:
-    depth = t_best.reshape(height, width).astype(np.float32)
-    if sensor_noise:
-        depth = _sensor_effects(depth, rng)
+def _frame(b: _SceneBuilder, t_best, inst, rgb, K, cam, R, rng, height, width, sensor_noise,
+           clean_depth: bool = False) -> Dict[str, np.ndarray]:
+    clean = t_best.reshape(height, width).astype(np.float32)
+    depth = _sensor_effects(clean, rng) if sensor_noise else clean
     classes = np.array([it.cls for it in b.instances], dtype=np.int64)
     semantic = classes[inst].reshape(height, width)
     instance = inst.reshape(height, width).astype(np.int32) - 2  # stuff (wall/floor/ceiling) -> <= 0
     instance[instance < 0] = 0
     pose = np.eye(4, dtype=np.float32)
     pose[:3, :3], pose[:3, 3] = R, cam
-    return {'rgb': np.ascontiguousarray(rgb), 'depth': depth[None], 'semantic': semantic,
-            'instance': instance, 'intrinsics': K, 'pose': pose}
+    frame = {'rgb': np.ascontiguousarray(rgb), 'depth': depth[None], 'semantic': semantic,
+             'instance': instance, 'intrinsics': K, 'pose': pose}
+    if clean_depth:  # the ray-cast depth before sensor effects: ground truth for surface normals
+        frame['depth_clean'] = np.where(np.isfinite(clean), clean, 0).astype(np.float32)[None]
+    return frame
 
 
 def render_views(seed: int, index: int, views: int = 1, height: int = 240, width: int = 320, *,
-                 sensor_noise: bool = True, max_shift: float = 0.35,
-                 max_turn: float = 0.35) -> List[Dict[str, np.ndarray]]:
+                 sensor_noise: bool = True, max_shift: float = 0.35, max_turn: float = 0.35,
+                 clean_depth: bool = False) -> List[Dict[str, np.ndarray]]:
     """Room ``(seed, index)`` seen from ``views`` camera poses, each frame as ``render_scene`` plus ``pose``
     (4x4 camera-to-world, x right / y down / z forward: ScanNet's convention; world y is up).
 
     View 0 is exactly ``render_scene(seed, index)``; view k >= 1 moves that camera by up to ``max_shift`` metres
     (horizontally, inside the furniture-free zone around it) and turns it by up to ``max_turn`` rad in yaw and half
     that in pitch, drawn from ``(seed, index, k)``. Room, furniture, light and intrinsics are shared, so
-    pixels of different views that see the same surface point correspond (ground truth from depth + poses)."""
+    pixels of different views that see the same surface point correspond (ground truth from depth + poses).
+    ``clean_depth``: each frame also holds ``depth_clean``, the depth before sensor effects (for normals)."""
     if views < 1:
         raise ValueError(f'views must be >= 1, got {views}')
     check_synthetic_size(height, width, sensor_noise)
@@ -454,7 +458,7 @@ def render_views(seed: int, index: int, views: int = 1, height: int = 240, width
     light = np.array([room[0] * rng.uniform(0.3, 0.7), room[1] - 0.1, room[2] * rng.uniform(0.3, 0.7)])
     gain = rng.uniform(0.8, 1.2, size=3)
     rgb = _shade(b, points, normal, inst, light, gain, rng, height, width)
-    frames = [_frame(b, t_best, inst, rgb, K, cam, R, rng, height, width, sensor_noise)]
+    frames = [_frame(b, t_best, inst, rgb, K, cam, R, rng, height, width, sensor_noise, clean_depth)]
     for k in range(1, views):
         vr = np.random.default_rng([seed, index, k])
         step = vr.uniform(-max_shift, max_shift, size=2)
@@ -465,7 +469,7 @@ def render_views(seed: int, index: int, views: int = 1, height: int = 240, width
                            float(np.clip(pitch + vr.uniform(-max_turn, max_turn) / 2, -0.7, 0.2)), roll)
         t_k, points_k, normal_k, inst_k = _ray_cast(b, room, stuff, cam_k, R_k, K, (fx, fy, cx, cy), height, width)
         rgb_k = _shade(b, points_k, normal_k, inst_k, light, gain, vr, height, width)
-        frames.append(_frame(b, t_k, inst_k, rgb_k, K, cam_k, R_k, vr, height, width, sensor_noise))
+        frames.append(_frame(b, t_k, inst_k, rgb_k, K, cam_k, R_k, vr, height, width, sensor_noise, clean_depth))
     return frames
 
 

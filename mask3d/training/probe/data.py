@@ -5,7 +5,9 @@ Every source reuses the datasets module's readers; this adds only poses (for cor
   rooms' extra camera poses (``render_views``) give the correspondence pairs. Depth without sensor noise: the
   normals are differentiated from it.
 - ``folder``: ``mask3d data synth`` layout (rgb/, depth/, semantic/, intrinsics/, optionally pose/NAME.txt);
-  frames named ROOM_VIEW pair up within a room.
+  frames named ROOM_VIEW pair up within a room. ``depth/`` of synthetic rooms carries simulated sensor noise;
+  where ``depth_clean/NAME.npy`` exists (written by ``mask3d data synth``: the noise-free ray-cast depth) the
+  normals are differentiated from it instead (``ProbeSplit.depth_clean``); the depth probe keeps ``depth/``.
 - ``nyu``: the labelled .mat with the official train/test splits (no poses).
 - ``scannet``: exported scenes (color/, depth/, intrinsic/, pose/); consecutive kept frames of a scene pair up.
 ``nyu`` and ``scannet`` read the first ``data.train_frames`` / ``data.test_frames`` frames of each split.
@@ -21,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ...errors import ConfigError, MissingDataError
+from ...errors import ConfigError, DataError, MissingDataError
 from ..data.folder import read_pose
 from ..data.transforms import JointTransform
 
@@ -39,6 +41,7 @@ class ProbeSplit:
     pairs: List[Tuple[int, int]] = field(default_factory=list)
     class_names: Optional[Tuple[str, ...]] = None
     sources: List[str] = field(default_factory=list)
+    depth_clean: Optional[torch.Tensor] = None  # [N, 1, H, W] noise-free depth for normals, where the source has it
 
     def __len__(self) -> int:
         return len(self.rgb)
@@ -101,6 +104,21 @@ def _synthetic(d, mean, std, with_pairs: bool, max_pairs: int):
             pairs)
 
 
+def _clean_depth(root: Path, stems: Sequence[str], samples, image_size, mean, std) -> Optional[torch.Tensor]:
+    """``root/depth_clean/STEM.npy`` of every frame, resized like the frames; None unless every frame has one."""
+    files = [root / 'depth_clean' / f'{stem}.npy' for stem in stems]
+    if not files or not all(f.is_file() for f in files):
+        return None
+    clean = []
+    for f, s in zip(files, samples):
+        depth = np.load(f, allow_pickle=False).astype(np.float32)
+        if depth.shape != tuple(s['depth'].shape[-2:]):
+            raise DataError(f'{f}: clean depth {depth.shape} does not match the frame\'s depth '
+                              f'{tuple(s["depth"].shape[-2:])}')
+        clean.append({'rgb': s['rgb'], 'depth': depth[None]})
+    return _stack(clean, image_size, mean, std, has_intrinsics=False).depth
+
+
 def _folder(root, d, mean, std, desc):
     from ..data.folder import RGBDFolder
     ds = RGBDFolder(root, depth_scale=d.depth_scale)
@@ -110,6 +128,7 @@ def _folder(root, d, mean, std, desc):
         s['pose'] = read_pose(Path(root) / 'pose' / f'{stem}.txt')
     has_k = ds.intrinsics is not None or all((Path(root) / 'intrinsics' / f'{stem}.txt').is_file() for stem in stems)
     split = _stack(samples, d.image_size, mean, std, getattr(ds, 'class_names', None), has_k)
+    split.depth_clean = _clean_depth(Path(root), stems, samples, d.image_size, mean, std)
     split.pairs = _sequence_pairs([stem.rsplit('_', 1)[0] if '_' in stem else '' for stem in stems], d.pair_gap,
                                   split.pose)
     return split

@@ -40,7 +40,9 @@ def _device(name: str) -> torch.device:
 
 
 def _normals(split: ProbeSplit):
-    pairs = [normals_from_depth(d[0], K) for d, K in zip(split.depth, split.intrinsics)]
+    """Ground-truth normals, from the noise-free depth where the source has it (synthetic rooms)."""
+    depth = split.depth_clean if split.depth_clean is not None else split.depth
+    pairs = [normals_from_depth(d[0], K) for d, K in zip(depth, split.intrinsics)]
     return torch.stack([n for n, _ in pairs]), torch.stack([v for _, v in pairs])
 
 
