@@ -10,6 +10,7 @@
   a dead process is taken over with a note.
 - Under torchrun only rank 0 prepares and locks the folder (the other ranks only read it).
 """
+import contextlib
 import fcntl
 import json
 import logging
@@ -17,7 +18,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, RunFolderError
 
@@ -175,6 +176,19 @@ class RunLock:
         finally:
             os.close(self.fd)
             self.fd = None
+
+
+@contextlib.contextmanager
+def holding(lock: Optional[RunLock]) -> Iterator[None]:
+    """Release ``lock`` (None: this rank holds none) however the block ends; ``failed=True`` on an exception."""
+    try:
+        yield
+    except BaseException:
+        if lock is not None:
+            lock.release(failed=True)
+        raise
+    if lock is not None:
+        lock.release()
 
 
 def _read_holder(fd: int, default: str = 'pid unknown') -> str:

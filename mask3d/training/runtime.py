@@ -18,7 +18,7 @@ from .config import RESUMABLE_CHANGES, ensure_valid, schedule_warning
 from ..finite import all_finite, check_finite_tensors
 from .checkpoint import load_training_checkpoint, remove_stale_temp_files, rng_state, save_atomic, set_rng_state
 from .distributed import DistInfo, cleanup, init_distributed
-from .run_folder import is_main_process, prepare_run_folder, remove_earlier_run
+from .run_folder import holding, is_main_process, prepare_run_folder, remove_earlier_run
 
 _log = logging.getLogger(__name__)
 
@@ -94,28 +94,24 @@ def launch(loop: Callable, cfg, run_dir, resume: bool, progress: bool, *, overwr
         _log.warning(warning)
     run_dir = Path(run_dir)
     _saved_steps.pop(str(run_dir), None)
-    lock = prepare_run_folder(run_dir, command, resume=resume, overwrite=overwrite)
-    try:
-        info = init_distributed(cfg.train.device)
+    with holding(prepare_run_folder(run_dir, command, resume=resume, overwrite=overwrite)):
         try:
-            state = open_run(run_dir, resume, cfg.to_dict())
-            if state is not None:
-                _saved_steps[str(run_dir)] = int(state['step'])
-            if info.is_main:
-                tidy_run_dir(run_dir, state)
-            seed_everything(cfg.train.seed + info.rank)
-            if cfg.train.deterministic:
-                torch.use_deterministic_algorithms(True, warn_only=True)
-            result = loop(cfg, run_dir, info, state, progress)
-        finally:
-            cleanup(info)
-    except BaseException as e:
-        e.mask3d_run = {'run_dir': str(run_dir), 'checkpoint': kept_checkpoint(run_dir)}
-        if lock is not None:
-            lock.release(failed=True)
-        raise
-    if lock is not None:
-        lock.release()
+            info = init_distributed(cfg.train.device)
+            try:
+                state = open_run(run_dir, resume, cfg.to_dict())
+                if state is not None:
+                    _saved_steps[str(run_dir)] = int(state['step'])
+                if info.is_main:
+                    tidy_run_dir(run_dir, state)
+                seed_everything(cfg.train.seed + info.rank)
+                if cfg.train.deterministic:
+                    torch.use_deterministic_algorithms(True, warn_only=True)
+                result = loop(cfg, run_dir, info, state, progress)
+            finally:
+                cleanup(info)
+        except BaseException as e:
+            e.mask3d_run = {'run_dir': str(run_dir), 'checkpoint': kept_checkpoint(run_dir)}
+            raise
     return result
 
 

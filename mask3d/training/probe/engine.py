@@ -18,7 +18,7 @@ from ...errors import ConfigError
 from ..config import check_image_size
 from ..distributed import DistInfo
 from ..loop import LoopSettings, TrainingLoop
-from ..run_folder import prepare_run_folder
+from ..run_folder import holding, prepare_run_folder
 from .config import ProbeConfig
 from .correspondence import correspondence_recall, pair_errors
 from .data import ProbeSplit, load_probe_data
@@ -94,16 +94,8 @@ def run_probe(cfg: ProbeConfig, out_dir, backbone_label: Optional[str] = None) -
     locked while the probe runs, marked when the probe makes it; a probe may add its files to a pre-training run's
     folder, but never replaces a probe.json that mask3d did not write."""
     out = Path(out_dir)
-    lock = prepare_run_folder(out, 'probe', outputs=PROBE_OUTPUTS, adds_to_runs=True)
-    try:
-        result = _run_probe(cfg, out, backbone_label)
-    except BaseException:
-        if lock is not None:
-            lock.release(failed=True)
-        raise
-    if lock is not None:
-        lock.release()
-    return result
+    with holding(prepare_run_folder(out, 'probe', outputs=PROBE_OUTPUTS, adds_to_runs=True)):
+        return _run_probe(cfg, out, backbone_label)
 
 
 def _run_probe(cfg: ProbeConfig, out: Path, backbone_label: Optional[str]) -> Dict[str, Any]:
