@@ -102,7 +102,7 @@ def _run_hint(exc: BaseException, argv: Optional[Sequence[str]]) -> str:
     if not run or argv is None:
         return ''
     command = resume_command(argv, bool(run.get('checkpoint')), getattr(exc, 'resume_sets', ()))
-    if isinstance(exc, KeyboardInterrupt):
+    if _interrupt_behind(exc) is not None:
         kept = f"kept {run['checkpoint']}" if run.get('checkpoint') else \
             f"no checkpoint was written in {run['run_dir']}"
         return f'; {kept}; {"continue" if run.get("checkpoint") else "start again"} with: {command}'
@@ -168,14 +168,27 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
+def _interrupt_behind(exc: BaseException) -> Optional[KeyboardInterrupt]:
+    """``exc`` itself if it is Ctrl-C or SIGTERM, or the interrupt during whose handling ``exc`` was raised (a
+    library's clean-up that fails because it was interrupted); None otherwise."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__context__
+    return None
+
+
 def report(exc: BaseException, debug: bool, version: str, argv: Optional[Sequence[str]] = None) -> int:
     """Print what the user needs about ``exc`` on stderr; returns the exit code. ``argv`` (the command's
     arguments) lets a stopped run's line name the exact command that continues it."""
     _close_progress_bars()
-    if isinstance(exc, KeyboardInterrupt):
+    interrupt = _interrupt_behind(exc)
+    if interrupt is not None:
         if debug:
             traceback.print_exception(exc)
-        terminated = isinstance(exc, Terminated)
+        terminated = isinstance(interrupt, Terminated)
         hint = _run_hint(exc, argv)
         print(f'mask3d: interrupted{(" (SIGTERM)" if terminated else " (SIGINT)") if hint else ""}{hint}',
               file=sys.stderr)

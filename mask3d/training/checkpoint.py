@@ -2,14 +2,18 @@
 
 A checkpoint is written to ``.NAME.tmp.PID`` beside its final name, fsynced, then renamed: a kill or a full disk
 never leaves half a ``last.pt``. A failed write removes its temporary file; temporary files of writes that were
-killed are removed when the next run starts in that folder (:func:`remove_stale_temp_files`).
+killed are removed when the next run starts in that folder (:func:`remove_stale_temp_files`). Ctrl-C or SIGTERM
+during a write is held until the write has finished (a fraction of a second), so the checkpoint it names is whole.
 """
+import contextlib
 import logging
 import os
 import random
 import shutil
+import signal
+import threading
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, Iterator, List, Union
 
 import numpy as np
 import torch
@@ -68,6 +72,39 @@ def _free_space(folder: Path) -> str:
         return 'free space unknown'
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then deliver them to the handlers that were in place.
+
+    A KeyboardInterrupt raised inside ``torch.save`` leaves its zip writer half-closed, and the writer's own error
+    then replaces the interrupt; holding the signal lets the write finish and the interrupt arrive as itself.
+    Main thread only (elsewhere Python delivers no signals); a handler that is not Python's (SIG_DFL) is re-raised
+    with the default action once the block ends, an ignored signal stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: List[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler in (signal.SIG_IGN, None):
+            continue
+        previous[signum] = handler
+        signal.signal(signum, lambda n, frame: received.append(n))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            else:
+                signal.raise_signal(signum)
+
+
 def save_atomic(state: Dict[str, Any], path: Union[str, os.PathLike]) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename: a crash never leaves half a file.
 
@@ -78,11 +115,11 @@ def save_atomic(state: Dict[str, Any], path: Union[str, os.PathLike]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path)
     try:
-        with open(tmp, 'wb') as f:
+        with signals_held(), open(tmp, 'wb') as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)
     except BaseException as e:  # KeyboardInterrupt included: nothing half-written stays behind
         tmp.unlink(missing_ok=True)
         cause = _os_error(e)

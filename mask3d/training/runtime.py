@@ -16,7 +16,8 @@ import torch
 from ..errors import ConfigError, Mask3DError
 from .config import RESUMABLE_CHANGES, ensure_valid, schedule_warning
 from ..finite import all_finite, check_finite_tensors
-from .checkpoint import load_training_checkpoint, remove_stale_temp_files, rng_state, save_atomic, set_rng_state
+from .checkpoint import (load_training_checkpoint, remove_stale_temp_files, rng_state, save_atomic, set_rng_state,
+                         signals_held)
 from .distributed import DistInfo, cleanup, init_distributed
 from .run_folder import holding, is_main_process, prepare_run_folder, remove_earlier_run
 
@@ -235,10 +236,11 @@ def write_training_state(run_dir: Path, state: Dict[str, Any], keep_every: int) 
     step = int(state['step'])
     last = run_dir / 'checkpoints' / 'last.pt'
     check_finite_tensors(state, f'checkpoint {last} at step {step}')  # last.pt stays the last finite state
-    save_atomic(state, last)
-    _saved_steps[str(run_dir)] = step
-    if keep_every and step % keep_every == 0:
-        save_atomic(state, run_dir / 'checkpoints' / f'step_{step:07d}.pt')
+    with signals_held():  # Ctrl-C now arrives after the bookkeeping, so the message names the step on disk
+        save_atomic(state, last)
+        _saved_steps[str(run_dir)] = step
+        if keep_every and step % keep_every == 0:
+            save_atomic(state, run_dir / 'checkpoints' / f'step_{step:07d}.pt')
 
 
 class MetricsLogger:
