@@ -32,7 +32,7 @@ def init_license_and_base(init: Optional[str]) -> Tuple[Optional[str], Optional[
     import timm
     try:
         cfg = timm.models.get_pretrained_cfg(init, allow_unregistered=False)
-    except Exception:  # not a timm name either
+    except RuntimeError:  # not a timm name either (timm: 'Invalid pretrained tag', 'no pretrained cfg registered')
         cfg = None
     if cfg is None:
         return None, None

@@ -8,9 +8,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from mask3d.cli import main
-from mask3d.errors import LabelRangeError, Mask3DError
+from mask3d.errors import DataError, LabelRangeError, Mask3DError
 from mask3d.training.data import scannet_sens
-from mask3d.training.data.folder import RGBDFolder, RGBDFolderError
+from mask3d.training.data.folder import RGBDFolder
 from mask3d.training.data.inspect import inspect, open_dataset
 from mask3d.training.data.nyu import NYUSyncFrames
 from mask3d.training.data.scannet import ScanNetFrames
@@ -48,7 +48,7 @@ def test_error_from_a_worker_keeps_its_one_line_message(tmp_path, workers):
     """torch re-creates a worker's exception from one string holding the worker traceback; ours keeps the line."""
     root = _folder(tmp_path / 'd')
     _cut(root / 'depth' / '000002.png')
-    with pytest.raises(RGBDFolderError) as info:
+    with pytest.raises(DataError) as info:
         _batches(RGBDFolder(root), workers)
     expected = f"{root / 'depth' / '000002.png'}: cannot read depth (image file is truncated)"
     assert str(info.value) == expected
@@ -82,14 +82,14 @@ def test_messages_that_only_look_like_a_worker_error_are_kept():
 def test_label_file_and_class_list_problems(tmp_path):
     root = _folder(tmp_path / 'd', labels=True)
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(root / 'semantic' / '000000.png')
-    with pytest.raises(RGBDFolderError, match=r'semantic/000000.png: labels must be one channel of class ids, got '
+    with pytest.raises(DataError, match=r'semantic/000000.png: labels must be one channel of class ids, got '
                                               r'shape \(16, 16, 3\)'):
         RGBDFolder(root)[0]
     (root / 'classes.json').write_text('{"names": 3}')
-    with pytest.raises(RGBDFolderError, match=r'classes.json: "names" must be a non-empty list'):
+    with pytest.raises(DataError, match=r'classes.json: "names" must be a non-empty list'):
         RGBDFolder(root)
     (root / 'classes.json').write_text('not json')
-    with pytest.raises(RGBDFolderError, match=r'classes.json: expected JSON with a "names" list'):
+    with pytest.raises(DataError, match=r'classes.json: expected JSON with a "names" list'):
         RGBDFolder(root)
 
 
@@ -134,7 +134,7 @@ def test_interrupted_sens_export_is_refused_until_rerun(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         scannet_sens.extract_sens(sens, scene, progress=False)
     assert len(list((scene / 'color').iterdir())) == 2  # a valid-looking partial scene...
-    with pytest.raises(RGBDFolderError, match=r'scene0000_00: export from .*scene0000_00.sens did not finish'):
+    with pytest.raises(DataError, match=r'scene0000_00: export from .*scene0000_00.sens did not finish'):
         ScanNetFrames(scene.parent)  # ...that is refused
     monkeypatch.setattr(scannet_sens.SensReader, 'frames', stream)
     assert scannet_sens.extract_sens(sens, scene, progress=False) == 4
@@ -154,7 +154,7 @@ def test_scannet_25k_label_folder_must_cover_every_frame(tmp_path):
     Image.fromarray(np.full((12, 16), 5, np.uint8)).save(scene / 'label' / '000000.png')
     ds = ScanNet25kFrames(tmp_path)
     assert ds[0]['semantic'][0, 0] == 4  # NYU-40 chair -> train id 4
-    with pytest.raises(RGBDFolderError, match=r'label/000100.png: label file not found'):
+    with pytest.raises(DataError, match=r'label/000100.png: label file not found'):
         ds[1]
 
 
@@ -163,11 +163,11 @@ def test_sunrgbd_and_nyu_partners(tmp_path):
     (sample / 'image').mkdir(parents=True)
     (sample / 'depth').mkdir()
     Image.fromarray(np.full((8, 8, 3), 50, np.uint8)).save(sample / 'image' / 'img_0063.jpg')
-    with pytest.raises(RGBDFolderError, match=r'img_0063: no depth/\*.png for this sample'):
+    with pytest.raises(DataError, match=r'img_0063: no depth/\*.png for this sample'):
         SUNRGBDFrames(tmp_path / 'sun')
     Image.fromarray(encode_sunrgbd_depth(np.full((8, 8), 2000, np.uint16))).save(sample / 'depth' / 'img_0063.png')
     (sample / 'intrinsics.txt').write_text('529.5 0 365 0 529.5 265 0 0\n')
-    with pytest.raises(RGBDFolderError, match=r'img_0063/intrinsics.txt: intrinsics must be 3x3 \(9 values\), '
+    with pytest.raises(DataError, match=r'img_0063/intrinsics.txt: intrinsics must be 3x3 \(9 values\), '
                                               r'found 8'):
         SUNRGBDFrames(tmp_path / 'sun')[0]
     nyu = tmp_path / 'nyu' / 'basement_0001a'
@@ -175,7 +175,7 @@ def test_sunrgbd_and_nyu_partners(tmp_path):
     for i in (0, 1):
         Image.fromarray(np.full((8, 8, 3), 50, np.uint8)).save(nyu / f'rgb_{i:05d}.jpg')
     Image.fromarray(np.full((8, 8), 2000, np.uint16)).save(nyu / 'sync_depth_00000.png')
-    with pytest.raises(RGBDFolderError, match=r'rgb_00001.jpg: no depth partner \(sync_depth_00001.png\)'):
+    with pytest.raises(DataError, match=r'rgb_00001.jpg: no depth partner \(sync_depth_00001.png\)'):
         NYUSyncFrames(tmp_path / 'nyu')
 
 
@@ -185,7 +185,7 @@ def test_skip_bad_leaves_out_listing_problems_and_reports_each(tmp_path, caplog)
     Image.open(root / 'rgb' / '000002.png').save(root / 'rgb' / '000002.jpg')         # two colour files
     (root / 'semantic' / '000003.png').unlink()                                       # no labels
     for make in (lambda: RGBDFolder(root), lambda: RGBDFolder(root, skip_bad=False)):
-        with pytest.raises(RGBDFolderError):
+        with pytest.raises(DataError):
             make()
     ds = RGBDFolder(root, skip_bad=True)
     assert [rgb.name for rgb, _ in ds.frames] == ['000000.png', '000004.png']

@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from mask3d.cli import main
-from mask3d.training.data.folder import RGBDFolder, RGBDFolderError, read_depth
+from mask3d.errors import DataError
+from mask3d.training.data.folder import RGBDFolder, read_depth
 from mask3d.training.data.pretrain_data import EpochIndexSampler, PretrainSamples
 from mask3d.training.data.scannet import ScanNetFrames
 from mask3d.training.data.scannet_sens import SensFormatError, SensReader, extract_sens, write_sens
@@ -79,10 +80,10 @@ def test_scannet_split_and_every(tmp_path):
     (tmp_path / 'train.txt').write_text('scene0001_00\n')
     assert len(ScanNetFrames(tmp_path / 'root', split=tmp_path / 'train.txt', every=2)) == 2
     (tmp_path / 'empty.txt').write_text('\n')
-    with pytest.raises(RGBDFolderError, match='empty split'):
+    with pytest.raises(DataError, match='empty split'):
         ScanNetFrames(tmp_path / 'root', split=tmp_path / 'empty.txt')
     (tmp_path / 'bad.txt').write_text('scene0099_00\n')
-    with pytest.raises(RGBDFolderError, match='scene0099_00'):
+    with pytest.raises(DataError, match='scene0099_00'):
         ScanNetFrames(tmp_path / 'root', split=tmp_path / 'bad.txt')
 
 
@@ -112,22 +113,22 @@ def test_folder_depth_scales_and_formats(tmp_path):
 def test_folder_bad_input_names_the_file(tmp_path):
     root = _folder(tmp_path)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / 'depth8.png')
-    with pytest.raises(RGBDFolderError, match=r'depth8.png: depth PNG must be 16-bit'):
+    with pytest.raises(DataError, match=r'depth8.png: depth PNG must be 16-bit'):
         read_depth(root / 'depth8.png', 1000)
     np.save(root / 'int.npy', np.zeros((4, 4), np.int32))
-    with pytest.raises(RGBDFolderError, match='int.npy: .npy depth must be float'):
+    with pytest.raises(DataError, match='int.npy: .npy depth must be float'):
         read_depth(root / 'int.npy', 1000)
     (root / 'trunc.png').write_bytes((root / 'depth' / 'a.png').read_bytes()[:40])
-    with pytest.raises(RGBDFolderError, match='trunc.png: cannot read depth'):
+    with pytest.raises(DataError, match='trunc.png: cannot read depth'):
         read_depth(root / 'trunc.png', 1000)
     Image.fromarray(np.zeros((8, 8), np.uint16)).save(root / 'depth' / 'a.png')
-    with pytest.raises(RGBDFolderError, match='no valid depth pixel'):
+    with pytest.raises(DataError, match='no valid depth pixel'):
         RGBDFolder(root)[0]
     Image.fromarray(np.ones((4, 8), np.uint16)).save(root / 'depth' / 'a.png')
-    with pytest.raises(RGBDFolderError, match=r'depth is \(4, 8\), colour a.png is \(8, 8\)'):
+    with pytest.raises(DataError, match=r'depth is \(4, 8\), colour a.png is \(8, 8\)'):
         RGBDFolder(root)[0]
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / 'rgb' / 'lonely.png')
-    with pytest.raises(RGBDFolderError, match='without a colour/depth partner'):
+    with pytest.raises(DataError, match='without a colour/depth partner'):
         RGBDFolder(root)
 
 
@@ -138,7 +139,7 @@ def test_skip_bad_logs_and_counts(tmp_path, caplog):
     frames = RGBDFolder(root)
     transform = JointTransform((16, 16))
     strict = PretrainSamples(frames, transform, patch_size=16, seed=0)
-    with pytest.raises(RGBDFolderError, match='b.png'):
+    with pytest.raises(DataError, match='b.png'):
         strict[(0, 1)]
     lenient = PretrainSamples(frames, transform, patch_size=16, seed=0, skip_bad=True)
     out = lenient[(0, 1)]
@@ -276,7 +277,7 @@ def test_capture_with_named_folders_and_intrinsics(tmp_path):
     assert s['rgb'].shape == (3, 36, 54) and (s['rgb'] == 70).all()
     assert np.allclose(s['depth'][0], room_depth(36, 54, seed=7, holes=0.3), atol=5e-4)
     assert np.allclose(s['intrinsics'], K)
-    with pytest.raises(RGBDFolderError, match='expected ROOT/rgb/ and ROOT/depth/'):
+    with pytest.raises(DataError, match='expected ROOT/rgb/ and ROOT/depth/'):
         RGBDFolder(tmp_path)
 
 

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from mask3d.cli import main
+from mask3d.errors import DataError
 from mask3d.training.data.cityscapes import CityscapesRGBD, disparity_to_depth, label_ids_to_train_ids
-from mask3d.training.data.folder import RGBDFolderError
 from mask3d.training.data.mixture import MixtureFrames
 from mask3d.training.data.nyu import (NYU40_TO_13, NYUSyncFrames, NYUv2Labeled, load_class_mapping_40, load_splits,
                                       to_train_ids)
@@ -95,14 +95,14 @@ def test_nyu_splits_and_bad_input(tmp_path, nyu_meta):
     path, *_ = _nyu_mat(tmp_path)
     assert len(NYUv2Labeled(path, class_mapping_40=nyu_meta / 'classMapping40.mat', split='test',
                             splits_mat=nyu_meta / 'splits.mat')) == 2
-    with pytest.raises(RGBDFolderError, match='split index 5 > 3 frames'):
+    with pytest.raises(DataError, match='split index 5 > 3 frames'):
         NYUv2Labeled(path, class_mapping_40=nyu_meta / 'classMapping40.mat', split='train',
                      splits_mat=nyu_meta / 'splits.mat')
-    with pytest.raises(RGBDFolderError, match='outside the 894-class mapping'):
+    with pytest.raises(DataError, match='outside the 894-class mapping'):
         to_train_ids(np.array([[900]]), load_class_mapping_40(nyu_meta / 'classMapping40.mat'), 40, 'x')
     bogus = tmp_path / 'bogus.mat'
     bogus.write_bytes(b'not hdf5 at all')
-    with pytest.raises(RGBDFolderError, match='bogus.mat: not a MATLAB v7.3'):
+    with pytest.raises(DataError, match='bogus.mat: not a MATLAB v7.3'):
         NYUv2Labeled(bogus, class_mapping_40=nyu_meta / 'classMapping40.mat')
 
 
@@ -134,7 +134,7 @@ def test_nyu_sync_frames_bts_layout(tmp_path):
     assert s['rgb'].shape == (3, 48, 64) and np.allclose(s['depth'][0], room_depth(48, 64, seed=1), atol=5e-4)
     assert np.isclose(s['intrinsics'][0, 0], 518.8579)  # the NYU Kinect intrinsics
     (root / 'rgb' / 'rgb_00050.jpg').unlink()
-    with pytest.raises(RGBDFolderError, match='sync_depth_00050.png: no matching rgb_00050.jpg'):
+    with pytest.raises(DataError, match='sync_depth_00050.png: no matching rgb_00050.jpg'):
         NYUSyncFrames(root)
 
 
@@ -181,9 +181,9 @@ def test_cityscapes_tree(tmp_path):
     assert (s['depth'][0, 8] == 0).all()
     assert np.isclose(s['intrinsics'][0, 2], 1096.98)
     assert label_ids_to_train_ids(np.array([33, 31, 4])).tolist() == [18, 16, 255]
-    with pytest.raises(RGBDFolderError, match='baseline'):
+    with pytest.raises(DataError, match='baseline'):
         disparity_to_depth(disp, {'intrinsic': {'fx': 1}}, 'x.png')
-    with pytest.raises(RGBDFolderError, match='not a Cityscapes tree'):
+    with pytest.raises(DataError, match='not a Cityscapes tree'):
         CityscapesRGBD(tmp_path, split='val')
 
 
@@ -199,7 +199,7 @@ def test_scannet_label_chain_on_a_generated_tsv(tmp_path):
     assert lut.tolist()[:4] == [0, 1, 5, 2] and lut[22] == 23 and lut[10] == 0  # ids not listed: 0
     assert raw_to_nyu40(np.array([1, 2, 3, 22, 99999]), lut).tolist() == [1, 5, 2, 23, 0]
     assert nyu40_to_scannet20(np.array([1, 2, 14, 39, 40, 0, 13])).tolist() == [0, 1, 12, 19, 255, 255, 255]
-    with pytest.raises(RGBDFolderError, match='outside 0..40'):
+    with pytest.raises(DataError, match='outside 0..40'):
         nyu40_to_scannet20(np.array([41]), 'x')
 
 
@@ -246,7 +246,7 @@ def test_mixture_is_deterministic_and_weighted():
     assert 0.72 < picks.count(0) / 4000 < 0.78
     assert [mix.locate(i) for i in range(20)] == [MixtureFrames([(a, 3.0), (b, 1.0)], 4000, 0).locate(i) for i in range(20)]
     assert mix[0]['mixture_source'] in (0, 1)
-    with pytest.raises(RGBDFolderError, match='weights must be > 0'):
+    with pytest.raises(DataError, match='weights must be > 0'):
         MixtureFrames([(a, 0.0)], 10)
 
 
@@ -311,7 +311,7 @@ def test_scannet_exported_scene_with_label_filt(tmp_path):
     assert s['semantic'][0, 15] == 0 and s['semantic'][10, 0] == 1 and s['semantic'][2, 2] == 4
     assert s['instance_labels'].tolist() == [2] and s['instance_boxes'].tolist() == [[1, 1, 5, 4]]
     (scene / 'label-filt' / '0.png').unlink()
-    with pytest.raises(RGBDFolderError, match='label-filt image missing'):
+    with pytest.raises(DataError, match='label-filt image missing'):
         ScanNetLabeledFrames(tmp_path / 'scans', label_map=tsv)[0]
 
 

@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from mask3d.errors import DataError
 from mask3d.training.data.device_decode import (DeferredColourError, check_shards_deferrable, collate_deferred,
                                                 decode_colour, decode_shard_frame_deferred, defer_colour)
-from mask3d.training.data.folder import RGBDFolder, RGBDFolderError
+from mask3d.training.data.folder import RGBDFolder
 from mask3d.training.data.mixture import MixtureFrames
 from mask3d.training.data.pretrain_data import EpochIndexSampler, PretrainSamples
 from mask3d.training.data.scannet import ScanNetFrames
@@ -177,7 +178,7 @@ def test_a_jpeg_corrupt_past_its_header_is_named_when_decoded(jpeg_folder, tmp_p
     transform = JointTransform(SIZE)
     samples = PretrainSamples(defer_colour(RGBDFolder(root), 'folder'), transform, patch_size=16, seed=7)
     batch = collate_deferred([samples[0, i] for i in range(len(samples))])
-    with pytest.raises(RGBDFolderError, match=r'000003.jpg: cannot decode JPEG on cpu'):
+    with pytest.raises(DataError, match=r'000003.jpg: cannot decode JPEG on cpu'):
         decode_colour(batch, transform, 'cpu')
 
 

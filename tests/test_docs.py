@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
+from mask3d.errors import ConfigError
 
 DOCS = [REPO_ROOT / 'README.md', *sorted((REPO_ROOT / 'docs').glob('*.md'))]
 _BLOCK = re.compile(r'(?:^<!--\s*([^>]*?)\s*-->\n)?^```(\w*)[^\n]*\n(.*?)^```', re.S | re.M)
@@ -94,7 +95,7 @@ def check_command_sketch(line: str, words) -> list:
         if config and getattr(args, 'config_family', None):
             try:
                 resolve_config(config, args.config_family)
-            except Exception as e:  # ConfigError: names the missing config
+            except ConfigError as e:  # names the missing config
                 problems.append(f'{line}: {e}')
     return problems
 

@@ -1,4 +1,5 @@
 """The Mask3D pre-training model: masking, visible-only encoding, depth normalisation and the loss."""
+import numpy as np
 import pytest
 import torch
 
@@ -6,7 +7,7 @@ import mask3d
 from conftest import tiny_kwargs
 from mask3d.training import Mask3DPretrainer, PretrainMethodConfig
 from mask3d.training.depth_targets import DEPTH_NORMS, denormalize_depth, normalize_depth
-from mask3d.training.losses import masked_reconstruction_loss
+from mask3d.training.losses import masked_reconstruction_loss, silog_loss
 from mask3d.training.masking import num_visible, random_patch_mask
 from mask3d.training.patches import patchify, unpatchify
 
@@ -186,3 +187,19 @@ def test_fused_and_plain_attention_agree():
     assert not any(getattr(m, 'fused_attn', False) for m in model.modules())
     plain = model(rgb, depth, mask_noise=noise)['loss']
     assert torch.allclose(fused, plain, atol=1e-5)
+
+
+def test_silog_loss_by_hand_one_definition_for_probe_and_finetune():
+    """One scale-invariant log loss (issue 24: the probe's and fine-tuning's copies differed by the factor 10)."""
+    target = torch.tensor([[1.0, 2.0, 0.0, 4.0]])          # 0 = no depth: not counted
+    pred = torch.tensor([[2.0, 2.0, 9.0, 1.0]])
+    g = np.log([2.0, 1.0, 0.25])                            # log(pred) - log(target) over the valid pixels
+    expected = np.sqrt((g ** 2).mean() - 0.85 * g.mean() ** 2 + 1e-8)
+    assert float(silog_loss(pred, target)) == pytest.approx(expected, rel=1e-5)
+    assert float(silog_loss(pred, target, scale=10.0)) == pytest.approx(10 * expected, rel=1e-5)
+    assert float(silog_loss(pred, target, lam=0.0)) == pytest.approx(np.sqrt((g ** 2).mean() + 1e-8), rel=1e-5)
+    assert float(silog_loss(pred, torch.zeros_like(target))) == 0.0     # nothing valid: 0, never NaN
+    assert float(silog_loss(pred * 3, target * 3)) == pytest.approx(expected, rel=1e-5)  # scale-free in the ratio
+    from mask3d.training.finetune import tasks
+    from mask3d.training.probe import engine
+    assert tasks.silog_loss is silog_loss and engine.silog_loss is silog_loss

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from mask3d.cli import main
-from mask3d.training.data.folder import RGBDFolderError
+from mask3d.errors import DataError
 from mask3d.training.data.inspect import detect_format
 from mask3d.training.data.seven_scenes import SevenScenesFrames
 from mask3d.training.data.tum import CAMERAS, TUMFrames, associate, camera_for
@@ -83,17 +83,17 @@ def test_tum_camera_from_the_sequence_name():
 def test_tum_errors_name_the_file_and_line(tmp_path):
     root = _tum(tmp_path / 'seq', [1.0, 2.0], [1.0, 2.0])
     (root / 'depth' / '2.000000.png').unlink()
-    with pytest.raises(RGBDFolderError, match=r'depth/2.000000.png: listed in .*depth.txt \(frame 2.000000\) but '
+    with pytest.raises(DataError, match=r'depth/2.000000.png: listed in .*depth.txt \(frame 2.000000\) but '
                                               r'missing'):
         TUMFrames(root)
     (root / 'rgb.txt').write_text(TUM_HEADER + '1.000000 rgb/1.000000.png\nnot-a-stamp rgb/x.png\n')
-    with pytest.raises(RGBDFolderError, match=r'rgb.txt: line 5: expected "timestamp filename"'):
+    with pytest.raises(DataError, match=r'rgb.txt: line 5: expected "timestamp filename"'):
         TUMFrames(root)
     (root / 'rgb.txt').write_text(TUM_HEADER + '7.0 rgb/1.000000.png\n')
-    with pytest.raises(RGBDFolderError, match='no colour/depth timestamps within 20 ms'):
+    with pytest.raises(DataError, match='no colour/depth timestamps within 20 ms'):
         TUMFrames(root)
     (tmp_path / 'empty').mkdir()
-    with pytest.raises(RGBDFolderError, match='not a TUM RGB-D sequence'):
+    with pytest.raises(DataError, match='not a TUM RGB-D sequence'):
         TUMFrames(tmp_path / 'empty')
 
 
@@ -133,20 +133,20 @@ def test_seven_scenes_layout_depth_poses_and_splits(tmp_path):
 def test_seven_scenes_errors_name_the_file(tmp_path):
     scene = _seven_scene(tmp_path / 'chess', seqs=(1,))
     (scene / 'seq-01' / 'frame-000001.depth.png').unlink()
-    with pytest.raises(RGBDFolderError, match=r'frame-000001.color.png: frame frame-000001 without a colour/depth '
+    with pytest.raises(DataError, match=r'frame-000001.color.png: frame frame-000001 without a colour/depth '
                                               r'partner'):
         SevenScenesFrames(scene)
     scene = _seven_scene(tmp_path / 'heads', seqs=(1,))
     seq = scene / 'seq-01'
     (seq / 'frame-000002.color.jpg').write_bytes((seq / 'frame-000002.color.png').read_bytes())
-    with pytest.raises(RGBDFolderError, match='two colour files for frame frame-000002: frame-000002.color.jpg and '
+    with pytest.raises(DataError, match='two colour files for frame frame-000002: frame-000002.color.jpg and '
                                               'frame-000002.color.png'):
         SevenScenesFrames(scene)
     scene = _seven_scene(tmp_path / 'fire', seqs=(1,))
     (scene / 'seq-01' / 'frame-000000.pose.txt').write_text('1 0 0\n0 1 0\n')
-    with pytest.raises(RGBDFolderError, match=r'frame-000000.pose.txt: pose must be 4x4 \(16 values\), found 6'):
+    with pytest.raises(DataError, match=r'frame-000000.pose.txt: pose must be 4x4 \(16 values\), found 6'):
         SevenScenesFrames(scene)[0]
-    with pytest.raises(RGBDFolderError, match=r'ValSplit|split must be'):
+    with pytest.raises(DataError, match=r'ValSplit|split must be'):
         SevenScenesFrames(scene, split='val')
 
 

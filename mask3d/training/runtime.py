@@ -256,7 +256,7 @@ class MetricsLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(run_dir / 'tensorboard'), purge_step=purge_step)
-        except Exception:  # tensorboard not installed
+        except ImportError:  # tensorboard not installed
             self.tb = None
 
     def log(self, record: Dict[str, Any]) -> None:

@@ -12,7 +12,8 @@ from typing import Dict, Union
 import numpy as np
 from PIL import Image
 
-from .folder import RGBDFolderError, read_label, read_rgb
+from ...errors import DataError
+from .folder import read_label, read_rgb
 
 # labelId -> trainId (cityscapesscripts/helpers/labels.py); every other id is 255
 LABEL_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
@@ -34,7 +35,7 @@ def disparity_to_depth(png: np.ndarray, camera: Dict, where: str = '', max_depth
     try:
         baseline, fx = float(camera['extrinsic']['baseline']), float(camera['intrinsic']['fx'])
     except (KeyError, TypeError, ValueError) as e:
-        raise RGBDFolderError(f'{where}: camera json lacks extrinsic.baseline / intrinsic.fx ({e})') from e
+        raise DataError(f'{where}: camera json lacks extrinsic.baseline / intrinsic.fx ({e})') from e
     p = png.astype(np.float64)
     disparity = (p - 1.0) / 256.0
     valid = (png > 0) & (disparity > 0)
@@ -51,7 +52,7 @@ def read_camera(path: Path) -> Dict:
         for key in ('fx', 'fy', 'u0', 'v0'):
             camera['intrinsic'][key] = float(camera['intrinsic'][key])
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise RGBDFolderError(f'{path}: not a Cityscapes camera json with intrinsic fx, fy, u0, v0 '
+        raise DataError(f'{path}: not a Cityscapes camera json with intrinsic fx, fy, u0, v0 '
                               f'({e.__class__.__name__}: {e})') from e
     return camera
 
@@ -65,10 +66,10 @@ class CityscapesRGBD:
         try:
             self._tv = Cityscapes(str(self.root), split=split, mode='fine', target_type='semantic')
         except RuntimeError as e:
-            raise RGBDFolderError(f'{self.root}: not a Cityscapes tree with leftImg8bit/{split} and gtFine/{split} '
+            raise DataError(f'{self.root}: not a Cityscapes tree with leftImg8bit/{split} and gtFine/{split} '
                                   f'({e})') from e
         if len(self._tv) == 0:
-            raise RGBDFolderError(f'{self.root}: split {split!r} is empty')
+            raise DataError(f'{self.root}: split {split!r} is empty')
         self.split, self.with_depth = split, with_depth
         self.class_names = CITYSCAPES19_NAMES
 
@@ -86,7 +87,7 @@ class CityscapesRGBD:
         label_path = self._tv.targets[i][0]
         label = read_label(label_path)
         if label.shape != rgb.shape[1:]:
-            raise RGBDFolderError(f'{label_path}: labels are {label.shape}, image is {rgb.shape[1:]}')
+            raise DataError(f'{label_path}: labels are {label.shape}, image is {rgb.shape[1:]}')
         sample = {'rgb': rgb, 'semantic': label_ids_to_train_ids(label), 'source': image_path}
         camera_path = self._sibling(image_path, 'camera', 'camera.json')
         if camera_path.is_file():
@@ -97,13 +98,13 @@ class CityscapesRGBD:
         if self.with_depth:
             disp_path = self._sibling(image_path, 'disparity', 'disparity.png')
             if not disp_path.is_file() or not camera_path.is_file():
-                raise RGBDFolderError(f'{image_path}: depth needs {disp_path} and {camera_path}')
+                raise DataError(f'{image_path}: depth needs {disp_path} and {camera_path}')
             try:
                 with Image.open(disp_path) as im:
                     png = np.array(im)
             except Exception as e:
-                raise RGBDFolderError(f'{disp_path}: cannot read disparity ({e.__class__.__name__}: {e})') from e
+                raise DataError(f'{disp_path}: cannot read disparity ({e.__class__.__name__}: {e})') from e
             if png.shape != rgb.shape[1:]:
-                raise RGBDFolderError(f'{disp_path}: disparity is {png.shape}, image is {rgb.shape[1:]}')
+                raise DataError(f'{disp_path}: disparity is {png.shape}, image is {rgb.shape[1:]}')
             sample['depth'] = disparity_to_depth(png, camera, str(disp_path))[None]
         return sample

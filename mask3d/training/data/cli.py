@@ -92,8 +92,8 @@ def run_data(args) -> int:
             for problem in report['problems']:
                 print(f'problem: {problem}')
         if report['problems']:  # after the report, so the statistics of the good frames are still shown
-            from .folder import RGBDFolderError
-            raise RGBDFolderError(f"{len(report['problems'])} of {report['inspected_frames']} inspected frames have "
+            from ...errors import DataError
+            raise DataError(f"{len(report['problems'])} of {report['inspected_frames']} inspected frames have "
                                   f"problems, the first: {report['problems'][0]}")
         return 0
     raise SystemExit(f'unknown data command {args.data_command}')

@@ -21,7 +21,6 @@ from PIL import Image
 
 from ...constants import IGNORE_INDEX
 from ...errors import BadDataFileError, DataError, LabelRangeError, MissingDataError
-from ...errors import RGBDFolderError  # noqa: F401  (the readers import it from here)
 
 RGB_EXTS = ('.png', '.jpg', '.jpeg')
 DEPTH_EXTS = ('.png', '.npy', '.tif', '.tiff')
@@ -101,7 +100,7 @@ def decode_depth(data: bytes, suffix: str, depth_scale: float, where: str,
                 if not np.issubdtype(arr.dtype, np.floating):
                     raise BadDataFileError(f'{where}: TIFF depth must be 32-bit float metres, got {arr.dtype}')
                 depth = arr.astype(np.float32)
-    except RGBDFolderError:
+    except DataError:
         raise
     except Exception as e:  # truncated / corrupt files
         raise BadDataFileError(f'{where}: cannot read depth ({e})') from e

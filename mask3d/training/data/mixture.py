@@ -7,19 +7,19 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from .folder import RGBDFolderError
+from ...errors import DataError
 
 
 class MixtureFrames:
     def __init__(self, sources: Sequence[Tuple[object, float]], length: int, seed: int = 0):
         if not sources:
-            raise RGBDFolderError('a mixture needs at least one source')
+            raise DataError('a mixture needs at least one source')
         weights = np.array([w for _, w in sources], dtype=np.float64)
         if not (np.isfinite(weights) & (weights > 0)).all():  # NaN would pass `<= 0` and leave its source out
-            raise RGBDFolderError(f'mixture weights must be > 0 and finite, got {weights.tolist()}')
+            raise DataError(f'mixture weights must be > 0 and finite, got {weights.tolist()}')
         for dataset, _ in sources:
             if len(dataset) == 0:
-                raise RGBDFolderError(f'mixture source {dataset!r} is empty')
+                raise DataError(f'mixture source {dataset!r} is empty')
         self.sources = [d for d, _ in sources]
         self.skipped_at_listing = [m for d in self.sources for m in getattr(d, 'skipped_at_listing', ())]
         self.cumulative = np.cumsum(weights / weights.sum())

@@ -15,7 +15,8 @@ import numpy as np
 
 from ...constants import IGNORE_INDEX
 from ...errors import LabelRangeError
-from .folder import RGBDFolderError, RGBDFrames, present
+from ...errors import DataError
+from .folder import RGBDFrames, present
 
 NYU40_NAMES = ('wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 'door', 'window', 'bookshelf',
                'picture', 'counter', 'blinds', 'desk', 'shelves', 'curtain', 'dresser', 'pillow', 'mirror',
@@ -36,17 +37,17 @@ def _loadmat(path: Path) -> Dict[str, object]:
     try:
         return loadmat(path)
     except Exception as e:  # truncated or not a MATLAB file: scipy raises ValueError, OSError, ...
-        raise RGBDFolderError(f'{path}: cannot read the .mat file ({e.__class__.__name__}: {e})') from e
+        raise DataError(f'{path}: cannot read the .mat file ({e.__class__.__name__}: {e})') from e
 
 
 def load_class_mapping_40(path: Union[str, os.PathLike]) -> np.ndarray:
     """``classMapping40.mat`` -> lookup table raw id (0..894) -> NYU-40 id (0..40)."""
     path = Path(path)
     if not path.is_file():
-        raise RGBDFolderError(f'{path}: classMapping40.mat not found')
+        raise DataError(f'{path}: classMapping40.mat not found')
     m = _loadmat(path)
     if 'mapClass' not in m:
-        raise RGBDFolderError(f'{path}: no mapClass variable; is this classMapping40.mat?')
+        raise DataError(f'{path}: no mapClass variable; is this classMapping40.mat?')
     return np.concatenate([[0], np.asarray(m['mapClass']).ravel().astype(np.int64)])
 
 
@@ -54,10 +55,10 @@ def load_splits(path: Union[str, os.PathLike]) -> Dict[str, np.ndarray]:
     """``splits.mat`` -> {'train': 0-based indices (795), 'test': (654)}."""
     path = Path(path)
     if not path.is_file():
-        raise RGBDFolderError(f'{path}: splits.mat not found')
+        raise DataError(f'{path}: splits.mat not found')
     m = _loadmat(path)
     if 'trainNdxs' not in m or 'testNdxs' not in m:
-        raise RGBDFolderError(f'{path}: no trainNdxs / testNdxs variables; is this splits.mat?')
+        raise DataError(f'{path}: no trainNdxs / testNdxs variables; is this splits.mat?')
     return {'train': np.asarray(m['trainNdxs']).ravel().astype(np.int64) - 1,
             'test': np.asarray(m['testNdxs']).ravel().astype(np.int64) - 1}
 
@@ -74,7 +75,7 @@ def to_train_ids(raw: np.ndarray, lut40: np.ndarray, classes: int, where: str = 
     elif classes == 13:
         ids = np.where(l40 > 0, NYU40_TO_13[np.clip(l40 - 1, 0, 39)], 0)
     else:
-        raise RGBDFolderError(f'classes must be 40 or 13, got {classes}')
+        raise DataError(f'classes must be 40 or 13, got {classes}')
     return np.where(ids > 0, ids - 1, IGNORE_INDEX).astype(np.int64)
 
 
@@ -88,19 +89,19 @@ class NYUv2Labeled:
         import h5py
         self.path = Path(mat_path)
         if not self.path.is_file():
-            raise RGBDFolderError(f'{self.path}: file not found')
+            raise DataError(f'{self.path}: file not found')
         try:
             with h5py.File(self.path, 'r') as f:
                 missing = [k for k in ('images', 'depths', 'rawDepths', 'labels') if k not in f]
                 if missing:
-                    raise RGBDFolderError(f'{self.path}: not nyu_depth_v2_labeled.mat (missing {missing})')
+                    raise DataError(f'{self.path}: not nyu_depth_v2_labeled.mat (missing {missing})')
                 n, c, w, h = f['images'].shape
         except OSError as e:
-            raise RGBDFolderError(f'{self.path}: not a MATLAB v7.3 / HDF5 file ({e})') from e
+            raise DataError(f'{self.path}: not a MATLAB v7.3 / HDF5 file ({e})') from e
         if c != 3:
-            raise RGBDFolderError(f'{self.path}: images have shape {(n, c, w, h)}, expected (N, 3, W, H)')
+            raise DataError(f'{self.path}: images have shape {(n, c, w, h)}, expected (N, 3, W, H)')
         if depth not in ('raw', 'filled'):
-            raise RGBDFolderError(f"depth must be 'raw' or 'filled', got {depth!r}")
+            raise DataError(f"depth must be 'raw' or 'filled', got {depth!r}")
         self.depth_key = 'rawDepths' if depth == 'raw' else 'depths'
         self.lut40 = load_class_mapping_40(class_mapping_40)
         self.classes = classes
@@ -109,15 +110,15 @@ class NYUv2Labeled:
             self.indices = np.arange(n)
         else:
             if splits_mat is None:
-                raise RGBDFolderError(f"split={split!r} needs splits_mat (splits.mat)")
+                raise DataError(f"split={split!r} needs splits_mat (splits.mat)")
             splits = load_splits(splits_mat)
             if split not in splits:
-                raise RGBDFolderError(f"split must be 'train', 'test' or 'all', got {split!r}")
+                raise DataError(f"split must be 'train', 'test' or 'all', got {split!r}")
             self.indices = splits[split]
             if len(self.indices) == 0:
-                raise RGBDFolderError(f'{splits_mat}: split {split!r} is empty')
+                raise DataError(f'{splits_mat}: split {split!r} is empty')
             if self.indices.max() >= n:
-                raise RGBDFolderError(f'{splits_mat}: split index {int(self.indices.max()) + 1} > {n} frames '
+                raise DataError(f'{splits_mat}: split index {int(self.indices.max()) + 1} > {n} frames '
                                       f'in {self.path}')
         self._file = None
 
@@ -143,7 +144,7 @@ class NYUv2Labeled:
             depth = np.ascontiguousarray(f[self.depth_key][k].T).astype(np.float32)  # (H, W) metres
             raw = np.ascontiguousarray(f['labels'][k].T).astype(np.int64)
         except (OSError, KeyError, ValueError) as e:  # a truncated or damaged HDF5 file
-            raise RGBDFolderError(f'{self.path}: frame {k + 1}: cannot read ({e.__class__.__name__}: {e})') from e
+            raise DataError(f'{self.path}: frame {k + 1}: cannot read ({e.__class__.__name__}: {e})') from e
         depth[~np.isfinite(depth) | (depth < 0)] = 0
         semantic = to_train_ids(raw, self.lut40, self.classes, f'{self.path}[{k}]')
         sample = {'rgb': rgb, 'depth': depth[None], 'semantic': semantic, 'intrinsics': NYU_INTRINSICS.copy(),
@@ -176,7 +177,7 @@ class NYUSyncFrames(RGBDFrames):
         self.root = Path(root)
         skip = self._skipper(skip_bad)
         if not self.root.is_dir():
-            raise RGBDFolderError(f'{self.root}: folder not found')
+            raise DataError(f'{self.root}: folder not found')
         self.depth_scale = depth_scale
         pat = re.compile(r'sync_depth_(\d+)\.png$')
         frames: List = []
@@ -189,18 +190,18 @@ class NYUSyncFrames(RGBDFrames):
             if rgb is None:
                 message = f'{depth}: no matching rgb_{m.group(1)}.jpg next to it or in ../rgb/'
                 if skip is None:
-                    raise RGBDFolderError(message)
+                    raise DataError(message)
                 skip(message)
                 continue
             frames.append((rgb, depth))
         if not frames:
-            raise RGBDFolderError(f'{self.root}: no sync_depth_*.png frames found')
+            raise DataError(f'{self.root}: no sync_depth_*.png frames found')
         paired = {rgb for rgb, _ in frames}
         for folder in sorted({rgb.parent for rgb in paired}):
             for orphan in (p for p in sorted(folder.glob('rgb_*.jpg')) if p not in paired):
                 message = f'{orphan}: no depth partner (sync_depth_{orphan.stem[4:]}.png)'
                 if skip is None:
-                    raise RGBDFolderError(message)
+                    raise DataError(message)
                 skip(message)
         self.frames = frames
         self.intrinsics = NYU_INTRINSICS

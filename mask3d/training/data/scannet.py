@@ -15,7 +15,8 @@ import numpy as np
 
 from ...constants import IGNORE_INDEX
 from ...errors import LabelRangeError
-from .folder import (RGBDFolderError, RGBDFrames, check_partners, files_by_stem, present, read_intrinsics,
+from ...errors import DataError
+from .folder import (RGBDFrames, check_partners, files_by_stem, present, read_intrinsics,
                      read_label)
 from .scannet_sens import check_export
 
@@ -25,10 +26,10 @@ DEPTH_SCALE = 1000.0  # ScanNet depth PNGs are millimetres
 def read_scene_list(path: Union[str, os.PathLike]) -> List[str]:
     path = Path(path)
     if not path.is_file():
-        raise RGBDFolderError(f'{path}: split file not found')
+        raise DataError(f'{path}: split file not found')
     scenes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not scenes:
-        raise RGBDFolderError(f'{path}: empty split')
+        raise DataError(f'{path}: empty split')
     return scenes
 
 
@@ -41,9 +42,9 @@ class ScanNetFrames(RGBDFrames):
         skip = self._skipper(skip_bad)
         self.depth_scale = DEPTH_SCALE
         if not self.root.is_dir():
-            raise RGBDFolderError(f'{self.root}: ScanNet root not found')
+            raise DataError(f'{self.root}: ScanNet root not found')
         if every < 1:
-            raise RGBDFolderError(f'every must be >= 1, got {every}')
+            raise DataError(f'every must be >= 1, got {every}')
         scenes = read_scene_list(split) if split else sorted(p.name for p in self.root.iterdir()
                                                              if (p / 'color').is_dir())
         self.frames, self._scene_of = [], []
@@ -51,7 +52,7 @@ class ScanNetFrames(RGBDFrames):
         for scene in scenes:
             folder = self.root / scene
             if not (folder / 'color').is_dir() or not (folder / 'depth').is_dir():
-                raise RGBDFolderError(f'{folder}: scene from the split has no color/ and depth/ folders')
+                raise DataError(f'{folder}: scene from the split has no color/ and depth/ folders')
             check_export(folder)
             colors = files_by_stem(folder / 'color', ('.jpg',), 'colour', skip=skip)
             depths = files_by_stem(folder / 'depth', ('.png',), 'depth', skip=skip)
@@ -62,7 +63,7 @@ class ScanNetFrames(RGBDFrames):
                 self._scene_of.append(scene)
             self._intrinsics[scene] = self._read_intrinsics(folder)
         if not self.frames:
-            raise RGBDFolderError(f'{self.root}: no frames with both color/*.jpg and depth/*.png')
+            raise DataError(f'{self.root}: no frames with both color/*.jpg and depth/*.png')
 
     @staticmethod
     def _read_intrinsics(folder: Path) -> Optional[np.ndarray]:
@@ -94,15 +95,15 @@ def load_label_map(tsv: Union[str, os.PathLike]) -> np.ndarray:
     import csv
     tsv = Path(tsv)
     if not tsv.is_file():
-        raise RGBDFolderError(f'{tsv}: label map not found')
+        raise DataError(f'{tsv}: label map not found')
     with open(tsv, newline='') as f:
         rows = list(csv.DictReader(f, delimiter='\t'))
     if not rows or 'id' not in rows[0] or 'nyu40id' not in rows[0]:
-        raise RGBDFolderError(f'{tsv}: expected a tab-separated file with id and nyu40id columns')
+        raise DataError(f'{tsv}: expected a tab-separated file with id and nyu40id columns')
     try:
         pairs = [(int(r['id']), int(r['nyu40id'])) for r in rows]
     except (TypeError, ValueError) as e:
-        raise RGBDFolderError(f'{tsv}: id and nyu40id must be integers ({e})') from e
+        raise DataError(f'{tsv}: id and nyu40id must be integers ({e})') from e
     lut = np.zeros(max(i for i, _ in pairs) + 1, dtype=np.int64)
     for raw, nyu40 in pairs:
         lut[raw] = nyu40
@@ -175,7 +176,7 @@ class ScanNetLabeledFrames(_LabelledScanNet):
         sample, scene, stem = self._frame(index)
         label_path = scene / 'label-filt' / f'{stem}.png'
         if not present(label_path):
-            raise RGBDFolderError(f'{label_path}: label-filt image missing (unzip {scene.name}_2d-label-filt.zip '
+            raise DataError(f'{label_path}: label-filt image missing (unzip {scene.name}_2d-label-filt.zip '
                                   f'into {scene})')
         size = sample['depth'].shape[-2:]
         nyu40 = raw_to_nyu40(read_label(label_path, size), self.lut)

@@ -30,7 +30,8 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .folder import RGBDFolderError, RGBDFrames, decode_depth, decode_rgb, decode_rgbd
+from ...errors import DataError
+from .folder import RGBDFrames, decode_depth, decode_rgb, decode_rgbd
 
 INDEX_NAME = 'shards.json'
 SHARD_PATTERN = 'shard-%06d.tar'
@@ -98,13 +99,13 @@ def write_shards(dataset, out: Union[str, os.PathLike], frames_per_shard: int, *
     import webdataset as wds
     out = Path(out)
     if frames_per_shard < 1:
-        raise RGBDFolderError(f'--frames-per-shard must be >= 1, got {frames_per_shard}')
+        raise DataError(f'--frames-per-shard must be >= 1, got {frames_per_shard}')
     if out.is_dir() and (any(out.glob('*.tar')) or (out / INDEX_NAME).exists()):
-        raise RGBDFolderError(f'{out}: already holds shards; choose an empty folder')
+        raise DataError(f'{out}: already holds shards; choose an empty folder')
     out.mkdir(parents=True, exist_ok=True)
     n = len(dataset)
     if n == 0:
-        raise RGBDFolderError('dataset is empty')
+        raise DataError('dataset is empty')
     it = range(n)
     if progress:
         from tqdm.auto import tqdm
@@ -126,17 +127,17 @@ def _field(raw: Dict[str, Any], name: str, where: str) -> Tuple[str, bytes]:
     for key, value in raw.items():
         if key.split('.', 1)[0] == name and '.' in key:
             return '.' + key.split('.', 1)[1], value
-    raise RGBDFolderError(f'{where}: sample has no {name}.* file (not a mask3d shard?)')
+    raise DataError(f'{where}: sample has no {name}.* file (not a mask3d shard?)')
 
 
 def read_record(raw: Dict[str, Any], where: str) -> Tuple[Dict[str, Any], Tuple[str, bytes], Tuple[str, bytes]]:
     """A shard sample's meta.json, (colour extension, bytes) and (depth extension, bytes)."""
     if 'meta.json' not in raw:
-        raise RGBDFolderError(f'{where}: sample has no meta.json (not a mask3d shard?)')
+        raise DataError(f'{where}: sample has no meta.json (not a mask3d shard?)')
     try:
         meta = json.loads(raw['meta.json'])
     except ValueError as e:
-        raise RGBDFolderError(f'{where}.meta.json: not valid JSON ({e})') from e
+        raise DataError(f'{where}.meta.json: not valid JSON ({e})') from e
     return meta, _field(raw, 'rgb', where), _field(raw, 'depth', where)
 
 
@@ -158,7 +159,7 @@ def decode_frame(raw: Dict[str, Any], where: str) -> Dict[str, object]:
             with Image.open(io.BytesIO(raw['semantic.png'])) as im:
                 sample['semantic'] = np.array(im).astype(np.int64)
         except Exception as e:
-            raise RGBDFolderError(f'{where}.semantic.png: cannot read label image ({e.__class__.__name__}: {e})') from e
+            raise DataError(f'{where}.semantic.png: cannot read label image ({e.__class__.__name__}: {e})') from e
     elif 'semantic.npy' in raw:
         sample['semantic'] = np.load(io.BytesIO(raw['semantic.npy']), allow_pickle=False)
     if 'instances.npz' in raw:
@@ -188,10 +189,10 @@ def _read_index(location: str) -> Dict[str, Any]:
         with wds.gopen(location) as f:
             index = json.loads(f.read())
     except Exception as e:
-        raise RGBDFolderError(f'{location}: cannot read the shard index ({e}); shards written by `mask3d data '
+        raise DataError(f'{location}: cannot read the shard index ({e}); shards written by `mask3d data '
                               f'shard` have one, or set data.shard_index') from e
     if not isinstance(index, dict) or index.get('layout') != 'mask3d-rgbd-shards':
-        raise RGBDFolderError(f'{location}: not a mask3d shard index')
+        raise DataError(f'{location}: not a mask3d shard index')
     _check_index_shards(index.get('shards'), location)
     return index
 
@@ -199,13 +200,13 @@ def _read_index(location: str) -> Dict[str, Any]:
 def _check_index_shards(shards: Any, location: str) -> None:
     """``shards``: a list of {"name": "X.tar", "frames": N >= 1}; anything else is named with the entry at fault."""
     if not isinstance(shards, list) or not shards:
-        raise RGBDFolderError(f'{location}: "shards" must be a non-empty list of {{"name", "frames"}} entries, got '
+        raise DataError(f'{location}: "shards" must be a non-empty list of {{"name", "frames"}} entries, got '
                               f'{shards!r:.60}; write the shards again with `mask3d data shard`')
     for i, entry in enumerate(shards):
         frames = entry.get('frames') if isinstance(entry, dict) else None
         if not (isinstance(entry, dict) and isinstance(entry.get('name'), str) and isinstance(frames, int)
                 and not isinstance(frames, bool) and frames >= 1):
-            raise RGBDFolderError(f'{location}: shards[{i}] must be {{"name": "<file>.tar", "frames": an integer >= 1}}, '
+            raise DataError(f'{location}: shards[{i}] must be {{"name": "<file>.tar", "frames": an integer >= 1}}, '
                                   f'got {entry!r:.80}; write the shards again with `mask3d data shard`')
 
 
@@ -222,7 +223,7 @@ def open_shard_set(root: str, index: Optional[str] = None) -> ShardSet:
         urls = expand_urls(root)
         default_index = urls[0].rsplit('/', 1)[0] + '/' + INDEX_NAME if '/' in urls[0] else INDEX_NAME
     if not urls:
-        raise RGBDFolderError(f'{root}: no .tar shards found')
+        raise DataError(f'{root}: no .tar shards found')
     where = index or default_index
     meta = _read_index(where)
     known = {s['name']: s['frames'] for s in meta['shards']}
@@ -230,13 +231,13 @@ def open_shard_set(root: str, index: Optional[str] = None) -> ShardSet:
     for url in urls:
         name = url.rsplit('/', 1)[-1]
         if name not in known:
-            raise RGBDFolderError(f'{url}: shard not listed in {where}')
+            raise DataError(f'{url}: shard not listed in {where}')
         counts.append(int(known[name]))
         check_local_shard(url)
     if Path(root).is_dir():  # the whole set: every listed shard must be there
         missing = sorted(set(known) - {u.rsplit('/', 1)[-1] for u in urls})
         if missing:
-            raise RGBDFolderError(f'{Path(root) / missing[0]}: listed in {where} but missing'
+            raise DataError(f'{Path(root) / missing[0]}: listed in {where} but missing'
                                   f'{f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""}')
     return ShardSet(urls, counts, meta)
 
@@ -253,14 +254,14 @@ def check_local_shard(url: str) -> None:
     except OSError:
         return  # a URL, or a pattern webdataset opens: see ShardStream's reading
     if size == 0:
-        raise RGBDFolderError(f'{url}: shard is empty (0 bytes); write the shards again with `mask3d data shard`')
+        raise DataError(f'{url}: shard is empty (0 bytes); write the shards again with `mask3d data shard`')
     if size % TAR_BLOCK:
-        raise RGBDFolderError(f'{url}: shard is truncated ({size} bytes, not a whole number of {TAR_BLOCK}-byte tar '
+        raise DataError(f'{url}: shard is truncated ({size} bytes, not a whole number of {TAR_BLOCK}-byte tar '
                               f'blocks); write the shards again with `mask3d data shard`')
     with open(url, 'rb') as f:  # a tar file ends with two zero blocks; a cut at a block boundary loses them
         f.seek(max(0, size - 2 * TAR_BLOCK))
         if size < 2 * TAR_BLOCK or f.read().strip(b'\0'):
-            raise RGBDFolderError(f'{url}: shard is truncated (it does not end with the tar end-of-archive blocks); '
+            raise DataError(f'{url}: shard is truncated (it does not end with the tar end-of-archive blocks); '
                                   f'write the shards again with `mask3d data shard`')
 
 
@@ -268,10 +269,10 @@ def _shard_read_error(url: str) -> Callable[[Exception], bool]:
     """A webdataset ``handler`` that ends the stream with one line naming the shard (tar errors otherwise name
     an open file object, or nothing)."""
     def handler(exn: Exception) -> bool:
-        if isinstance(exn, RGBDFolderError):  # ours, passed up once more: webdataset appended (stream, url) to args
-            raise RGBDFolderError(exn.args[0]) from exn.__cause__
+        if isinstance(exn, DataError):  # ours, passed up once more: webdataset appended (stream, url) to args
+            raise DataError(exn.args[0]) from exn.__cause__
         detail = str(exn.args[0]).split(' @ ')[0] if exn.args else ''
-        raise RGBDFolderError(f'{url}: cannot read this shard ({exn.__class__.__name__}: {detail}); it is truncated '
+        raise DataError(f'{url}: cannot read this shard ({exn.__class__.__name__}: {detail}); it is truncated '
                               f'or not a tar file: write the shards again with `mask3d data shard`') from exn
     return handler
 
@@ -286,7 +287,7 @@ def shard_records(urls: Sequence[str], counts: Sequence[int]) -> Iterator[Dict[s
             seen += 1
             yield record
         if seen != expected:
-            raise RGBDFolderError(f'{url}: shard holds {seen} frames but {INDEX_NAME} lists {expected} (a truncated '
+            raise DataError(f'{url}: shard holds {seen} frames but {INDEX_NAME} lists {expected} (a truncated '
                                   f'shard, or the index of another set); write the shards again with `mask3d data '
                                   f'shard`')
 
@@ -318,7 +319,7 @@ class ShardFrames:
             except (tarfile.TarError, OSError, ValueError) as e:
                 _shard_read_error(url)(e)
             if len(samples) != self.set.counts[s]:
-                raise RGBDFolderError(f'{url}: shard holds {len(samples)} frames but {INDEX_NAME} lists '
+                raise DataError(f'{url}: shard holds {len(samples)} frames but {INDEX_NAME} lists '
                                       f'{self.set.counts[s]}; write the shards again with `mask3d data shard`')
             self._members[s] = [samples[k] for k in sorted(samples)]
         return self._members[s]
@@ -367,13 +368,13 @@ class ShardStream(IterableDataset):
         readers = world_size * self.workers
         n = len(shards.urls)
         if n < readers:
-            raise RGBDFolderError(
+            raise DataError(
                 f'{n} shards for {world_size} rank(s) x {self.workers} worker(s) = {readers} readers: every reader '
                 f'needs its own shard; write more shards (smaller --frames-per-shard) or lower data.num_workers')
         smallest = sum(sorted(shards.counts)[:n // readers])  # the fewest frames any reader can be dealt
         self.batches_per_reader = smallest // batch_size
         if self.batches_per_reader < 1:
-            raise RGBDFolderError(f'{n} shards of {min(shards.counts)}+ frames give a reader only {smallest} frames, '
+            raise DataError(f'{n} shards of {min(shards.counts)}+ frames give a reader only {smallest} frames, '
                                   f'fewer than data.batch_size={batch_size}; write larger shards or lower the batch')
         dropped = 1 - readers * self.batches_per_reader * batch_size / shards.frames
         if dropped > 0.1:
@@ -425,5 +426,5 @@ class ShardStream(IterableDataset):
             yield self.prepare(frame, self.epoch, int(r['__key__']), skipped)
             skipped, to_yield = 0, to_yield - 1
         if to_yield:
-            raise RGBDFolderError(f'reader {reader} ran out of frames in epoch {self.epoch} ({skipped} bad frames '
+            raise DataError(f'reader {reader} ran out of frames in epoch {self.epoch} ({skipped} bad frames '
                                   f'skipped at the end); too many unreadable frames')

@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from ...errors import LabelRangeError
-from .folder import RGBDFolderError, RGBDFrames, present, read_label, read_matrix
+from ...errors import DataError
+from .folder import RGBDFrames, present, read_label, read_matrix
 from .nyu import NYU40_NAMES
 
 SUNRGBD37_NAMES = NYU40_NAMES[:37]
@@ -22,7 +23,7 @@ MAX_DEPTH_M = 8.0
 def decode_sunrgbd_depth(png: np.ndarray) -> np.ndarray:
     """Bit-rotated uint16 PNG values -> float32 metres (0 = invalid, capped at 8 m)."""
     if png.dtype != np.uint16:
-        raise RGBDFolderError(f'SUN RGB-D depth must be uint16, got {png.dtype}')
+        raise DataError(f'SUN RGB-D depth must be uint16, got {png.dtype}')
     mm = np.bitwise_or(np.right_shift(png, 3), np.left_shift(png, 13))
     return np.minimum(mm.astype(np.float32) / 1000.0, MAX_DEPTH_M)
 
@@ -50,7 +51,7 @@ class SUNRGBDFrames(RGBDFrames):
         self.root = Path(root)
         skip = self._skipper(skip_bad)
         if not self.root.is_dir():
-            raise RGBDFolderError(f'{self.root}: folder not found')
+            raise DataError(f'{self.root}: folder not found')
         self.depth_dir, self.depth_scale = depth_dir, 1000.0
         self.frames, self._dirs = [], []
         for image_dir in sorted(self.root.rglob('image')):
@@ -68,13 +69,13 @@ class SUNRGBDFrames(RGBDFrames):
                 message = None
             if message is not None:
                 if skip is None:
-                    raise RGBDFolderError(message)
+                    raise DataError(message)
                 skip(message)
                 continue
             self.frames.append((images[0], depths[0]))
             self._dirs.append(sample)
         if not self.frames:
-            raise RGBDFolderError(f'{self.root}: no SUN RGB-D samples (folders with image/ and {depth_dir}/)')
+            raise DataError(f'{self.root}: no SUN RGB-D samples (folders with image/ and {depth_dir}/)')
 
     def frame_intrinsics(self, index: int) -> Optional[np.ndarray]:
         path = self._dirs[index] / 'intrinsics.txt'
@@ -90,24 +91,24 @@ class SUNRGBDFrames(RGBDFrames):
             with Image.open(depth_path) as im:
                 png = np.array(im)
         except Exception as e:
-            raise RGBDFolderError(f'{depth_path}: cannot read depth ({e})') from e
+            raise DataError(f'{depth_path}: cannot read depth ({e})') from e
         if png.dtype == np.int32:
             png = png.astype(np.uint16)
         try:
             depth = decode_sunrgbd_depth(png)
-        except RGBDFolderError as e:
-            raise RGBDFolderError(f'{depth_path}: {e}') from e
+        except DataError as e:
+            raise DataError(f'{depth_path}: {e}') from e
         if depth.shape != rgb.shape[1:]:
-            raise RGBDFolderError(f'{depth_path}: depth is {depth.shape}, image is {rgb.shape[1:]}')
+            raise DataError(f'{depth_path}: depth is {depth.shape}, image is {rgb.shape[1:]}')
         K = self.frame_intrinsics(index)
         sample = {'rgb': rgb, 'depth': depth[None], 'intrinsics': np.eye(3, dtype=np.float32) if K is None else K,
                   'source': f'{rgb_path}|{depth_path}'}
         labels = sorted((self._dirs[index] / 'label').glob('*.png'))
         if len(labels) > 1:
-            raise RGBDFolderError(f'{self._dirs[index] / "label"}: {len(labels)} label PNGs for one sample; keep one')
+            raise DataError(f'{self._dirs[index] / "label"}: {len(labels)} label PNGs for one sample; keep one')
         if labels:
             label = read_label(labels[0])
             if label.shape != depth.shape:
-                raise RGBDFolderError(f'{labels[0]}: labels are {label.shape}, depth is {depth.shape}')
+                raise DataError(f'{labels[0]}: labels are {label.shape}, depth is {depth.shape}')
             sample['semantic'] = sunrgbd_labels_to_train_ids(label, str(labels[0]))
         return sample

@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional
 
 import torch
 import yaml
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler, PolyLRScheduler
 from torch.nn.parallel import DistributedDataParallel
@@ -54,7 +55,7 @@ def _mean_std(model: torch.nn.Module):
     """The normalisation the backbone was trained with (its timm pretrained_cfg)."""
     vit, _ = model._vit()
     cfg = getattr(vit, 'pretrained_cfg', None) or {}
-    return tuple(cfg.get('mean', (0.485, 0.456, 0.406))), tuple(cfg.get('std', (0.229, 0.224, 0.225)))
+    return tuple(cfg.get('mean', IMAGENET_DEFAULT_MEAN)), tuple(cfg.get('std', IMAGENET_DEFAULT_STD))
 
 
 def finetune(cfg: FinetuneConfig, run_dir, *, resume: bool = False, progress: bool = True,

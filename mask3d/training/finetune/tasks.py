@@ -12,19 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from ...constants import IGNORE_INDEX
+from ..losses import silog_loss
 from ..visualize import save_figure, show_row
 from .metrics import DepthMetrics, InstanceMetrics, SegmentationMetrics
 
 PRIMARY_METRIC = {'semseg': ('miou', 'max'), 'depth': ('abs_rel', 'min'), 'instance': ('segm_AP50', 'max')}
-
-
-def silog_loss(pred: torch.Tensor, target: torch.Tensor, min_depth: float = 1e-3, lam: float = 0.85) -> torch.Tensor:
-    """sqrt(mean(g^2) - lam * mean(g)^2) * 10 with g = log(pred) - log(target) over pixels with a valid target."""
-    valid = target > min_depth
-    if not valid.any():
-        return pred.sum() * 0.0
-    g = torch.log(pred.float()[valid].clamp_min(min_depth)) - torch.log(target.float()[valid])
-    return torch.sqrt((g ** 2).mean() - lam * g.mean() ** 2 + 1e-8) * 10.0
 
 
 def instance_targets(batch: Dict[str, object], device) -> List[Dict[str, torch.Tensor]]:
@@ -41,7 +33,7 @@ def training_loss(task: str, model, batch: Dict[str, object], device, min_depth:
         return {'loss': F.cross_entropy(logits.float(), batch['semantic'].to(device), ignore_index=IGNORE_INDEX)}
     if task == 'depth':
         pred = model(rgb)
-        return {'loss': silog_loss(pred, batch['depth'].to(device), min_depth)}
+        return {'loss': silog_loss(pred, batch['depth'].to(device), scale=10.0, min_depth=min_depth)}
     losses = model(list(rgb), instance_targets(batch, device))
     parts = {k: v.float() for k, v in losses.items()}
     return {'loss': sum(parts.values()), **parts}

@@ -24,7 +24,8 @@ from .correspondence import correspondence_recall, pair_errors
 from .data import ProbeSplit, load_probe_data
 from .features import build_frozen_backbone, extract_features
 from .figures import save_pca_figure, save_probe_figure
-from .heads import DepthProbe, DenseProbe, LinearProbe, angular_loss, silog_loss
+from ..losses import silog_loss
+from .heads import DepthProbe, DenseProbe, LinearProbe, angular_loss
 from .metrics import NormalMetrics, ProbeDepthMetrics, ProbeSegmentationMetrics
 from .normals import normals_from_depth
 

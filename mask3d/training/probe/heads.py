@@ -54,13 +54,6 @@ class DepthProbe(DenseProbe):
         return torch.sigmoid(super().forward(features, size)) * self.max_depth
 
 
-def silog_loss(pred: torch.Tensor, gt: torch.Tensor, lam: float = 0.85) -> torch.Tensor:
-    """Scale-invariant log loss (Eigen et al.; BTS / Probe3D's depth probe) over gt > 0; lam < 1 keeps scale."""
-    m = gt > 0
-    d = torch.log(pred[m].clamp_min(1e-3)) - torch.log(gt[m])
-    return torch.sqrt((d ** 2).mean() - lam * d.mean() ** 2 + 1e-8)
-
-
 def angular_loss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean angle (radians) between normalised predictions and ground-truth normals over valid pixels."""
     cos = (F.normalize(pred, dim=1) * gt).sum(1)[valid]
