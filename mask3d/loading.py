@@ -21,7 +21,7 @@ from timm.models import PretrainedCfg, resolve_pretrained_cfg
 from .errors import (CheckpointMismatchError, InvalidWeightsFileError, WeightsDownloadError, WeightsNotCachedError,
                      WeightsNotPublishedError)
 from .safe_load import load_torch_file
-from .weights_fit import mismatch_message, vit_shape
+from .weights_fit import checkpoint_filter_fn, mismatch_message, vit_shape
 
 _MAX_LISTED = 8
 SAFE_WEIGHTS_NAME = 'model.safetensors'
@@ -236,7 +236,6 @@ def load_checkpoint(model: torch.nn.Module, path: Union[str, os.PathLike]) -> No
 
 def load_state_dict_into(model: torch.nn.Module, state_dict: Dict[str, Any], source: str) -> None:
     """Filter (unwrap, strip pre-training keys, resample pos_embed) and load strictly; errors list the misfits."""
-    from .models.mask3d_vit import checkpoint_filter_fn  # the model module imports this one
     target = _unwrap(model)
     state_dict = checkpoint_filter_fn(state_dict, target)
     own = target.state_dict()

@@ -1,4 +1,6 @@
-"""Saying in one line why weights do not fit a model: what the weights hold and what was asked for.
+"""Fitting weights to a backbone: :func:`checkpoint_filter_fn` turns any supported checkpoint into its state dict,
+and, where they still do not fit, :func:`mismatch_message` says in one line why: what the weights hold and what
+was asked for.
 
 torch's strict ``load_state_dict`` lists every mis-shaped key (hundreds of lines for a ViT); a user needs the two
 architectures side by side: embedding width, depth and patch size read from the tensors themselves, the
@@ -6,6 +8,30 @@ architecture named in the folder's ``config.json``, and the model that was being
 """
 import re
 from typing import Any, Dict, Mapping, Optional, Sequence
+
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer import checkpoint_filter_fn as _timm_vit_filter_fn
+
+# Keys that belong to pre-training only (decoder, depth branch, mask tokens): never part of a backbone.
+_PRETRAIN_ONLY_PREFIXES = ('decoder', 'depth_', 'mask_token', 'modality_embed')
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, Any], model: VisionTransformer) -> Dict[str, torch.Tensor]:
+    """Turn any supported checkpoint into this backbone's state dict.
+
+    Accepts a plain backbone state dict, a Mask3D pre-training checkpoint (``{'model': {'encoder.*': ...}}``),
+    an MAE checkpoint (``{'model': {...encoder..., 'decoder_*', 'mask_token'}}``) or a DDP-wrapped one. The
+    position embedding is resampled to the model's grid by timm's own ViT filter.
+    """
+    state_dict = state_dict.get('model', state_dict)
+    state_dict = state_dict.get('state_dict', state_dict)
+    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    if any(k.startswith('encoder.') for k in state_dict):
+        state_dict = {k[len('encoder.'):]: v for k, v in state_dict.items() if k.startswith('encoder.')}
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(_PRETRAIN_ONLY_PREFIXES)}
+    return _timm_vit_filter_fn(state_dict, model)
+
 
 _PREFIXES = ('module.', 'encoder.', 'model.', 'backbone.')
 

@@ -12,40 +12,19 @@ Layout follows timm's model-family files: filter fn, ``_cfg``, ``default_cfgs``,
 """
 from typing import Any, Dict
 
-import torch
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer
-from timm.models.vision_transformer import checkpoint_filter_fn as _timm_vit_filter_fn
 
 from mask3d_cli.bundled import manifest_path
 
 from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ..loading import check_pretrained_source, translate_hub_errors
 from ..manifest import load_manifest
+from ..weights_fit import checkpoint_filter_fn  # timm's pretrained_filter_fn for this family
 
 __all__ = ['checkpoint_filter_fn', 'default_cfgs', 'DEFAULT_IMG_SIZE', 'SIZES', 'stock_timm_architecture']
 
 DEFAULT_IMG_SIZE = (240, 320)  # default input: ScanNet 2D frames, 15x20 patches (paper Fig. 2, docs/pretraining.md)
-
-# Keys that belong to pre-training only (decoder, depth branch, mask tokens): never part of a backbone.
-_PRETRAIN_ONLY_PREFIXES = ('decoder', 'depth_', 'mask_token', 'modality_embed')
-
-
-def checkpoint_filter_fn(state_dict: Dict[str, Any], model: VisionTransformer) -> Dict[str, torch.Tensor]:
-    """Turn any supported checkpoint into this backbone's state dict.
-
-    Accepts a plain backbone state dict, a Mask3D pre-training checkpoint (``{'model': {'encoder.*': ...}}``),
-    an MAE checkpoint (``{'model': {...encoder..., 'decoder_*', 'mask_token'}}``) or a DDP-wrapped one. The
-    position embedding is resampled to the model's grid by timm's own ViT filter.
-    """
-    state_dict = state_dict.get('model', state_dict)
-    state_dict = state_dict.get('state_dict', state_dict)
-    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
-    if any(k.startswith('encoder.') for k in state_dict):
-        state_dict = {k[len('encoder.'):]: v for k, v in state_dict.items() if k.startswith('encoder.')}
-    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(_PRETRAIN_ONLY_PREFIXES)}
-    return _timm_vit_filter_fn(state_dict, model)
-
 
 # The Hub repo of each official name is a manifest value (no repo id is invented in code).
 _HUB_REPOS = {r.name: r.repo_id for r in load_manifest(manifest_path())} if manifest_path().is_file() else {}

@@ -8,20 +8,20 @@ their messages live in one place and a test can enumerate them; rules that tie t
 :class:`Relation` rows. The image size is checked against the model's own patch size where the model is built.
 """
 import dataclasses
-import math
 import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
 from ..errors import ConfigError
+from .config_rules import (Relation, Rule, at_least, betas, in_unit, kwargs_mapping, min_lr_below_lr, name, non_negative,
+                           finite_number, non_negative_int, one_of, positive, positive_or_null, size_pair, unit_range,
+                           validate_config)
 from .data.device_decode import DECODE_DEVICES
-from .depth_targets import DEPTH_NORMS
-from .losses import LOSSES
-from .pretrainer import DEPTH_NORM_STATS, LOSS_ON, PretrainMethodConfig
+from .pretrainer import METHOD_KNOBS, METHOD_RELATIONS, PretrainMethodConfig
 
 DATA_SOURCES = ('synthetic', 'folder', 'scannet', 'nyu-raw', 'sunrgbd', 'tum', '7scenes', 'shards', 'mixture')
 PRECISIONS = ('fp32', 'bf16', 'fp16')
@@ -36,157 +36,6 @@ RESUMABLE_CHANGES = ('train.steps', 'train.log_every', 'train.ckpt_every', 'trai
                      'data.num_workers', 'data.decode_device', 'eval.batch_size', 'eval.max_frames',
                      'eval.figure_samples', 'optim.lr', 'optim.base_lr', 'optim.min_lr', 'optim.clip_grad',
                      'train.precision')
-
-
-# ---- validation rules ----
-
-@dataclass(frozen=True)
-class Rule:
-    """One knob's allowed values: ``ok(value)``, described as ``allowed`` in the error message (``KEY must be
-    ALLOWED, got VALUE``); ``bad`` is one value outside the range (the validation test uses it)."""
-    allowed: str
-    ok: Callable[[Any], bool]
-    bad: Any
-
-
-@dataclass(frozen=True)
-class Relation:
-    """A rule between keys: ``ok(cfg)``; ``message(cfg)`` names the keys and their values; ``bad`` is a set of
-    ``--set`` overrides that breaks it (for the test)."""
-    keys: Tuple[str, ...]
-    ok: Callable[[Any], bool]
-    message: Callable[[Any], str]
-    bad: Tuple[str, ...]
-
-
-def _num(v) -> bool:
-    """A real, finite number (not a bool): NaN and inf never pass a range."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def at_least(n: int) -> Rule:
-    return Rule(f'>= {n}', lambda v: _num(v) and v >= n, n - 1)
-
-
-def positive(bad: Any = 0) -> Rule:
-    return Rule('> 0', lambda v: _num(v) and v > 0, bad)
-
-
-def positive_or_null() -> Rule:
-    return Rule('> 0 or null', lambda v: v is None or (_num(v) and v > 0), -3)
-
-
-def non_negative() -> Rule:
-    return Rule('>= 0', lambda v: _num(v) and v >= 0, -1)
-
-
-def in_unit(low_open: bool = False, high_open: bool = False) -> Rule:
-    """A ratio in [0, 1], with either end open."""
-    allowed = f"in {'(' if low_open else '['}0, 1{')' if high_open else ']'}"
-    return Rule(allowed, lambda v: _num(v) and (0 < v if low_open else 0 <= v) and (v < 1 if high_open else v <= 1),
-                1.5)
-
-
-def one_of(choices: Sequence[str]) -> Rule:
-    bad = 'bogus' if all(isinstance(c, str) for c in choices) else max(choices) + 1
-    return Rule(f'one of {tuple(choices)}', lambda v: v in choices, bad)
-
-
-def size_pair() -> Rule:
-    return Rule('[H, W] with two positive integers', lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(
-        _num(s) and int(s) == s and s > 0 for s in v), [0, 320])
-
-
-def non_negative_int() -> Rule:
-    return Rule('an integer in [0, 2**63)', lambda v: _int(v) and 0 <= v < 2 ** 63, -1)
-
-
-def name(optional: bool = False) -> Rule:
-    """A non-empty string (a model name, a path), or null when ``optional``."""
-    return Rule('a non-empty string' + (' or null' if optional else ''), lambda v: (optional and v is None) or (
-        isinstance(v, str) and bool(v.strip())), '' if not optional else ' ')
-
-
-def betas() -> Rule:
-    return Rule('[beta1, beta2] with 0 <= beta < 1', lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(
-        _num(b) and 0 <= b < 1 for b in v), [0.9, 1.0])
-
-
-def kwargs_mapping() -> Rule:
-    return Rule('a mapping of keyword arguments (names as keys)', lambda v: isinstance(v, dict) and all(
-        isinstance(k, str) and k.isidentifier() for k in v), {'not a name': 2})
-
-
-def block_indices(optional: bool = False) -> Rule:
-    return Rule('a non-empty list of block indices' + (' or null' if optional else ''),
-                lambda v: (optional and v is None) or (isinstance(v, list) and bool(v) and all(_int(b) for b in v)), [])
-
-
-def positive_list() -> Rule:
-    return Rule('a non-empty list of numbers > 0', lambda v: isinstance(v, list) and bool(v) and all(
-        _num(t) and t > 0 for t in v), [0, 5])
-
-
-def unit_range() -> Rule:
-    return Rule('[min, max] with 0 < min <= max <= 1', lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and
-                all(_num(s) for s in v) and 0 < v[0] <= v[1] <= 1, [0.8, 0.5])
-
-
-def _get(cfg, key: str):
-    for part in key.split('.'):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
-def min_lr_below_lr(lr_key: str = 'optim.lr') -> Relation:
-    def lr(cfg):
-        value = _get(cfg, lr_key)
-        return value if value is not None else cfg.optim.base_lr  # pre-training: lr derived from base_lr
-    name = lambda cfg: lr_key if _get(cfg, lr_key) is not None else 'optim.base_lr'  # noqa: E731
-    return Relation(('optim.min_lr', lr_key), lambda cfg: cfg.optim.min_lr <= lr(cfg),
-                    lambda cfg: f'optim.min_lr ({cfg.optim.min_lr}) must be <= {name(cfg)} ({lr(cfg)})',
-                    ('optim.min_lr=0.01', f'{lr_key}=0.001'))
-
-
-def validate_config(cfg, knobs: Mapping[str, Rule], relations: Sequence[Relation] = (), prefix: str = '') -> None:
-    """No NaN or inf anywhere, then every row of the table, then the relations; the first violation is a one-line
-    :class:`ConfigError`; a value that came from a file is named with the file."""
-    origins = getattr(cfg, '_origins', None) or {}
-
-    def source(key: str) -> str:
-        origin = origins.get(key.split('[')[0])
-        return f'{origin}: ' if origin and origin != '--set' else ''
-    for key, value in _float_leaves(cfg):
-        if not math.isfinite(value):
-            rule = knobs.get(key.split('[')[0])
-            raise ConfigError(f'{source(key)}{prefix}{key} must be a finite number' +
-                              (f' ({rule.allowed})' if rule else '') + f', got {value!r}')
-    for key, rule in knobs.items():
-        value = _get(cfg, key)
-        if not rule.ok(value):
-            raise ConfigError(f'{source(key)}{prefix}{key} must be {rule.allowed}, got {value!r}')
-    for relation in relations:
-        if not relation.ok(cfg):
-            raise ConfigError(source(next((k for k in relation.keys if source(k)), '')) + relation.message(cfg))
-
-
-def _float_leaves(obj, prefix: str = ''):
-    """(key, value) of every float in a config (lists included, e.g. ``optim.betas[1]``)."""
-    if dataclasses.is_dataclass(obj):
-        for f in dataclasses.fields(obj):
-            yield from _float_leaves(getattr(obj, f.name), f'{prefix}{f.name}.')
-    elif isinstance(obj, float):
-        yield prefix.rstrip('.'), obj
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            yield from _float_leaves(v, f'{prefix.rstrip(".")}[{i}].')
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _float_leaves(v, f'{prefix}{k}.')
 
 
 def ensure_valid(cfg) -> None:
@@ -333,23 +182,6 @@ class TrainConfig(BaseTrainConfig):
     export_at_end: bool = True
 
 
-METHOD_KNOBS = {
-    'method.rgb_mask_ratio': in_unit(high_open=True), 'method.depth_mask_ratio': in_unit(),
-    'method.depth_drop_prob': in_unit(), 'method.depth_encoder_depth': non_negative(),
-    'method.decoder_dim': at_least(1), 'method.decoder_depth': non_negative(), 'method.decoder_num_heads': at_least(1),
-    'method.loss': one_of(LOSSES), 'method.loss_on': one_of(LOSS_ON), 'method.depth_norm': one_of(DEPTH_NORMS),
-    'method.depth_norm_stats': one_of(DEPTH_NORM_STATS), 'method.metric_depth_scale': positive(),
-    'method.depth_loss_weight': non_negative(), 'method.rgb_loss_weight': non_negative()}
-METHOD_RELATIONS = (
-    Relation(('method.decoder_dim', 'method.decoder_num_heads'),
-             lambda c: c.method.decoder_dim % c.method.decoder_num_heads == 0,
-             lambda c: f'method.decoder_dim {c.method.decoder_dim} is not divisible by method.decoder_num_heads '
-                       f'{c.method.decoder_num_heads}', ('method.decoder_dim=100', 'method.decoder_num_heads=8')),
-    Relation(('method.depth_loss_weight', 'method.rgb_loss_weight'),
-             lambda c: c.method.depth_loss_weight > 0 or c.method.rgb_loss_weight > 0,
-             lambda c: 'at least one of method.depth_loss_weight and method.rgb_loss_weight must be > 0',
-             ('method.depth_loss_weight=0', 'method.rgb_loss_weight=0')))
-
 PRETRAIN_KNOBS = {
     'model.name': name(), 'model.init': name(optional=True), 'model.model_args': kwargs_mapping(),
     'model.drop_path_rate': in_unit(high_open=True), **METHOD_KNOBS,
@@ -389,7 +221,7 @@ def mixture_parts(data: 'DataConfig') -> List[Tuple['DataConfig', float]]:
             raise ConfigError(f'data.mixture[{i}] must be a mapping, got {entry!r}')
         entry = dict(entry)
         weight = entry.pop('weight', 1.0)
-        if not _num(weight) or weight <= 0:
+        if not finite_number(weight) or weight <= 0:
             raise ConfigError(f'data.mixture[{i}].weight must be a finite number > 0, got {weight!r}')
         part = dataclasses.replace(data, mixture=[])
         _merge(part, entry, f'data.mixture[{i}]')

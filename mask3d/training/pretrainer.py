@@ -23,6 +23,7 @@ from timm.models import checkpoint
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
+from .config_rules import Relation, at_least, in_unit, non_negative, one_of, positive, validate_config
 from .depth_eval import depth_from_visible
 from .depth_targets import DEPTH_NORMS, normalize_depth
 from .losses import LOSSES, masked_reconstruction_loss
@@ -31,6 +32,24 @@ from .patches import patchify, unpatchify, upsample_patch_mask
 
 LOSS_ON = ('all', 'masked')
 DEPTH_NORM_STATS = ('visible', 'all')
+
+# the method's rows of the validation table (mask3d.training.config adds them to the pre-training config's)
+METHOD_KNOBS = {
+    'method.rgb_mask_ratio': in_unit(high_open=True), 'method.depth_mask_ratio': in_unit(),
+    'method.depth_drop_prob': in_unit(), 'method.depth_encoder_depth': non_negative(),
+    'method.decoder_dim': at_least(1), 'method.decoder_depth': non_negative(), 'method.decoder_num_heads': at_least(1),
+    'method.loss': one_of(LOSSES), 'method.loss_on': one_of(LOSS_ON), 'method.depth_norm': one_of(DEPTH_NORMS),
+    'method.depth_norm_stats': one_of(DEPTH_NORM_STATS), 'method.metric_depth_scale': positive(),
+    'method.depth_loss_weight': non_negative(), 'method.rgb_loss_weight': non_negative()}
+METHOD_RELATIONS = (
+    Relation(('method.decoder_dim', 'method.decoder_num_heads'),
+             lambda c: c.method.decoder_dim % c.method.decoder_num_heads == 0,
+             lambda c: f'method.decoder_dim {c.method.decoder_dim} is not divisible by method.decoder_num_heads '
+                       f'{c.method.decoder_num_heads}', ('method.decoder_dim=100', 'method.decoder_num_heads=8')),
+    Relation(('method.depth_loss_weight', 'method.rgb_loss_weight'),
+             lambda c: c.method.depth_loss_weight > 0 or c.method.rgb_loss_weight > 0,
+             lambda c: 'at least one of method.depth_loss_weight and method.rgb_loss_weight must be > 0',
+             ('method.depth_loss_weight=0', 'method.rgb_loss_weight=0')))
 
 
 @dataclass
@@ -55,8 +74,6 @@ class PretrainMethodConfig:
     def validate(self) -> None:
         """The ``method.*`` rows of the pre-training validation table (mask3d.training.config)."""
         from types import SimpleNamespace
-
-        from .config import METHOD_KNOBS, METHOD_RELATIONS, validate_config
         validate_config(SimpleNamespace(method=self), METHOD_KNOBS, METHOD_RELATIONS)
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ...errors import ConfigError
-from ..config import (DATA_KNOBS, OPTIM_KNOBS, TRAIN_KNOBS, BaseDataConfig, BaseOptimConfig, BaseTrainConfig, Relation,
-                      at_least, block_indices, dataclass_config_from_dict, ensure_valid, in_unit, kwargs_mapping,
-                      load_dataclass_config, min_lr_below_lr, name, non_negative, non_negative_int, one_of, positive,
-                      ValidatedConfig)
+from ..config import (DATA_KNOBS, OPTIM_KNOBS, TRAIN_KNOBS, BaseDataConfig, BaseOptimConfig, BaseTrainConfig,
+                      ValidatedConfig, dataclass_config_from_dict, ensure_valid, load_dataclass_config)
+from ..config_rules import (Relation, at_least, block_indices, in_unit, kwargs_mapping, min_lr_below_lr, name,
+                            non_negative, non_negative_int, one_of, positive)
 
 TASKS = ('semseg', 'depth', 'instance')
 FINETUNE_SOURCES = ('synthetic', 'scannet', 'scannet-25k', 'nyuv2', 'nyu-raw', 'cityscapes', 'folder')

@@ -2,9 +2,9 @@
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ..config import (DEVICES, Relation, Rule, at_least, ensure_valid, in_unit, kwargs_mapping, load_dataclass_config,
-                      name, non_negative, non_negative_int, one_of, positive, positive_list, size_pair,
-                      ValidatedConfig)
+from ..config import DEVICES, ValidatedConfig, ensure_valid, load_dataclass_config
+from ..config_rules import (Relation, Rule, at_least, in_unit, kwargs_mapping, name, non_negative, non_negative_int,
+                            one_of, positive, positive_list, size_pair)
 
 PROBE_TASKS = ('depth', 'normals', 'semseg', 'correspondence')
 PROBE_SOURCES = ('synthetic', 'folder', 'nyu', 'scannet', '7scenes')

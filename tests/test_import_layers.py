@@ -1,0 +1,101 @@
+"""The import graph of ``mask3d/`` has no circles (issue 24): every ``import`` and ``from ... import``, at module
+level or inside a function, read with ``ast``. A circle makes the import order matter and hides which module is the
+lower layer; ``training.config`` <-> ``training.pretrainer`` and ``loading`` <-> ``models.mask3d_vit`` were the
+last two."""
+import ast
+import sys
+from pathlib import Path
+from typing import Dict, List, Set
+
+from conftest import REPO_ROOT
+
+PACKAGE = REPO_ROOT / 'mask3d'
+
+
+def _modules() -> Dict[str, Path]:
+    out = {}
+    for f in PACKAGE.rglob('*.py'):
+        parts = list(f.relative_to(REPO_ROOT).with_suffix('').parts)
+        if parts[-1] == '__init__':
+            parts = parts[:-1]
+        out['.'.join(parts)] = f
+    return out
+
+
+def import_graph() -> Dict[str, Set[str]]:
+    """module -> the mask3d modules it imports (``from .x import y`` counts as ``x.y`` when that is a module)."""
+    mods = _modules()
+    graph = {}
+    for name, path in mods.items():
+        package = name.split('.') if path.name == '__init__.py' else name.split('.')[:-1]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+            if isinstance(node, ast.ImportFrom):
+                base = package[:len(package) - node.level + 1] if node.level else []
+                target = '.'.join(base + ([node.module] if node.module else []))
+                found = [f'{target}.{a.name}' if f'{target}.{a.name}' in mods else target for a in node.names]
+            elif isinstance(node, ast.Import):
+                found = [a.name for a in node.names]
+            else:
+                continue
+            for dep in found:
+                while dep and dep not in mods:
+                    dep = dep.rsplit('.', 1)[0] if '.' in dep else ''
+                if dep and dep != name:
+                    deps.add(dep)
+        graph[name] = deps
+    return graph
+
+
+def circles(graph: Dict[str, Set[str]]) -> List[List[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10000))
+    try:
+        for v in sorted(graph):
+            if v not in index:
+                visit(v)
+    finally:
+        sys.setrecursionlimit(limit)
+    return found
+
+
+def test_the_checker_finds_a_circle():
+    assert circles({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}) == [['a', 'b', 'c']]
+    assert circles({'a': {'b'}, 'b': set()}) == []
+
+
+def test_mask3d_has_no_import_circles():
+    graph = import_graph()
+    assert 'mask3d.training.config_rules' in graph and 'mask3d.weights_fit' in graph['mask3d.loading']
+    assert circles(graph) == []
+
+
+def test_the_rule_table_depends_on_no_training_module():
+    """Methods register their knobs (``pretrainer.METHOD_KNOBS``) against ``config_rules``, which imports only the
+    error types: the pre-training config can import the method without the method importing the config back."""
+    assert import_graph()['mask3d.training.config_rules'] == {'mask3d.errors'}
+    assert 'mask3d.training.config' not in import_graph()['mask3d.training.pretrainer']
