@@ -121,126 +121,161 @@ def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bo
 
 def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optional[Dict[str, Any]],
               progress: bool) -> Dict[str, Any]:
-    t_cfg, d_cfg, o_cfg = cfg.train, cfg.data, cfg.optim
-    device = info.device
-    # ---- model ----
+    o_cfg = cfg.optim
     encoder = build_encoder(cfg)
-    check_image_size(d_cfg.image_size, encoder.patch_embed.patch_size[0], cfg.model.name)
+    check_image_size(cfg.data.image_size, encoder.patch_embed.patch_size[0], cfg.model.name)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    model = build_pretrainer(cfg, encoder, device)
-    eff_batch = d_cfg.batch_size * o_cfg.accum_steps * info.world_size
-    lr = o_cfg.lr if o_cfg.lr is not None else o_cfg.base_lr * eff_batch / 256
-    optimizer = build_optimizer(cfg, model, lr)
-    warmup = o_cfg.warmup_steps or int(round(o_cfg.warmup_fraction * t_cfg.steps))
-    scheduler = CosineLRScheduler(optimizer, t_initial=t_cfg.steps, lr_min=o_cfg.min_lr, warmup_t=warmup,
-                                  warmup_lr_init=lr * 0.01 if warmup else lr, warmup_prefix=True,
-                                  t_in_epochs=False)
-    scaler = torch.amp.GradScaler('cuda', enabled=t_cfg.precision == 'fp16' and device.type == 'cuda')
-
-    step, epoch = 0, 0
-    if state is not None:
-        step = restore_training_state(state, info, model, optimizer, scheduler, scaler)
-
-    train_model = model
-    if info.distributed:
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
-    if t_cfg.compile:
-        # static shapes (every batch has the same size and visible count); one graph without breaks on a single
-        # process (DDP splits it at its bucket boundaries); mode 'reduce-overhead' replays it as CUDA graphs
-        train_model = torch.compile(train_model, mode=t_cfg.compile_mode, dynamic=False,
-                                    fullgraph=not info.distributed)
-
-    # ---- data ----
-    mean, std = encoder.pretrained_cfg['mean'], encoder.pretrained_cfg['std']
-    transform = JointTransform(d_cfg.image_size, scale=tuple(d_cfg.scale), hflip=d_cfg.hflip, mean=mean, std=std)
-    colour = ColourDecoding(d_cfg.decode_device, device, transform)  # data.decode_device: JPEGs decoded on a device
-    frames = None  # data.skip_bad: its skipped_at_listing are the frames left out while listing
-    if d_cfg.source == 'shards':
-        sampler, samples = _shard_stream(cfg, state, info, transform, model.patch_size, colour)
-        warn_if_depth_implausible(local_shards(d_cfg.root), 'data.source=shards')  # a wrong depth unit, in one line
-        frames_total, micro_per_epoch = sampler.shards.frames, sampler.batches_per_epoch
-    else:
-        frames = build_frames(cfg)
-        warn_if_depth_implausible(frames, f'data.source={d_cfg.source}')  # one line: a wrong depth unit
-        samples = PretrainSamples(colour.frames(frames, d_cfg.source), transform,
-                                  patch_size=model.patch_size, seed=t_cfg.seed,
-                                  skip_bad=d_cfg.skip_bad)
-        sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
-        frames_total = len(samples)
-        micro_per_epoch = (len(samples) // info.world_size) // d_cfg.batch_size
-    steps_per_epoch = micro_per_epoch // o_cfg.accum_steps
-    if steps_per_epoch < 1:
-        raise ConfigError(f'{frames_total} frames are too few for one step of {eff_batch} (batch_size x '
-                          f'accum_steps x processes); lower data.batch_size or add data')
-    loader = DataLoader(samples, batch_size=d_cfg.batch_size, num_workers=d_cfg.num_workers,
-                        pin_memory=device.type == 'cuda', drop_last=True,
-                        persistent_workers=False, prefetch_factor=4 if d_cfg.num_workers else None,
-                        collate_fn=colour.collate_fn,
-                        **({} if d_cfg.source == 'shards' else dict(
-                            sampler=sampler,
-                            generator=torch.Generator().manual_seed(t_cfg.seed))))  # leaves the global RNG to the model
-
+    model = build_pretrainer(cfg, encoder, info.device)
+    optimizer, scheduler, scaler = _optimization(cfg, model, info)
+    step = restore_training_state(state, info, model, optimizer, scheduler, scaler) if state is not None else 0
+    train_model = _wrap_for_training(model, cfg, info)
+    data = _PretrainData(cfg, state, info, model)
+    skips = SkipCounter.for_run(info, data.frames, state)
     logger = MetricsLogger(run_dir, info.is_main, 'pretrain')
     loop = TrainingLoop(
         LoopSettings.from_config(cfg, desc='pretrain', progress=progress,
                                  lr_hint='optim.lr' if o_cfg.lr is not None else 'optim.base_lr',
                                  lr_value=o_cfg.lr if o_cfg.lr is not None else o_cfg.base_lr),
         model=model, train_model=train_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, info=info,
-        run_dir=run_dir, steps_per_epoch=steps_per_epoch, logger=logger, start_step=step,
+        run_dir=run_dir, steps_per_epoch=data.steps_per_epoch, logger=logger, start_step=step,
         checkpoint_payload=lambda _: {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                                       'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict(),
                                       'config': cfg.to_dict(), 'skipped_frames_read': skips.read})
+    steps = _PretrainStep(cfg, model, info, run_dir, loop, skips, data.mean, data.std)
+    last_record = loop.run(data.epoch_batches, steps.forward, log_extras=steps.reliance,
+                           record_extras=lambda: {'skipped_frames': skips.total}, after_step=steps.figure)
+    logger.close()
+    skips.gather()
+    return _finish(cfg, run_dir, info, model, loop.step, last_record, skips.total)
 
-    def epoch_batches(epoch: int, start_micro: int):
-        sampler.set_epoch(epoch, start=start_micro * d_cfg.batch_size)
-        return colour.batches(loader)
 
-    last: Dict[str, Any] = {}  # the latest micro-batch and its outputs: rgb_reliance and figures use them
-    skips = SkipCounter.for_run(info, frames, state)
+def _optimization(cfg: PretrainConfig, model: Mask3DPretrainer, info: DistInfo):
+    """AdamW (timm's factory) at ``optim.lr``, or ``base_lr x global batch / 256``; per-step cosine with warmup."""
+    o_cfg, t_cfg = cfg.optim, cfg.train
+    eff_batch = cfg.data.batch_size * o_cfg.accum_steps * info.world_size
+    lr = o_cfg.lr if o_cfg.lr is not None else o_cfg.base_lr * eff_batch / 256
+    optimizer = build_optimizer(cfg, model, lr)
+    warmup = o_cfg.warmup_steps or int(round(o_cfg.warmup_fraction * t_cfg.steps))
+    scheduler = CosineLRScheduler(optimizer, t_initial=t_cfg.steps, lr_min=o_cfg.min_lr, warmup_t=warmup,
+                                  warmup_lr_init=lr * 0.01 if warmup else lr, warmup_prefix=True,
+                                  t_in_epochs=False)
+    scaler = torch.amp.GradScaler('cuda', enabled=t_cfg.precision == 'fp16' and info.device.type == 'cuda')
+    return optimizer, scheduler, scaler
 
-    def forward(net, batch, autocast):
+
+def _wrap_for_training(model: Mask3DPretrainer, cfg: PretrainConfig, info: DistInfo) -> torch.nn.Module:
+    """DDP across processes, then ``torch.compile`` when ``train.compile`` asks for it."""
+    train_model = model
+    if info.distributed:
+        device = info.device
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    if cfg.train.compile:
+        # static shapes (every batch has the same size and visible count); one graph without breaks on a single
+        # process (DDP splits it at its bucket boundaries); mode 'reduce-overhead' replays it as CUDA graphs
+        train_model = torch.compile(train_model, mode=cfg.train.compile_mode, dynamic=False,
+                                    fullgraph=not info.distributed)
+    return train_model
+
+
+class _PretrainData:
+    """The frames (or shard stream), their sampler and loader, and ``epoch_batches`` for the training loop."""
+
+    def __init__(self, cfg: PretrainConfig, state: Optional[Dict[str, Any]], info: DistInfo,
+                 model: Mask3DPretrainer):
+        d_cfg, t_cfg = cfg.data, cfg.train
+        device = info.device
+        self.batch_size = d_cfg.batch_size
+        self.mean, self.std = model.encoder.pretrained_cfg['mean'], model.encoder.pretrained_cfg['std']
+        transform = JointTransform(d_cfg.image_size, scale=tuple(d_cfg.scale), hflip=d_cfg.hflip, mean=self.mean,
+                                   std=self.std)
+        # data.decode_device: JPEGs decoded on a device
+        self.colour = ColourDecoding(d_cfg.decode_device, device, transform)
+        self.frames = None  # data.skip_bad: its skipped_at_listing are the frames left out while listing
+        if d_cfg.source == 'shards':
+            self.sampler, samples = _shard_stream(cfg, state, info, transform, model.patch_size, self.colour)
+            warn_if_depth_implausible(local_shards(d_cfg.root), 'data.source=shards')  # a wrong depth unit
+            frames_total, micro_per_epoch = self.sampler.shards.frames, self.sampler.batches_per_epoch
+        else:
+            self.frames = build_frames(cfg)
+            warn_if_depth_implausible(self.frames, f'data.source={d_cfg.source}')  # one line: a wrong depth unit
+            samples = PretrainSamples(self.colour.frames(self.frames, d_cfg.source), transform,
+                                      patch_size=model.patch_size, seed=t_cfg.seed, skip_bad=d_cfg.skip_bad)
+            self.sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank,
+                                             seed=t_cfg.seed)
+            frames_total = len(samples)
+            micro_per_epoch = (len(samples) // info.world_size) // d_cfg.batch_size
+        self.steps_per_epoch = micro_per_epoch // cfg.optim.accum_steps
+        if self.steps_per_epoch < 1:
+            eff_batch = d_cfg.batch_size * cfg.optim.accum_steps * info.world_size
+            raise ConfigError(f'{frames_total} frames are too few for one step of {eff_batch} (batch_size x '
+                              f'accum_steps x processes); lower data.batch_size or add data')
+        self.loader = DataLoader(samples, batch_size=d_cfg.batch_size, num_workers=d_cfg.num_workers,
+                                 pin_memory=device.type == 'cuda', drop_last=True,
+                                 persistent_workers=False, prefetch_factor=4 if d_cfg.num_workers else None,
+                                 collate_fn=self.colour.collate_fn,
+                                 **({} if d_cfg.source == 'shards' else dict(
+                                     sampler=self.sampler,  # a seeded generator leaves the global RNG to the model
+                                     generator=torch.Generator().manual_seed(t_cfg.seed))))
+
+    def epoch_batches(self, epoch: int, start_micro: int):
+        self.sampler.set_epoch(epoch, start=start_micro * self.batch_size)
+        return self.colour.batches(self.loader)
+
+
+class _PretrainStep:
+    """What the loop calls around each step: the forward pass (``loss``, ``loss_depth``), ``rgb_reliance`` at log
+    steps and the reconstruction figure; it keeps the latest micro-batch and its outputs for the last two."""
+
+    def __init__(self, cfg: PretrainConfig, model: Mask3DPretrainer, info: DistInfo, run_dir: Path,
+                 loop: TrainingLoop, skips: SkipCounter, mean, std):
+        self.cfg, self.model, self.info, self.run_dir, self.loop, self.skips = cfg, model, info, run_dir, loop, skips
+        self.mean, self.std = mean, std
+        self.last: Dict[str, Any] = {}
+
+    def forward(self, net, batch, autocast):
+        device, t_cfg = self.info.device, self.cfg.train
         rgb = batch['rgb'].to(device, non_blocking=True)
         depth = batch['depth'].to(device, non_blocking=True)
         noise = batch['mask_noise'].to(device, non_blocking=True)
-        skips.add(batch)
+        self.skips.add(batch)
         if t_cfg.compile and t_cfg.compile_mode == 'reduce-overhead':
             torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step may reuse output memory
         with autocast:
             out = net(rgb, depth, mask_noise=noise)
-        last.update(rgb=rgb, depth=depth, noise=noise, out=out)
+        self.last.update(rgb=rgb, depth=depth, noise=noise, out=out)
         return {'loss': out['loss'], 'loss_depth': out['loss_depth']}
 
-    def reliance() -> Dict[str, float]:
-        skips.gather()  # every rank is here (a log step): the skip count of all ranks for record_extras
-        if not model.has_depth_pretext:  # MAE (no depth loss): the ratio would mean nothing, so none is stored
+    def reliance(self) -> Dict[str, float]:
+        self.skips.gather()  # every rank is here (a log step): the skip count of all ranks for record_extras
+        if not self.model.has_depth_pretext:  # MAE (no depth loss): the ratio would mean nothing, so none is stored
             return {}
         # one extra no-grad forward pair on the last micro-batch: does the loss need the encoder?
-        rgb = last['rgb']
-        return {'rgb_reliance': rgb_reliance(model, rgb, last['depth'], mask_noise=last['noise'],
-                                             autocast=loop.autocast) if rgb.shape[0] > 1 else float('nan')}
+        rgb = self.last['rgb']
+        return {'rgb_reliance': rgb_reliance(self.model, rgb, self.last['depth'], mask_noise=self.last['noise'],
+                                             autocast=self.loop.autocast) if rgb.shape[0] > 1 else float('nan')}
 
-    def figure(step: int, losses: Dict[str, torch.Tensor]) -> None:
+    def figure(self, step: int, losses: Dict[str, torch.Tensor]) -> None:
+        t_cfg = self.cfg.train
         if t_cfg.ckpt_every and (step % t_cfg.ckpt_every == 0 or step == t_cfg.steps):
-            skips.gather()  # before the loop saves the checkpoint: it stores the count of this very step
-        if info.is_main and (step % t_cfg.figure_every == 0 or step == t_cfg.steps):
+            self.skips.gather()  # before the loop saves the checkpoint: it stores the count of this very step
+        if self.info.is_main and (step % t_cfg.figure_every == 0 or step == t_cfg.steps):
             from .visualize import save_reconstruction_figure
-            out = last['out']
+            out = self.last['out']
             save_reconstruction_figure(
-                run_dir / 'figures' / f'step_{step:07d}.png', last['rgb'], last['depth'], out['pred_depth'],
-                out['rgb_mask'], out['depth_mask'], patch_size=model.patch_size, mean=mean, std=std,
-                max_samples=t_cfg.figure_samples, pred_depth_normalized=out['pred_depth_normalized'].detach(),
+                self.run_dir / 'figures' / f'step_{step:07d}.png', self.last['rgb'], self.last['depth'],
+                out['pred_depth'], out['rgb_mask'], out['depth_mask'], patch_size=self.model.patch_size,
+                mean=self.mean, std=self.std, max_samples=t_cfg.figure_samples,
+                pred_depth_normalized=out['pred_depth_normalized'].detach(),
                 title=f"step {step}  loss {float(losses['loss']):.4f}  "
-                      f"rgb_reliance {loop.last_record.get('rgb_reliance', float('nan')):.3f}")
+                      f"rgb_reliance {self.loop.last_record.get('rgb_reliance', float('nan')):.3f}")
 
-    last_record = loop.run(epoch_batches, forward, log_extras=reliance,
-                           record_extras=lambda: {'skipped_frames': skips.total}, after_step=figure)
-    step = loop.step
-    logger.close()
-    skips.gather()
 
-    summary = {'run_dir': str(run_dir), 'steps': step, 'final': last_record, 'skipped_frames': skips.total,
+def _finish(cfg: PretrainConfig, run_dir: Path, info: DistInfo, model: Mask3DPretrainer, step: int,
+            last_record: Dict[str, Any], skipped: int) -> Dict[str, Any]:
+    """The run's summary (summary.json on rank 0: first and last records, rgb_reliance, the export)."""
+    summary = {'run_dir': str(run_dir), 'steps': step, 'final': last_record, 'skipped_frames': skipped,
                'checkpoint': str(run_dir / 'checkpoints' / 'last.pt')}
     if info.is_main:
         records = read_metrics(run_dir)
@@ -249,7 +284,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
             if model.has_depth_pretext:
                 summary['rgb_reliance'] = {'first': records[0].get('rgb_reliance'),
                                            'last': records[-1].get('rgb_reliance')}
-        if t_cfg.export_at_end:
+        if cfg.train.export_at_end:
             summary['export'] = str(export_encoder(model.encoder, cfg, run_dir / 'export', metrics=last_record,
                                                    run_dir=run_dir))
         (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
