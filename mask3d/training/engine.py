@@ -12,7 +12,6 @@ import torch
 import yaml
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ..errors import ConfigError, NonFiniteLossError  # noqa: F401 (NonFiniteLossError: re-exported)
@@ -35,7 +34,8 @@ from .distributed import DistInfo
 from .pretrainer import Mask3DPretrainer
 from .reliance import rgb_reliance
 from .loop import LoopSettings, TrainingLoop
-from .runtime import MetricsLogger, launch, read_metrics, restore_training_state
+from .runtime import (MetricsLogger, grad_scaler, launch, read_metrics, restore_training_state,
+                      wrap_distributed)
 
 def build_encoder(cfg: PretrainConfig) -> torch.nn.Module:
     """The backbone, through the same path as ``mask3d.create_model``; ``model.init`` loads initial weights."""
@@ -161,16 +161,12 @@ def _optimization(cfg: PretrainConfig, model: Mask3DPretrainer, info: DistInfo):
     scheduler = CosineLRScheduler(optimizer, t_initial=t_cfg.steps, lr_min=o_cfg.min_lr, warmup_t=warmup,
                                   warmup_lr_init=lr * 0.01 if warmup else lr, warmup_prefix=True,
                                   t_in_epochs=False)
-    scaler = torch.amp.GradScaler('cuda', enabled=t_cfg.precision == 'fp16' and info.device.type == 'cuda')
-    return optimizer, scheduler, scaler
+    return optimizer, scheduler, grad_scaler(t_cfg.precision, info.device)
 
 
 def _wrap_for_training(model: Mask3DPretrainer, cfg: PretrainConfig, info: DistInfo) -> torch.nn.Module:
     """DDP across processes, then ``torch.compile`` when ``train.compile`` asks for it."""
-    train_model = model
-    if info.distributed:
-        device = info.device
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    train_model = wrap_distributed(model, info)
     if cfg.train.compile:
         # static shapes (every batch has the same size and visible count); one graph without breaks on a single
         # process (DDP splits it at its bucket boundaries); mode 'reduce-overhead' replays it as CUDA graphs

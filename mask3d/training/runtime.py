@@ -163,6 +163,20 @@ def drop_metrics_after(path: Path, step: int) -> int:
 _SCHEDULE_VALUES = ('base_values', 'lr_min', 'warmup_lr_init')  # what optim.lr/base_lr/min_lr set in a scheduler
 
 
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """The loss scaler of ``train.precision``: active only for fp16 on CUDA (bf16 and fp32 need none)."""
+    return torch.amp.GradScaler('cuda', enabled=precision == 'fp16' and device.type == 'cuda')
+
+
+def wrap_distributed(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel under torchrun (one device per process), else ``model`` itself."""
+    if not info.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+    device = info.device
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+
+
 def restore_training_state(state: Dict[str, Any], info: DistInfo, model, optimizer, scheduler, scaler) -> int:
     """Load a checkpoint's model, optimizer, scheduler, grad scaler and this rank's RNG; returns its step.
 

@@ -14,7 +14,6 @@ import yaml
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler, PolyLRScheduler
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from ...errors import ConfigError, Mask3DError, NonFiniteLossError  # noqa: F401 (re-exported)
@@ -25,7 +24,8 @@ from ..distributed import DistInfo, cleanup, init_distributed
 from ..loop import LoopSettings, TrainingLoop
 from ..skips import SkipCounter
 from ..run_folder import check_not_protected
-from ..runtime import MetricsLogger, autocast_context, launch, restore_training_state
+from ..runtime import (MetricsLogger, autocast_context, grad_scaler, launch, restore_training_state,
+                       wrap_distributed)
 from ..config import check_image_size, ensure_valid
 from .config import FinetuneConfig, finetune_config_from_dict
 from .data import TaskSamples, build_task_frames, collate, task_transform
@@ -70,96 +70,121 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
     # data first: a wrong class count or a missing dataset fails before any model is built or trained
     train_frames = build_task_frames(cfg, 'train')
     val_frames = build_task_frames(cfg, 'val')
-    t_cfg, d_cfg, o_cfg, device = cfg.train, cfg.data, cfg.optim, info.device
+    t_cfg, o_cfg, device = cfg.train, cfg.optim, info.device
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     model, recipe = build_task_model(cfg, backbone=state['backbone'] if state else None)
-    check_image_size(d_cfg.image_size, model._vit()[0].patch_embed.patch_size[0], recipe['name'])
+    check_image_size(cfg.data.image_size, model._vit()[0].patch_embed.patch_size[0], recipe['name'])
     model = model.to(device)
     if info.distributed and device.type == 'cuda':
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = build_finetune_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
-    scaler = torch.amp.GradScaler('cuda', enabled=t_cfg.precision == 'fp16' and device.type == 'cuda')
-    step = 0
-    if state is not None:
-        step = restore_training_state(state, info, model, optimizer, scheduler, scaler)
-    train_model = model
-    if info.distributed:
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    scaler = grad_scaler(t_cfg.precision, device)
+    step = restore_training_state(state, info, model, optimizer, scheduler, scaler) if state is not None else 0
+    train_model = wrap_distributed(model, info)
 
-    mean, std = _mean_std(model)
-    samples = TaskSamples(train_frames, cfg.task, task_transform(cfg, True, mean, std), seed=t_cfg.seed,
-                          skip_bad=d_cfg.skip_bad)
+    data = _FinetuneData(cfg, info, train_frames, model)
     skips = SkipCounter.for_run(info, train_frames, state)  # data.skip_bad, as in pre-training
-    sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
-    steps_per_epoch = (len(samples) // info.world_size) // d_cfg.batch_size // o_cfg.accum_steps
-    if steps_per_epoch < 1:
-        raise ConfigError(f'{len(samples)} training frames are too few for one step of '
-                          f'{d_cfg.batch_size * o_cfg.accum_steps * info.world_size} frames')
-    loader = DataLoader(samples, batch_size=d_cfg.batch_size, sampler=sampler, num_workers=d_cfg.num_workers,
-                        collate_fn=collate, pin_memory=device.type == 'cuda', drop_last=True,
-                        generator=torch.Generator().manual_seed(t_cfg.seed),  # keeps the global RNG (dropout) exact
-                        prefetch_factor=4 if d_cfg.num_workers else None)
     logger = MetricsLogger(run_dir, info.is_main, f'finetune_{cfg.task}')
     loop = TrainingLoop(
         LoopSettings.from_config(cfg, desc=f'finetune {cfg.task}', progress=progress, lr_value=o_cfg.lr),
         model=model, train_model=train_model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, info=info,
-        run_dir=run_dir, steps_per_epoch=steps_per_epoch, logger=logger, start_step=step, log_tags={'split': 'train'},
+        run_dir=run_dir, steps_per_epoch=data.steps_per_epoch, logger=logger, start_step=step,
+        log_tags={'split': 'train'},
         checkpoint_payload=lambda _: {'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                                       'scheduler': scheduler.state_dict(), 'scaler': scaler.state_dict(),
                                       'config': cfg.to_dict(), 'backbone': recipe, 'task': cfg.task,
                                       'skipped_frames_read': skips.read})
-
-    def run_eval(tag_step: int, final: bool) -> Dict[str, Any]:
-        out_dir = run_dir / 'eval' if final else None
-        if info.distributed:  # BatchNorm running stats drift apart per rank (no SyncBN on CPU): score rank 0's model,
-            for buffer in model.buffers():  # the one the checkpoint holds
-                torch.distributed.broadcast(buffer, src=0)
-        result = evaluate_model(cfg, model, val_frames, info, out_dir=out_dir, split='val', progress=progress and final,
-                                title=f'step {tag_step}')
-        logger.log({'step': tag_step, 'split': 'val', **{k: v for k, v in result.items() if not isinstance(v, list)}})
-        model.train()
-        return result
-
-    def epoch_batches(epoch: int, start_micro: int):
-        sampler.set_epoch(epoch, start=start_micro * d_cfg.batch_size)
-        return loader
-
-    def forward(net, batch, autocast):
-        batch['rgb'] = batch['rgb'].to(device, non_blocking=True)
-        skips.add(batch)
-        with autocast:
-            return training_loss(cfg.task, net, batch, device, cfg.eval.min_depth)
-
-    def log_extras() -> Dict[str, Any]:
-        skips.gather()  # every rank is here (a log step): the skip count of all ranks for record_extras
-        return {}
-
-    def after_step(step: int, losses) -> None:
-        if t_cfg.ckpt_every and (step % t_cfg.ckpt_every == 0 or step == t_cfg.steps):
-            skips.gather()  # before the loop saves the checkpoint: it stores the count of this very step
-        if t_cfg.eval_every and step % t_cfg.eval_every == 0 and step < t_cfg.steps:
-            run_eval(step, final=False)
-
-    last = loop.run(epoch_batches, forward, log_extras=log_extras,
-                    record_extras=lambda: {'skipped_frames': skips.total}, after_step=after_step)
+    steps = _FinetuneStep(cfg, model, info, run_dir, val_frames, skips, logger, progress)
+    last = loop.run(data.epoch_batches, steps.forward, log_extras=steps.log_extras,
+                    record_extras=lambda: {'skipped_frames': skips.total}, after_step=steps.after_step)
     step = loop.step
     skips.gather()
-    result = run_eval(step, final=True)
+    result = steps.evaluate(step, final=True)
     logger.close()
     summary = {'run_dir': str(run_dir), 'task': cfg.task, 'steps': step, 'final_train': last, 'val': result,
                'skipped_frames': skips.total,
                'checkpoint': str(run_dir / 'checkpoints' / 'last.pt')}
     if info.is_main:
-        from safetensors.torch import save_file
-        weights = {k: v.contiguous() for k, v in model.state_dict().items()}
-        check_finite_tensors(weights, f'weights {run_dir / "model.safetensors"}')  # never write NaN/inf
-        save_file(weights, str(run_dir / 'model.safetensors'))
+        _write_weights(model, run_dir / 'model.safetensors')
         (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
+
+
+class _FinetuneData:
+    """The task samples of the training split, their sampler and loader, and ``epoch_batches`` for the loop."""
+
+    def __init__(self, cfg: FinetuneConfig, info: DistInfo, train_frames, model: torch.nn.Module):
+        d_cfg, t_cfg, o_cfg = cfg.data, cfg.train, cfg.optim
+        mean, std = _mean_std(model)
+        samples = TaskSamples(train_frames, cfg.task, task_transform(cfg, True, mean, std), seed=t_cfg.seed,
+                              skip_bad=d_cfg.skip_bad)
+        self.batch_size = d_cfg.batch_size
+        self.sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
+        self.steps_per_epoch = (len(samples) // info.world_size) // d_cfg.batch_size // o_cfg.accum_steps
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f'{len(samples)} training frames are too few for one step of '
+                              f'{d_cfg.batch_size * o_cfg.accum_steps * info.world_size} frames')
+        self.loader = DataLoader(samples, batch_size=d_cfg.batch_size, sampler=self.sampler,
+                                 num_workers=d_cfg.num_workers, collate_fn=collate,
+                                 pin_memory=info.device.type == 'cuda', drop_last=True,
+                                 generator=torch.Generator().manual_seed(t_cfg.seed),  # keeps the global RNG exact
+                                 prefetch_factor=4 if d_cfg.num_workers else None)
+
+    def epoch_batches(self, epoch: int, start_micro: int):
+        self.sampler.set_epoch(epoch, start=start_micro * self.batch_size)
+        return self.loader
+
+
+class _FinetuneStep:
+    """What the loop calls around each step: the task's loss, the skip count at log and checkpoint steps, and the
+    evaluation on the validation split every ``train.eval_every`` steps (and at the end)."""
+
+    def __init__(self, cfg: FinetuneConfig, model: torch.nn.Module, info: DistInfo, run_dir: Path, val_frames,
+                 skips: SkipCounter, logger: MetricsLogger, progress: bool):
+        self.cfg, self.model, self.info, self.run_dir, self.val_frames = cfg, model, info, run_dir, val_frames
+        self.skips, self.logger, self.progress = skips, logger, progress
+
+    def forward(self, net, batch, autocast):
+        batch['rgb'] = batch['rgb'].to(self.info.device, non_blocking=True)
+        self.skips.add(batch)
+        with autocast:
+            return training_loss(self.cfg.task, net, batch, self.info.device, self.cfg.eval.min_depth)
+
+    def log_extras(self) -> Dict[str, Any]:
+        self.skips.gather()  # every rank is here (a log step): the skip count of all ranks for record_extras
+        return {}
+
+    def after_step(self, step: int, losses) -> None:
+        t_cfg = self.cfg.train
+        if t_cfg.ckpt_every and (step % t_cfg.ckpt_every == 0 or step == t_cfg.steps):
+            self.skips.gather()  # before the loop saves the checkpoint: it stores the count of this very step
+        if t_cfg.eval_every and step % t_cfg.eval_every == 0 and step < t_cfg.steps:
+            self.evaluate(step, final=False)
+
+    def evaluate(self, tag_step: int, final: bool) -> Dict[str, Any]:
+        model = self.model
+        if self.info.distributed:  # BatchNorm running stats drift apart per rank (no SyncBN on CPU): score rank
+            for buffer in model.buffers():  # 0's model, the one the checkpoint holds
+                torch.distributed.broadcast(buffer, src=0)
+        result = evaluate_model(self.cfg, model, self.val_frames, self.info,
+                                out_dir=self.run_dir / 'eval' if final else None, split='val',
+                                progress=self.progress and final, title=f'step {tag_step}')
+        self.logger.log({'step': tag_step, 'split': 'val',
+                         **{k: v for k, v in result.items() if not isinstance(v, list)}})
+        model.train()
+        return result
+
+
+def _write_weights(model: torch.nn.Module, path: Path) -> None:
+    """The fine-tuned model (backbone + head) as safetensors; refused if any tensor is NaN/inf."""
+    from safetensors.torch import save_file
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    check_finite_tensors(weights, f'weights {path}')  # never write NaN/inf
+    save_file(weights, str(path))
 
 
 @torch.no_grad()
