@@ -104,88 +104,111 @@ def _run_probe(cfg: ProbeConfig, out: Path, backbone_label: Optional[str]) -> Di
     torch.manual_seed(cfg.train.seed)
     device = _device(cfg.train.device)
     net, recipe = build_frozen_backbone(cfg.model, cfg.features.blocks)
-    p = recipe['patch_size']
-    check_image_size(cfg.data.image_size, p, recipe.get('name', cfg.model.backbone))
+    check_image_size(cfg.data.image_size, recipe['patch_size'], recipe.get('name', cfg.model.backbone))
     net.to(device)
     train, test, posed = load_probe_data(cfg, recipe['mean'], recipe['std'])
     f_train = extract_features(net, train.rgb, cfg.features.batch_size, device, 'features train')
     f_test = extract_features(net, test.rgb, cfg.features.batch_size, device, 'features test')
-    n_blocks, channels = f_train.shape[1], f_train.shape[2]
     result: Dict[str, Any] = {'backbone': dict(recipe, label=backbone_label or cfg.model.backbone),
                               'config': cfg.to_dict(), 'frames': {'train': len(train), 'test': len(test)}}
-    shown = list(range(min(cfg.figure_samples, len(test))))
+    probe = _Probe(cfg, device, train, test, f_train, f_test, list(range(min(cfg.figure_samples, len(test)))))
     panels: Dict[str, Any] = {}
-    h = cfg.train.hidden
-    max_depth = cfg.data.max_depth
-
-    if 'depth' in cfg.tasks:
-        init = float(train.depth[train.depth > 0].median()) if (train.depth > 0).any() else 3.0
-        head, last = _train_head(DepthProbe(n_blocks, channels, h, max_depth, init), f_train, [train.depth], silog_loss,
-                                 cfg, device, 'probe depth')
-        pred = _predict(head, f_test, cfg, device)
-        metrics = ProbeDepthMetrics(max_depth=max_depth)
-        metrics.update(pred, test.depth)
-        result['depth'] = dict(metrics.compute(), train_loss=last)
-        panels['depth'] = (test.depth[shown, 0], pred[shown, 0])
-
-    if 'normals' in cfg.tasks:
-        if train.intrinsics is None or test.intrinsics is None:
-            _skip(result, 'normals', 'the source has no intrinsics (normals are computed from depth + intrinsics)')
-        else:
-            n_train, v_train = _normals(train)
-            n_test, v_test = _normals(test)
-            head, last = _train_head(DenseProbe(n_blocks, channels, 3, h), f_train, [n_train, v_train],
-                                     angular_loss, cfg, device, 'probe normals')
-            pred = _predict(head, f_test, cfg, device)
-            metrics = NormalMetrics()
-            metrics.update(pred, n_test, v_test)
-            result['normals'] = dict(metrics.compute(), train_loss=last)
-            panels['normals'] = (n_test[shown], torch.nn.functional.normalize(pred[shown], dim=1), v_test[shown])
-
-    if 'semseg' in cfg.tasks:
-        if train.semantic is None or test.semantic is None or not train.class_names:
-            _skip(result, 'semseg', 'the source has no semantic labels (or no class list: classes.json)')
-        else:
-            names = train.class_names
-            ce = torch.nn.CrossEntropyLoss(ignore_index=255)
-            head, last = _train_head(LinearProbe(n_blocks * channels, len(names)), f_train, [train.semantic],
-                                     ce, cfg, device, 'probe semseg')
-            pred = _predict(head, f_test, cfg, device).argmax(1)
-            metrics = ProbeSegmentationMetrics(names)
-            metrics.update(pred, test.semantic)
-            result['semseg'] = dict(metrics.compute(), train_loss=last)
-            panels['semseg'] = (test.semantic[shown], pred[shown], names)
-
+    for task, run in (('depth', probe.depth), ('normals', probe.normals), ('semseg', probe.semseg)):
+        if task in cfg.tasks:  # in this order: each head's initialisation draws from the seeded RNG
+            skipped = probe.missing(task)
+            if skipped:
+                _skip(result, task, skipped)
+            else:
+                result[task], panels[task] = run()
     if 'correspondence' in cfg.tasks:
         if posed is None or posed.pose is None or posed.intrinsics is None or not posed.pairs:
             _skip(result, 'correspondence', 'no posed frame pairs (needs depth + intrinsics + pose/ per frame)')
         else:
-            c = cfg.correspondence
-            step = max(1, len(posed.pairs) / c.max_pairs)
-            pairs = [posed.pairs[int(i * step)] for i in range(min(c.max_pairs, len(posed.pairs)))]
-            f_posed = f_test if posed is test else extract_features(net, posed.rgb, cfg.features.batch_size, device,
-                                                                    'features views')
-            gen = torch.Generator().manual_seed(cfg.train.seed)
-            errors = [pair_errors(f_posed[i], f_posed[j], posed.frame(i), posed.frame(j), max_queries=c.max_queries,
-                                  stride=max(1, p // 4), tolerance=c.occlusion_tolerance, generator=gen)
-                      for i, j in pairs]
-            every = torch.cat(errors)
-            result['correspondence'] = dict(correspondence_recall(every, c.thresholds_px), pairs=len(pairs),
-                                            matches=int(every.numel()),
-                                            pair_recall=[correspondence_recall(e, c.thresholds_px) for e in errors])
+            result['correspondence'] = _correspondence(cfg, net, posed, test, f_test, recipe['patch_size'], device)
+    result['figures'] = _figures(out, test, f_test, probe.shown, panels, recipe, result['backbone']['label'])
+    result['seconds'] = round(time.time() - started, 1)
+    (out / 'probe.json').write_text(json.dumps(_finite(result), indent=1))
+    return result
 
+
+class _Probe:
+    """One frozen-feature probe per dense task: train a head on the training features, score the test features;
+    each returns (metrics with the final training loss, figure panel)."""
+
+    def __init__(self, cfg: ProbeConfig, device, train, test, f_train, f_test, shown):
+        self.cfg, self.device, self.train, self.test = cfg, device, train, test
+        self.f_train, self.f_test, self.shown = f_train, f_test, shown
+        self.n_blocks, self.channels = f_train.shape[1], f_train.shape[2]
+
+    def missing(self, task: str) -> Optional[str]:
+        """Why ``task`` cannot be probed on this source (None: it can)."""
+        train, test = self.train, self.test
+        if task == 'normals' and (train.intrinsics is None or test.intrinsics is None):
+            return 'the source has no intrinsics (normals are computed from depth + intrinsics)'
+        if task == 'semseg' and (train.semantic is None or test.semantic is None or not train.class_names):
+            return 'the source has no semantic labels (or no class list: classes.json)'
+        return None
+
+    def _fit(self, head, targets, loss, desc):
+        head, last = _train_head(head, self.f_train, targets, loss, self.cfg, self.device, desc)
+        return _predict(head, self.f_test, self.cfg, self.device), last
+
+    def depth(self):
+        train, test, max_depth = self.train, self.test, self.cfg.data.max_depth
+        init = float(train.depth[train.depth > 0].median()) if (train.depth > 0).any() else 3.0
+        pred, last = self._fit(DepthProbe(self.n_blocks, self.channels, self.cfg.train.hidden, max_depth, init),
+                               [train.depth], silog_loss, 'probe depth')
+        metrics = ProbeDepthMetrics(max_depth=max_depth)
+        metrics.update(pred, test.depth)
+        return dict(metrics.compute(), train_loss=last), (test.depth[self.shown, 0], pred[self.shown, 0])
+
+    def normals(self):
+        n_train, v_train = _normals(self.train)
+        n_test, v_test = _normals(self.test)
+        pred, last = self._fit(DenseProbe(self.n_blocks, self.channels, 3, self.cfg.train.hidden),
+                               [n_train, v_train], angular_loss, 'probe normals')
+        metrics = NormalMetrics()
+        metrics.update(pred, n_test, v_test)
+        shown = self.shown
+        return (dict(metrics.compute(), train_loss=last),
+                (n_test[shown], torch.nn.functional.normalize(pred[shown], dim=1), v_test[shown]))
+
+    def semseg(self):
+        names = self.train.class_names
+        pred, last = self._fit(LinearProbe(self.n_blocks * self.channels, len(names)), [self.train.semantic],
+                               torch.nn.CrossEntropyLoss(ignore_index=255), 'probe semseg')
+        pred = pred.argmax(1)
+        metrics = ProbeSegmentationMetrics(names)
+        metrics.update(pred, self.test.semantic)
+        return dict(metrics.compute(), train_loss=last), (self.test.semantic[self.shown], pred[self.shown], names)
+
+
+def _correspondence(cfg: ProbeConfig, net, posed, test, f_test, patch_size: int, device) -> Dict[str, Any]:
+    """Nearest-neighbour matching of frozen features between posed frame pairs, scored against the geometry."""
+    c = cfg.correspondence
+    step = max(1, len(posed.pairs) / c.max_pairs)
+    pairs = [posed.pairs[int(i * step)] for i in range(min(c.max_pairs, len(posed.pairs)))]
+    f_posed = f_test if posed is test else extract_features(net, posed.rgb, cfg.features.batch_size, device,
+                                                            'features views')
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    errors = [pair_errors(f_posed[i], f_posed[j], posed.frame(i), posed.frame(j), max_queries=c.max_queries,
+                          stride=max(1, patch_size // 4), tolerance=c.occlusion_tolerance, generator=gen)
+              for i, j in pairs]
+    every = torch.cat(errors)
+    return dict(correspondence_recall(every, c.thresholds_px), pairs=len(pairs), matches=int(every.numel()),
+                pair_recall=[correspondence_recall(e, c.thresholds_px) for e in errors])
+
+
+def _figures(out: Path, test, f_test, shown, panels, recipe, label: str) -> Dict[str, str]:
+    """probe_predictions.png (when a dense task ran) and probe_pca.png (the last block's first three PCs)."""
     figures = {}
     if panels:
         figures['predictions'] = str(save_probe_figure(out / 'probe_predictions.png', test.rgb[shown], panels,
                                                        recipe['mean'], recipe['std'],
-                                                       title=f"{result['backbone']['label']}: frozen-feature probes"))
+                                                       title=f'{label}: frozen-feature probes'))
     figures['pca'] = str(save_pca_figure(out / 'probe_pca.png', test.rgb[shown], f_test[shown, -1], recipe['mean'],
-                                         recipe['std'], title=f"{result['backbone']['label']}: first 3 PCs of "
-                                                              f"block {recipe['blocks'][-1]}"))
-    result['figures'] = figures
-    result['seconds'] = round(time.time() - started, 1)
-    (out / 'probe.json').write_text(json.dumps(_finite(result), indent=1))
-    return result
+                                         recipe['std'], title=f"{label}: first 3 PCs of block {recipe['blocks'][-1]}"))
+    return figures
 
 
 def _finite(x):
