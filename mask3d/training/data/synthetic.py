@@ -78,157 +78,167 @@ class _SceneBuilder:
         return True
 
 
-def _furnish(b: _SceneBuilder, room: np.ndarray, cam_xz: Tuple[float, float]) -> None:
-    """Place furniture on the floor (y=0 up to room[1]) of a room spanning [0, W] x [0, D] in x, z."""
-    rng = b.rng
-    W, Hr, D = room
-    cam_keep = [(cam_xz[0] - 0.5, cam_xz[1] - 0.5, cam_xz[0] + 0.5, cam_xz[1] + 0.5)]
+class _Furnisher:
+    """Places furniture on the floor (y=0 up to the room's height) of a room spanning [0, W] x [0, D] in x, z, one
+    method per kind; every size and position is drawn from the scene's RNG in a fixed order (same seed, same room)."""
 
-    def place(w, d, against_wall=False, tries=30):
+    def __init__(self, b: _SceneBuilder, room: np.ndarray, cam_xz: Tuple[float, float]):
+        self.b, self.rng = b, b.rng
+        self.W, self.Hr, self.D = room
+        self.cam_keep = [(cam_xz[0] - 0.5, cam_xz[1] - 0.5, cam_xz[0] + 0.5, cam_xz[1] + 0.5)]
+
+    def furnish(self) -> None:
+        makers = [self.table, self.chair, self.chair, self.cabinet, self.bed, self.sofa, self.pillar, self.ball,
+                  self.floor_lamp, self.picture, self.picture]
+        for _ in range(int(self.rng.integers(5, 11))):
+            makers[int(self.rng.integers(0, len(makers)))]()
+
+    def place(self, w, d, against_wall=False, tries=30):
         for _ in range(tries):
             if against_wall:
-                side = rng.integers(0, 4)
+                side = self.rng.integers(0, 4)
                 if side in (0, 1):  # along x walls (z=0 or z=D)
-                    x0 = rng.uniform(0.05, W - w - 0.05)
-                    z0 = 0.02 if side == 0 else D - d - 0.02
+                    x0 = self.rng.uniform(0.05, self.W - w - 0.05)
+                    z0 = 0.02 if side == 0 else self.D - d - 0.02
                 else:
                     w, d = d, w
-                    z0 = rng.uniform(0.05, D - d - 0.05)
-                    x0 = 0.02 if side == 2 else W - w - 0.02
+                    z0 = self.rng.uniform(0.05, self.D - d - 0.05)
+                    x0 = 0.02 if side == 2 else self.W - w - 0.02
             else:
-                x0, z0 = rng.uniform(0.1, W - w - 0.1), rng.uniform(0.1, D - d - 0.1)
-            if w < W - 0.2 and d < D - 0.2 and b.free(x0, z0, x0 + w, z0 + d, cam_keep):
-                b.footprints.append((x0 - 0.05, z0 - 0.05, x0 + w + 0.05, z0 + d + 0.05))
+                x0, z0 = self.rng.uniform(0.1, self.W - w - 0.1), self.rng.uniform(0.1, self.D - d - 0.1)
+            if w < self.W - 0.2 and d < self.D - 0.2 and self.b.free(x0, z0, x0 + w, z0 + d, self.cam_keep):
+                self.b.footprints.append((x0 - 0.05, z0 - 0.05, x0 + w + 0.05, z0 + d + 0.05))
                 return x0, z0, w, d
         return None
 
-    def table():
-        spot = place(rng.uniform(0.8, 1.6), rng.uniform(0.6, 1.0))
+    def table(self):
+        spot = self.place(self.rng.uniform(0.8, 1.6), self.rng.uniform(0.6, 1.0))
         if spot is None:
             return
         x0, z0, w, d = spot
-        h, t, leg = rng.uniform(0.7, 0.78), 0.04, 0.05
-        i = b.new_instance('table')
-        b.box(i, (x0, h - t, z0), (x0 + w, h, z0 + d))
+        h, t, leg = self.rng.uniform(0.7, 0.78), 0.04, 0.05
+        i = self.b.new_instance('table')
+        self.b.box(i, (x0, h - t, z0), (x0 + w, h, z0 + d))
         for lx, lz in ((x0, z0), (x0 + w - leg, z0), (x0, z0 + d - leg), (x0 + w - leg, z0 + d - leg)):
-            b.box(i, (lx, 0, lz), (lx + leg, h - t, lz + leg))
-        if rng.random() < 0.5:  # a lamp or a ball on the table
-            if rng.random() < 0.5:
-                j = b.new_instance('lamp')
-                cx, cz = x0 + w * rng.uniform(0.2, 0.8), z0 + d * rng.uniform(0.2, 0.8)
-                b.cyl(j, cx, cz, 0.02, h, h + 0.35)
-                b.cyl(j, cx, cz, 0.12, h + 0.3, h + 0.5)
+            self.b.box(i, (lx, 0, lz), (lx + leg, h - t, lz + leg))
+        if self.rng.random() < 0.5:  # a lamp or a ball on the table
+            if self.rng.random() < 0.5:
+                j = self.b.new_instance('lamp')
+                cx, cz = x0 + w * self.rng.uniform(0.2, 0.8), z0 + d * self.rng.uniform(0.2, 0.8)
+                self.b.cyl(j, cx, cz, 0.02, h, h + 0.35)
+                self.b.cyl(j, cx, cz, 0.12, h + 0.3, h + 0.5)
             else:
-                j = b.new_instance('ball')
-                r = rng.uniform(0.06, 0.14)
-                b.sphere(j, (x0 + w * rng.uniform(0.2, 0.8), h + r, z0 + d * rng.uniform(0.2, 0.8)), r)
+                j = self.b.new_instance('ball')
+                r = self.rng.uniform(0.06, 0.14)
+                self.b.sphere(j, (x0 + w * self.rng.uniform(0.2, 0.8), h + r, z0 + d * self.rng.uniform(0.2, 0.8)), r)
 
-    def chair():
-        s = rng.uniform(0.4, 0.5)
-        spot = place(s, s)
+    def chair(self):
+        s = self.rng.uniform(0.4, 0.5)
+        spot = self.place(s, s)
         if spot is None:
             return
         x0, z0, _, _ = spot
-        h, t, leg, back = rng.uniform(0.42, 0.48), 0.04, 0.04, rng.uniform(0.4, 0.55)
-        i = b.new_instance('chair')
-        b.box(i, (x0, h - t, z0), (x0 + s, h, z0 + s))
+        h, t, leg, back = self.rng.uniform(0.42, 0.48), 0.04, 0.04, self.rng.uniform(0.4, 0.55)
+        i = self.b.new_instance('chair')
+        self.b.box(i, (x0, h - t, z0), (x0 + s, h, z0 + s))
         for lx, lz in ((x0, z0), (x0 + s - leg, z0), (x0, z0 + s - leg), (x0 + s - leg, z0 + s - leg)):
-            b.box(i, (lx, 0, lz), (lx + leg, h - t, lz + leg))
-        side = rng.integers(0, 4)
+            self.b.box(i, (lx, 0, lz), (lx + leg, h - t, lz + leg))
+        side = self.rng.integers(0, 4)
         if side == 0:
-            b.box(i, (x0, h, z0), (x0 + s, h + back, z0 + 0.04))
+            self.b.box(i, (x0, h, z0), (x0 + s, h + back, z0 + 0.04))
         elif side == 1:
-            b.box(i, (x0, h, z0 + s - 0.04), (x0 + s, h + back, z0 + s))
+            self.b.box(i, (x0, h, z0 + s - 0.04), (x0 + s, h + back, z0 + s))
         elif side == 2:
-            b.box(i, (x0, h, z0), (x0 + 0.04, h + back, z0 + s))
+            self.b.box(i, (x0, h, z0), (x0 + 0.04, h + back, z0 + s))
         else:
-            b.box(i, (x0 + s - 0.04, h, z0), (x0 + s, h + back, z0 + s))
+            self.b.box(i, (x0 + s - 0.04, h, z0), (x0 + s, h + back, z0 + s))
 
-    def block_against_wall(name, width, depth, height):
+    def block_against_wall(self, name, width, depth, height):
         """A solid box on the floor against a wall (cabinet, bed); sizes drawn from the (low, high) ranges."""
-        spot = place(rng.uniform(*width), rng.uniform(*depth), against_wall=True)
+        spot = self.place(self.rng.uniform(*width), self.rng.uniform(*depth), against_wall=True)
         if spot is None:
             return
         x0, z0, w, d = spot
-        i = b.new_instance(name)
-        b.box(i, (x0, 0, z0), (x0 + w, min(rng.uniform(*height), Hr - 0.2), z0 + d))
+        i = self.b.new_instance(name)
+        self.b.box(i, (x0, 0, z0), (x0 + w, min(self.rng.uniform(*height), self.Hr - 0.2), z0 + d))
 
-    def cabinet():
-        block_against_wall('cabinet', (0.5, 1.2), (0.35, 0.6), (1.2, 2.1))
+    def cabinet(self):
+        self.block_against_wall('cabinet', (0.5, 1.2), (0.35, 0.6), (1.2, 2.1))
 
-    def bed():
-        block_against_wall('bed', (1.4, 2.0), (0.9, 1.6), (0.4, 0.55))
+    def bed(self):
+        self.block_against_wall('bed', (1.4, 2.0), (0.9, 1.6), (0.4, 0.55))
 
-    def sofa():
-        spot = place(rng.uniform(1.4, 2.2), rng.uniform(0.8, 0.95), against_wall=True)
+    def sofa(self):
+        spot = self.place(self.rng.uniform(1.4, 2.2), self.rng.uniform(0.8, 0.95), against_wall=True)
         if spot is None:
             return
         x0, z0, w, d = spot
-        i = b.new_instance('sofa')
-        seat, arm = rng.uniform(0.4, 0.45), 0.18
-        b.box(i, (x0, 0, z0), (x0 + w, seat, z0 + d))
+        i = self.b.new_instance('sofa')
+        seat, arm = self.rng.uniform(0.4, 0.45), 0.18
+        self.b.box(i, (x0, 0, z0), (x0 + w, seat, z0 + d))
         if w >= d:  # backrest along the wall side, arms at both ends
-            bz = (z0, z0 + 0.2) if z0 < D / 2 else (z0 + d - 0.2, z0 + d)
-            b.box(i, (x0, seat, bz[0]), (x0 + w, 0.85, bz[1]))
-            b.box(i, (x0, seat, z0), (x0 + arm, 0.6, z0 + d))
-            b.box(i, (x0 + w - arm, seat, z0), (x0 + w, 0.6, z0 + d))
+            bz = (z0, z0 + 0.2) if z0 < self.D / 2 else (z0 + d - 0.2, z0 + d)
+            self.b.box(i, (x0, seat, bz[0]), (x0 + w, 0.85, bz[1]))
+            self.b.box(i, (x0, seat, z0), (x0 + arm, 0.6, z0 + d))
+            self.b.box(i, (x0 + w - arm, seat, z0), (x0 + w, 0.6, z0 + d))
         else:
-            bx = (x0, x0 + 0.2) if x0 < W / 2 else (x0 + w - 0.2, x0 + w)
-            b.box(i, (bx[0], seat, z0), (bx[1], 0.85, z0 + d))
-            b.box(i, (x0, seat, z0), (x0 + w, 0.6, z0 + arm))
-            b.box(i, (x0, seat, z0 + d - arm), (x0 + w, 0.6, z0 + d))
+            bx = (x0, x0 + 0.2) if x0 < self.W / 2 else (x0 + w - 0.2, x0 + w)
+            self.b.box(i, (bx[0], seat, z0), (bx[1], 0.85, z0 + d))
+            self.b.box(i, (x0, seat, z0), (x0 + w, 0.6, z0 + arm))
+            self.b.box(i, (x0, seat, z0 + d - arm), (x0 + w, 0.6, z0 + d))
 
-    def round_spot(radius):
+    def round_spot(self, radius):
         """(r, centre x, centre z) of a free floor disc with r drawn from ``radius``, or None if none fits."""
-        r = rng.uniform(*radius)
-        spot = place(2 * r, 2 * r)
+        r = self.rng.uniform(*radius)
+        spot = self.place(2 * r, 2 * r)
         return None if spot is None else (r, spot[0] + r, spot[1] + r)
 
-    def pillar():
-        spot = round_spot((0.12, 0.3))
+    def pillar(self):
+        spot = self.round_spot((0.12, 0.3))
         if spot is not None:
             r, cx, cz = spot
-            b.cyl(b.new_instance('pillar'), cx, cz, r, 0.0, Hr)
+            self.b.cyl(self.b.new_instance('pillar'), cx, cz, r, 0.0, self.Hr)
 
-    def ball():
-        spot = round_spot((0.1, 0.3))
+    def ball(self):
+        spot = self.round_spot((0.1, 0.3))
         if spot is not None:
             r, cx, cz = spot
-            b.sphere(b.new_instance('ball'), (cx, r, cz), r)
+            self.b.sphere(self.b.new_instance('ball'), (cx, r, cz), r)
 
-    def floor_lamp():
-        spot = place(0.4, 0.4)
+    def floor_lamp(self):
+        spot = self.place(0.4, 0.4)
         if spot is None:
             return
         x0, z0, _, _ = spot
-        i = b.new_instance('lamp')
+        i = self.b.new_instance('lamp')
         cx, cz = x0 + 0.2, z0 + 0.2
-        b.cyl(i, cx, cz, 0.15, 0.0, 0.03)
-        b.cyl(i, cx, cz, 0.02, 0.03, 1.5)
-        b.cyl(i, cx, cz, 0.18, 1.4, 1.65)
+        self.b.cyl(i, cx, cz, 0.15, 0.0, 0.03)
+        self.b.cyl(i, cx, cz, 0.02, 0.03, 1.5)
+        self.b.cyl(i, cx, cz, 0.18, 1.4, 1.65)
 
-    def picture():
-        i = b.new_instance('picture')
-        w, h = rng.uniform(0.4, 1.2), rng.uniform(0.3, 0.8)
-        y0 = rng.uniform(1.0, max(1.05, Hr - h - 0.2))
-        side = rng.integers(0, 4)
+    def picture(self):
+        i = self.b.new_instance('picture')
+        w, h = self.rng.uniform(0.4, 1.2), self.rng.uniform(0.3, 0.8)
+        y0 = self.rng.uniform(1.0, max(1.05, self.Hr - h - 0.2))
+        side = self.rng.integers(0, 4)
         t = 0.03
         if side == 0:
-            x0 = rng.uniform(0.1, W - w - 0.1)
-            b.box(i, (x0, y0, 0), (x0 + w, y0 + h, t))
+            x0 = self.rng.uniform(0.1, self.W - w - 0.1)
+            self.b.box(i, (x0, y0, 0), (x0 + w, y0 + h, t))
         elif side == 1:
-            x0 = rng.uniform(0.1, W - w - 0.1)
-            b.box(i, (x0, y0, D - t), (x0 + w, y0 + h, D))
+            x0 = self.rng.uniform(0.1, self.W - w - 0.1)
+            self.b.box(i, (x0, y0, self.D - t), (x0 + w, y0 + h, self.D))
         elif side == 2:
-            z0 = rng.uniform(0.1, D - w - 0.1)
-            b.box(i, (0, y0, z0), (t, y0 + h, z0 + w))
+            z0 = self.rng.uniform(0.1, self.D - w - 0.1)
+            self.b.box(i, (0, y0, z0), (t, y0 + h, z0 + w))
         else:
-            z0 = rng.uniform(0.1, D - w - 0.1)
-            b.box(i, (W - t, y0, z0), (W, y0 + h, z0 + w))
+            z0 = self.rng.uniform(0.1, self.D - w - 0.1)
+            self.b.box(i, (self.W - t, y0, z0), (self.W, y0 + h, z0 + w))
 
-    makers = [table, chair, chair, cabinet, bed, sofa, pillar, ball, floor_lamp, picture, picture]
-    for _ in range(int(rng.integers(5, 11))):
-        makers[int(rng.integers(0, len(makers)))]()
+
+def _furnish(b: _SceneBuilder, room: np.ndarray, cam_xz: Tuple[float, float]) -> None:
+    """Place furniture on the floor (y=0 up to room[1]) of a room spanning [0, W] x [0, D] in x, z."""
+    _Furnisher(b, room, cam_xz).furnish()
 
 
 def _intersect(prim: _Prim, o: np.ndarray, d: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
