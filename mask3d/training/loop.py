@@ -203,6 +203,29 @@ class TrainingLoop:
                 'lr': f'{self.last_record["lr"]:.2e}', 'img_s': f'{img_s:.1f}'})
         return now
 
+    def _after_update(self, step: int, epoch: int, acc, first_bad: torch.Tensor, window: tuple, log_extras,
+                      record_extras, after_step, bar) -> tuple:
+        """After optimizer step ``step``: the finiteness check (before any log or checkpoint), the log, the progress
+        bar, ``after_step`` and the checkpoint (held until the next step's loss is finite; at the last step written
+        now); returns the img/s window, restarted at a log step."""
+        s = self.s
+        checkpoint_now = bool(s.ckpt_every) and (step % s.ckpt_every == 0 or step == s.steps)
+        log_now = step % s.log_every == 0 or step == 1 or step == s.steps
+        if log_now or checkpoint_now:  # before any checkpoint: last.pt stays the last finite state
+            self.check_finite(first_bad, step)
+        if log_now:
+            window = self.log(step, epoch, acc, window, log_extras, record_extras, bar), 0
+        if bar is not None:
+            bar.update(1)
+        if after_step is not None:
+            after_step(step, acc)
+        if checkpoint_now:  # written once the next step's loss is finite (at the last step: now)
+            self.pending, self.pending_step = self.capture(step), step
+            if step >= s.steps:
+                self.write(self.pending)
+                self.pending, self.pending_step = None, 0
+        return window
+
     def _run(self, epoch_batches, forward, count, log_extras, record_extras, after_step) -> Dict[str, Any]:
         s, info, device = self.s, self.info, self.info.device
         bar = None
@@ -246,23 +269,8 @@ class TrainingLoop:
                 first_bad = torch.where((first_bad < 0) & step_bad, step, first_bad)
                 step_bad = torch.zeros_like(step_bad)
                 self.scheduler.step_update(num_updates=step)
-
-                checkpoint_now = bool(s.ckpt_every) and (step % s.ckpt_every == 0 or step == s.steps)
-                log_now = step % s.log_every == 0 or step == 1 or step == s.steps
-                if log_now or checkpoint_now:  # before any checkpoint: last.pt stays the last finite state
-                    self.check_finite(first_bad, step)
-                if log_now:
-                    window_t, window_imgs = self.log(step, epoch, acc, (window_t, window_imgs), log_extras,
-                                                     record_extras, bar), 0
-                if bar is not None:
-                    bar.update(1)
-                if after_step is not None:
-                    after_step(step, acc)
-                if checkpoint_now:  # written once the next step's loss is finite (at the last step: now)
-                    self.pending, self.pending_step = self.capture(step), step
-                    if step >= s.steps:
-                        self.write(self.pending)
-                        self.pending, self.pending_step = None, 0
+                window_t, window_imgs = self._after_update(step, epoch, acc, first_bad, (window_t, window_imgs),
+                                                           log_extras, record_extras, after_step, bar)
                 acc = {}
                 if step >= s.steps:
                     break

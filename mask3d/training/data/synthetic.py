@@ -243,46 +243,60 @@ def _furnish(b: _SceneBuilder, room: np.ndarray, cam_xz: Tuple[float, float]) ->
 
 def _intersect(prim: _Prim, o: np.ndarray, d: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Nearest hit distance (inf if none) and hit normal for rays o + t d; d: [M, 3]."""
+    if prim.kind == 'box':
+        return _intersect_box(prim, o, d)
+    if prim.kind == 'sphere':
+        return _intersect_sphere(prim, o, d)
+    return _intersect_cylinder(prim, o, d)
+
+
+def _intersect_box(prim: _Prim, o: np.ndarray, d: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     m = d.shape[0]
     inf = np.full(m, np.inf)
-    if prim.kind == 'box':
-        # slab method, one axis at a time (numpy reductions over a length-3 axis are slow)
-        t_near = np.full(m, -np.inf)
-        t_far = np.full(m, np.inf)
-        axis = np.zeros(m, dtype=np.int64)
-        for a in range(3):
-            da = d[:, a]
-            with np.errstate(divide='ignore', invalid='ignore'):
-                t1 = (prim.lo[a] - o[a]) / da
-                t2 = (prim.hi[a] - o[a]) / da
-            parallel = da == 0
-            if parallel.any():  # a ray parallel to the slab hits only if it starts inside it
-                inside = prim.lo[a] <= o[a] <= prim.hi[a]
-                t1 = np.where(parallel, -np.inf if inside else np.inf, t1)
-                t2 = np.where(parallel, np.inf, t2)
-            tn, tf = np.minimum(t1, t2), np.maximum(t1, t2)
-            axis = np.where(tn > t_near, a, axis)
-            t_near = np.maximum(t_near, tn)
-            t_far = np.minimum(t_far, tf)
-        hit = (t_far >= t_near) & (t_near > 1e-4)
-        normal = np.zeros_like(d)
-        rows = np.arange(m)
-        normal[rows, axis] = -np.sign(d[rows, axis])
-        return np.where(hit, t_near, inf), normal
-    if prim.kind == 'sphere':
-        r = prim.hi[0]
-        oc = o - prim.lo
-        a = (d * d).sum(1)
-        bq = 2 * (d @ oc)
-        c = oc @ oc - r * r
-        disc = bq * bq - 4 * a * c
-        sq = np.sqrt(np.maximum(disc, 0))
-        t = (-bq - sq) / (2 * a)
-        hit = (disc >= 0) & (t > 1e-4)
-        t = np.where(hit, t, inf)
-        p = o + d * np.where(hit, t, 0)[:, None]
-        return t, (p - prim.lo) / r
-    # vertical cylinder: side surface plus top and bottom caps
+    # slab method, one axis at a time (numpy reductions over a length-3 axis are slow)
+    t_near = np.full(m, -np.inf)
+    t_far = np.full(m, np.inf)
+    axis = np.zeros(m, dtype=np.int64)
+    for a in range(3):
+        da = d[:, a]
+        with np.errstate(divide='ignore', invalid='ignore'):
+            t1 = (prim.lo[a] - o[a]) / da
+            t2 = (prim.hi[a] - o[a]) / da
+        parallel = da == 0
+        if parallel.any():  # a ray parallel to the slab hits only if it starts inside it
+            inside = prim.lo[a] <= o[a] <= prim.hi[a]
+            t1 = np.where(parallel, -np.inf if inside else np.inf, t1)
+            t2 = np.where(parallel, np.inf, t2)
+        tn, tf = np.minimum(t1, t2), np.maximum(t1, t2)
+        axis = np.where(tn > t_near, a, axis)
+        t_near = np.maximum(t_near, tn)
+        t_far = np.minimum(t_far, tf)
+    hit = (t_far >= t_near) & (t_near > 1e-4)
+    normal = np.zeros_like(d)
+    rows = np.arange(m)
+    normal[rows, axis] = -np.sign(d[rows, axis])
+    return np.where(hit, t_near, inf), normal
+
+
+def _intersect_sphere(prim: _Prim, o: np.ndarray, d: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    inf = np.full(d.shape[0], np.inf)
+    r = prim.hi[0]
+    oc = o - prim.lo
+    a = (d * d).sum(1)
+    bq = 2 * (d @ oc)
+    c = oc @ oc - r * r
+    disc = bq * bq - 4 * a * c
+    sq = np.sqrt(np.maximum(disc, 0))
+    t = (-bq - sq) / (2 * a)
+    hit = (disc >= 0) & (t > 1e-4)
+    t = np.where(hit, t, inf)
+    p = o + d * np.where(hit, t, 0)[:, None]
+    return t, (p - prim.lo) / r
+
+
+def _intersect_cylinder(prim: _Prim, o: np.ndarray, d: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """A vertical cylinder: side surface plus top and bottom caps."""
+    inf = np.full(d.shape[0], np.inf)
     cx, y0, cz = prim.lo
     r, y1 = prim.hi[0], prim.hi[1]
     ox, oz = o[0] - cx, o[2] - cz

@@ -1,7 +1,9 @@
-"""The import graph of ``mask3d/`` has no circles (issue 24): every ``import`` and ``from ... import``, at module
-level or inside a function, read with ``ast``. A circle makes the import order matter and hides which module is the
-lower layer; ``training.config`` <-> ``training.pretrainer`` and ``loading`` <-> ``models.mask3d_vit`` were the
-last two."""
+"""Architecture checks (issue 24; docs/architecture.md).
+
+The import graph of ``mask3d/`` has no circles: every ``import`` and ``from ... import``, at module level or inside
+a function, read with ``ast``. A circle makes the import order matter and hides which module is the lower layer;
+``training.config`` <-> ``training.pretrainer`` and ``loading`` <-> ``models.mask3d_vit`` were the last two. And no
+function is longer than 60 lines."""
 import ast
 import sys
 from pathlib import Path
@@ -99,3 +101,15 @@ def test_the_rule_table_depends_on_no_training_module():
     error types: the pre-training config can import the method without the method importing the config back."""
     assert import_graph()['mask3d.training.config_rules'] == {'mask3d.errors'}
     assert 'mask3d.training.config' not in import_graph()['mask3d.training.pretrainer']
+
+
+def test_no_function_in_mask3d_is_longer_than_60_lines():
+    """Issue 24: long functions hid several concepts each (``_furnish`` was 151 lines, ``_pretrain`` 135)."""
+    long = []
+    for path in PACKAGE.rglob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f'{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name} ({lines} lines)')
+    assert not long, long
