@@ -29,6 +29,21 @@ TINY = {
 }
 
 
+def _ctrl_c_as_in_a_terminal():
+    """The child's SIGINT as an interactive shell leaves it. A shell without job control starts background commands
+    (``pytest ... &`` in a script) with SIGINT ignored, every child inherits that, and Python keeps it ignored:
+    these tests then saw a run that Ctrl-C never reached (exit 0) - the lost SIGINT of stop 25's final check."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """This process's SIGINT raises KeyboardInterrupt for the test, whatever the shell that started pytest did."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_resume_command_keeps_the_arguments_and_replaces_the_advised_keys():
     argv = ['pretrain', '--config', 'my config.yaml', '--output', 'runs/a', '--overwrite', '--set', 'optim.lr=1',
             '--set', 'train.steps=5', '--debug']
@@ -69,7 +84,7 @@ def test_a_signalled_run_prints_the_kept_checkpoint_and_its_command_resumes(tmp_
     run = tmp_path / 'run'
     argv = ['pretrain', '--config', str(config), '--output', str(run)]
     proc = subprocess.Popen([sys.executable, '-m', 'mask3d', *argv], env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     try:
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None and not (run / 'checkpoints' / 'last.pt').is_file():
@@ -106,7 +121,7 @@ class _InterruptsWhilePickled:
         return (collections.OrderedDict, ())  # loads with weights_only=True as {}
 
 
-def test_ctrl_c_during_a_checkpoint_write_finishes_the_write_then_interrupts(tmp_path):
+def test_ctrl_c_during_a_checkpoint_write_finishes_the_write_then_interrupts(tmp_path, ctrl_c_raises):
     """The CI failure of stop 25: SIGINT inside torch.save broke its zip writer, whose RuntimeError replaced the
     interrupt ('internal error'). The write now completes whole and the interrupt arrives after it."""
     from mask3d.training.checkpoint import save_atomic
@@ -116,6 +131,43 @@ def test_ctrl_c_during_a_checkpoint_write_finishes_the_write_then_interrupts(tmp
     assert torch.load(last, weights_only=True) == {'step': 3, 'marker': {}}
     assert sorted(p.name for p in tmp_path.iterdir()) == ['last.pt']
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_sigint_stays_ignored_through_a_checkpoint_write(tmp_path):
+    """Started with SIGINT ignored (``nohup``, ``cmd &`` in a script), the run keeps it ignored: the hold neither
+    turns it on nor reports it afterwards."""
+    from mask3d.training.checkpoint import save_atomic
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        save_atomic({'step': 1, 'marker': _InterruptsWhilePickled(signal.SIGINT)}, tmp_path / 'last.pt')
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert torch.load(tmp_path / 'last.pt', weights_only=True) == {'step': 1, 'marker': {}}
+
+
+def test_a_signal_delivered_while_the_hold_ends_leaves_no_handler_swapped(monkeypatch, ctrl_c_raises):
+    """signal.signal runs pending handlers before it swaps; one raising while the hold restores SIGINT must not leave
+    SIGTERM recording into a hold that has ended (a later SIGTERM would vanish)."""
+    from mask3d.training import checkpoint
+    term_before = signal.getsignal(signal.SIGTERM)
+    real_signal, restores = signal.signal, []
+
+    def interrupted_on_first_restore(signum, handler):
+        if handler is signal.default_int_handler and not restores:
+            restores.append(signum)
+            real_signal(signum, handler)
+            raise KeyboardInterrupt  # what the restored default_int_handler does for a SIGINT pending just then
+        return real_signal(signum, handler)
+
+    monkeypatch.setattr(checkpoint.signal, 'signal', interrupted_on_first_restore)
+    with pytest.raises(KeyboardInterrupt):
+        with checkpoint.signals_held():
+            pass
+    monkeypatch.undo()
+    assert restores == [signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is term_before
 
 
 def test_sigterm_during_a_checkpoint_write_reaches_the_cli_handler_after_the_write(tmp_path):

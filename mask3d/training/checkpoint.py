@@ -79,30 +79,43 @@ def signals_held() -> Iterator[None]:
     A KeyboardInterrupt raised inside ``torch.save`` leaves its zip writer half-closed, and the writer's own error
     then replaces the interrupt; holding the signal lets the write finish and the interrupt arrive as itself.
     Main thread only (elsewhere Python delivers no signals); a handler that is not Python's (SIG_DFL) is re-raised
-    with the default action once the block ends, an ignored signal stays ignored.
+    with the default action once the block ends. An ignored signal stays ignored: a process started in the background
+    of a non-interactive shell (``cmd &`` in a script) or under ``nohup`` inherits SIGINT ignored, and Ctrl-C does
+    not reach it, held or not.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: List[int] = []
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
-        if handler in (signal.SIG_IGN, None):
-            continue
-        previous[signum] = handler
-        signal.signal(signum, lambda n, frame: received.append(n))
+    previous: Dict[int, Any] = {}
     try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if handler in (signal.SIG_IGN, None):
+                continue
+            # signal.signal first runs the handlers of signals already pending: one may raise here, before the hold
+            signal.signal(signum, lambda n, frame: received.append(n))
+            previous[signum] = handler
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        _restore_handlers(list(previous.items()))
         for signum in dict.fromkeys(received):
             handler = previous[signum]
             if callable(handler):
                 handler(signum, None)
             else:
                 signal.raise_signal(signum)
+
+
+def _restore_handlers(handlers: List[tuple]) -> None:
+    """Put every handler back even when restoring one raises (a signal that arrived that instant, delivered by the
+    handler just restored), so no signal is left recorded into a hold that has ended."""
+    if not handlers:
+        return
+    try:
+        signal.signal(*handlers[0])
+    finally:
+        _restore_handlers(handlers[1:])
 
 
 def save_atomic(state: Dict[str, Any], path: Union[str, os.PathLike]) -> Path:
