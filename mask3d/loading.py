@@ -21,6 +21,7 @@ from timm.models import PretrainedCfg, resolve_pretrained_cfg
 from .errors import (CheckpointMismatchError, InvalidWeightsFileError, WeightsDownloadError, WeightsNotCachedError,
                      WeightsNotPublishedError)
 from .safe_load import load_torch_file
+from .unwrap import vit_inside
 from .weights_fit import checkpoint_filter_fn, mismatch_message, vit_shape
 
 _MAX_LISTED = 8
@@ -221,11 +222,6 @@ def load_state_dict_file(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     return load_torch_file(path, 'weights file')
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    # features_only wrappers (FeatureGetterNet) hold the backbone as `.model`
-    return model if hasattr(model, 'patch_embed') else getattr(model, 'model', model)
-
-
 _PRUNED_BY_FEATURES = ('norm.', 'fc_norm.', 'head.', 'head_drop.')
 
 
@@ -236,7 +232,7 @@ def load_checkpoint(model: torch.nn.Module, path: Union[str, os.PathLike]) -> No
 
 def load_state_dict_into(model: torch.nn.Module, state_dict: Dict[str, Any], source: str) -> None:
     """Filter (unwrap, strip pre-training keys, resample pos_embed) and load strictly; errors list the misfits."""
-    target = _unwrap(model)
+    target, _ = vit_inside(model)
     state_dict = checkpoint_filter_fn(state_dict, target)
     own = target.state_dict()
     if not any(k.startswith('head.') for k in own):  # a backbone (num_classes=0) takes a classifier file's trunk

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..factory import create_model
+from ..unwrap import vit_inside
 
 
 def default_out_indices(depth: int) -> Sequence[int]:
@@ -33,11 +34,6 @@ def build_backbone(name: str, out_indices: Optional[Sequence[int]] = None, pretr
                         out_indices=indices, **kwargs)
 
 
-def _vit_of(backbone: nn.Module):
-    """(the ViT inside a features_only wrapper, its name prefix inside ``backbone``)."""
-    return (backbone, '') if hasattr(backbone, 'patch_embed') else (backbone.model, 'model.')
-
-
 class BackboneLayerDecay:
     """timm's layer-decay contract for a model holding a ViT at ``self._vit_path``: the ViT's groups (stem,
     blocks, final norm) under its prefix; everything else (the head) falls into the last group, lr scale 1."""
@@ -47,7 +43,7 @@ class BackboneLayerDecay:
         module = self
         for part in self._vit_path.split('.'):
             module = getattr(module, part)
-        vit, inner = _vit_of(module)
+        vit, inner = vit_inside(module)
         return vit, f'{self._vit_path}.{inner}'
 
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:

@@ -15,6 +15,7 @@ from ...constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ...errors import ConfigError
 from ...factory import create_model
 from ...heads import build_backbone
+from ...unwrap import vit_inside
 from ..finetune.models import backbone_source
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def build_frozen_backbone(model_cfg, blocks: Sequence[int]) -> Tuple[nn.Module, 
     net = build_backbone(name, out_indices=indices, pretrained=pretrained, checkpoint_path=weights,
                          dynamic_img_size=True, **args)
     net.eval().requires_grad_(False)
-    vit = net if hasattr(net, 'patch_embed') else net.model
+    vit, _ = vit_inside(net)
     cfg = getattr(vit, 'pretrained_cfg', None) or {}
     recipe = {'spec': model_cfg.backbone, 'name': name, 'pretrained_weights': bool(pretrained or weights),
               'weights': weights, 'model_args': args, 'blocks': list(indices), 'depth': depth,
