@@ -109,9 +109,58 @@ def test_brace_pattern_and_missing_index(folder, tmp_path):
     out = _shard(folder, tmp_path / 'shards', 4)
     s = open_shard_set(str(out / 'shard-{000000..000001}.tar'))
     assert s.counts == [4, 4] and len(s.urls) == 2
+    joined = open_shard_set(f'{out}/shard-000002.tar::{out}/shard-{{000000..000001}}.tar')  # webdataset's `::`
+    assert joined.counts == [2, 4, 4] and [u.rsplit('/', 1)[-1] for u in joined.urls] == [
+        'shard-000002.tar', 'shard-000000.tar', 'shard-000001.tar']
     (out / 'shards.json').unlink()
     with pytest.raises(Mask3DError, match='shard index'):
         open_shard_set(str(out))
+
+
+def _webdataset_uses_not_public(source: str):
+    """(line, what) for every use of webdataset in ``source`` other than a name exported at its top level: an
+    import of a submodule, a private name, or a submodule reached through the alias (``wds.tariterators.x``)."""
+    import ast
+    import inspect as pyinspect
+
+    import webdataset
+    tree, aliases, names, bad = ast.parse(source), set(), [], []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name == 'webdataset':
+                    aliases.add(a.asname or a.name)
+                elif a.name.startswith('webdataset.'):
+                    bad.append((node.lineno, a.name))
+        elif isinstance(node, ast.ImportFrom) and (node.module or '').split('.')[0] == 'webdataset':
+            if node.module != 'webdataset':
+                bad.append((node.lineno, node.module))
+            names += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith('webdataset.'):
+            bad.append((node.lineno, node.value))  # importlib.import_module('webdataset.x')
+    attribute_bases = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            names.append((node.lineno, node.attr))
+            attribute_bases.add(id(node.value))
+    bad += [(n.lineno, f'{n.id} used other than as {n.id}.<name>') for n in ast.walk(tree)
+            if isinstance(n, ast.Name) and n.id in aliases and id(n) not in attribute_bases]
+    bad += [(line, name) for line, name in names if name.startswith('_') or not hasattr(webdataset, name)
+            or pyinspect.ismodule(getattr(webdataset, name))]
+    return bad
+
+
+def test_shards_use_only_webdataset_top_level_names():
+    """Issue 24: shards.py reaches webdataset through names exported at its top level only (they are what
+    webdataset keeps stable); the check itself flags the forms shards.py used before."""
+    from conftest import REPO_ROOT
+    source = (REPO_ROOT / 'mask3d' / 'training' / 'data' / 'shards.py').read_text()
+    assert 'import webdataset as wds' in source and _webdataset_uses_not_public(source) == []
+    for private in ('from webdataset.shardlists import expand_urls', 'from webdataset import _x',
+                    'import webdataset.filters', 'import webdataset as wds\nwds.tariterators.tar_file_iterator',
+                    'import webdataset as wds\nwds._private', 'import webdataset as wds\ngetattr(wds, "_x")',
+                    'import importlib\nimportlib.import_module("webdataset.filters")'):
+        assert _webdataset_uses_not_public(private), private
 
 
 def _index_stream(shards, **kw):

@@ -16,6 +16,11 @@ function of (seed, epoch, frame), as with the folder readers. Reading: :class:`S
 local shards, for ``mask3d data inspect``) and :class:`ShardStream` (``data.source: shards``: every DDP rank and
 DataLoader worker reads its own shards, a seeded shuffle buffer, exact mid-epoch resume; the rules are in
 docs/datasets.md, "Shards").
+
+webdataset is used through names exported at its top level only (``wds.ShardWriter``, ``wds.SimpleShardList``,
+``wds.tarfile_samples``, ``wds.shuffle``, ``wds.gopen``; tested in tests/test_shards.py). Two things it has no
+public API for are done with the standard library's ``tarfile``, each in one function: random access to a sample
+(:func:`_tar_member_offsets`) and noticing a local shard that lost its end (:func:`check_local_shard`).
 """
 import io
 import json
@@ -210,17 +215,23 @@ def _check_index_shards(shards: Any, location: str) -> None:
                                   f'got {entry!r:.80}; write the shards again with `mask3d data shard`')
 
 
+def _expand_shard_urls(pattern: str) -> List[str]:
+    """The shard URLs of a brace pattern or ``::``-joined list, in order, as webdataset expands them (``${VAR}``
+    from the environment's ``WDS_VAR``, then braces): what an unseeded ``wds.SimpleShardList`` yields."""
+    import webdataset as wds
+    return [shard['url'] for shard in wds.SimpleShardList(pattern)]
+
+
 def open_shard_set(root: str, index: Optional[str] = None) -> ShardSet:
     """``root``: a folder of shards, a brace pattern (``/data/s/shard-{000000..000099}.tar``) or any URL
     webdataset opens (``pipe:``, ``http(s)://``, ``::``-joined lists); ``index``: shards.json (default: next to
     the shards)."""
-    from webdataset.shardlists import expand_urls
     root = str(root)
     if Path(root).is_dir():
         urls = sorted(str(p) for p in Path(root).glob('*.tar'))
         default_index = str(Path(root) / INDEX_NAME)
     else:
-        urls = expand_urls(root)
+        urls = _expand_shard_urls(root)
         default_index = urls[0].rsplit('/', 1)[0] + '/' + INDEX_NAME if '/' in urls[0] else INDEX_NAME
     if not urls:
         raise DataError(f'{root}: no .tar shards found')
@@ -248,7 +259,10 @@ TAR_BLOCK = 512
 def check_local_shard(url: str) -> None:
     """A local shard that is empty, not a whole number of tar blocks or without the end-of-archive blocks (a copy
     or a write that stopped) is a one-line error naming it; costs a stat and a 1 KiB read per shard. Remote shards
-    are checked as they are read (:func:`shard_records`)."""
+    are checked as they are read (:func:`shard_records`).
+
+    Hand-written because webdataset has no such check: its reader streams the tar and ends quietly where the
+    file ends, so a shard cut at a member boundary reads as a shorter, valid one."""
     try:
         size = os.stat(url).st_size
     except OSError:
@@ -267,7 +281,8 @@ def check_local_shard(url: str) -> None:
 
 def _shard_read_error(url: str) -> Callable[[Exception], bool]:
     """A webdataset ``handler`` that ends the stream with one line naming the shard (tar errors otherwise name
-    an open file object, or nothing)."""
+    an open file object, or nothing). webdataset adds `` @ <stream>`` to a tar error's message, and an error
+    raised here reaches the handler of its next stage with (stream, url) added to its ``args``: both dropped."""
     def handler(exn: Exception) -> bool:
         if isinstance(exn, DataError):  # ours, passed up once more: webdataset appended (stream, url) to args
             raise DataError(exn.args[0]) from exn.__cause__
@@ -278,18 +293,37 @@ def _shard_read_error(url: str) -> Callable[[Exception], bool]:
 
 
 def shard_records(urls: Sequence[str], counts: Sequence[int]) -> Iterator[Dict[str, Any]]:
-    """The raw samples of ``urls`` in order, through webdataset's ``tarfile_samples``; a shard that cannot be
-    read, or holds another number of frames than the index lists, is a one-line error naming it."""
-    from webdataset.tariterators import tarfile_samples
+    """The raw samples of ``urls`` in order, through ``wds.tarfile_samples``; a shard that cannot be read, or
+    holds another number of frames than the index lists, is a one-line error naming it."""
+    import webdataset as wds
     for url, expected in zip(urls, counts):
         seen = 0
-        for record in tarfile_samples([{'url': url}], handler=_shard_read_error(url)):
+        for record in wds.tarfile_samples([{'url': url}], handler=_shard_read_error(url)):
             seen += 1
             yield record
         if seen != expected:
             raise DataError(f'{url}: shard holds {seen} frames but {INDEX_NAME} lists {expected} (a truncated '
                                   f'shard, or the index of another set); write the shards again with `mask3d data '
                                   f'shard`')
+
+
+def _tar_member_offsets(url: str) -> Dict[str, Dict[str, Tuple[int, int]]]:
+    """Key -> field -> (offset, size) of its bytes, for the files of a local tar shard.
+
+    The standard library's ``tarfile``, not webdataset: webdataset 1.0 only streams a tar front to back (random
+    access, ``wids``, is not part of it and needs an index of its own), and ``mask3d data inspect`` reads single
+    frames. Keys and fields split at the first dot, as the shards are written (:func:`encode_frame`)."""
+    import tarfile
+    samples: Dict[str, Dict[str, Tuple[int, int]]] = {}
+    try:
+        with tarfile.open(url) as tf:
+            for m in tf.getmembers():
+                if m.isfile():
+                    key, field = m.name.split('.', 1)
+                    samples.setdefault(key, {})[field] = (m.offset_data, m.size)
+    except (tarfile.TarError, OSError, ValueError) as e:
+        _shard_read_error(url)(e)
+    return samples
 
 
 class ShardFrames:
@@ -308,16 +342,8 @@ class ShardFrames:
     def _shard_members(self, s: int) -> List[Dict[str, Tuple[int, int]]]:
         """Per sample of shard ``s``: field -> (offset, size) of its bytes in the tar file."""
         if s not in self._members:
-            import tarfile
-            url, samples = self.set.urls[s], {}
-            try:
-                with tarfile.open(url) as tf:
-                    for m in tf.getmembers():
-                        if m.isfile():
-                            key, field = m.name.split('.', 1)
-                            samples.setdefault(key, {})[field] = (m.offset_data, m.size)
-            except (tarfile.TarError, OSError, ValueError) as e:
-                _shard_read_error(url)(e)
+            url = self.set.urls[s]
+            samples = _tar_member_offsets(url)
             if len(samples) != self.set.counts[s]:
                 raise DataError(f'{url}: shard holds {len(samples)} frames but {INDEX_NAME} lists '
                                       f'{self.set.counts[s]}; write the shards again with `mask3d data shard`')
@@ -397,7 +423,7 @@ class ShardStream(IterableDataset):
 
     def reader_samples(self, worker: int) -> Iterator[Dict[str, Any]]:
         """What DataLoader worker ``worker`` yields this epoch (a whole number of batches)."""
-        from webdataset.filters import shuffle
+        import webdataset as wds
         w = self.workers
         logical = (worker + self.start_batches) % w         # rotate, so the resumed epoch's next batch is first
         skip = len(range(logical, self.start_batches, w))   # batches of this reader already used
@@ -405,7 +431,7 @@ class ShardStream(IterableDataset):
         mine = epoch_assignment(len(self.shards.urls), self.world_size * w, self.seed, self.epoch)[reader]
         raw = shard_records([self.shards.urls[s] for s in mine], [self.shards.counts[s] for s in mine])
         seed = int(np.random.SeedSequence([self.seed, self.epoch, reader]).generate_state(1)[0])
-        raw = shuffle(bufsize=self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(seed))(raw)
+        raw = wds.shuffle(bufsize=self.shuffle_buffer, initial=self.shuffle_buffer, rng=random.Random(seed))(raw)
         to_skip, to_yield = skip * self.batch_size, (self.batches_per_reader - skip) * self.batch_size
         skipped = 0
         for r in raw:
