@@ -34,10 +34,15 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device('cpu')
 
 
+def process_rank() -> int:
+    """This process's rank under torchrun (its RANK variable; 0 for a plain run), known before the group is joined."""
+    return int(os.environ.get('RANK', '0'))
+
+
 def init_distributed(device_preference: str = 'auto') -> DistInfo:
     """Single process, or torchrun's RANK/WORLD_SIZE/LOCAL_RANK: NCCL on GPUs, gloo on CPUs."""
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
-    rank = int(os.environ.get('RANK', '0'))
+    rank = process_rank()
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
     device = resolve_device(device_preference, local_rank)
     if world_size > 1 and not dist.is_initialized():

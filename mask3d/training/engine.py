@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
-import yaml
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
@@ -34,8 +33,8 @@ from .distributed import DistInfo
 from .pretrainer import Mask3DPretrainer
 from .reliance import rgb_reliance
 from .loop import LoopSettings, TrainingLoop
-from .runtime import (MetricsLogger, grad_scaler, launch, read_metrics, restore_training_state,
-                      wrap_distributed)
+from .runtime import (EpochLoader, MetricsLogger, grad_scaler, launch, read_metrics, record_config,
+                      restore_training_state, wrap_distributed)
 
 def build_encoder(cfg: PretrainConfig) -> torch.nn.Module:
     """The backbone, through the same path as ``mask3d.create_model``; ``model.init`` loads initial weights."""
@@ -124,9 +123,7 @@ def _pretrain(cfg: PretrainConfig, run_dir: Path, info: DistInfo, state: Optiona
     o_cfg = cfg.optim
     encoder = build_encoder(cfg)
     check_image_size(cfg.data.image_size, encoder.patch_embed.patch_size[0], cfg.model.name)
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    record_config(run_dir, cfg, info)
     model = build_pretrainer(cfg, encoder, info.device)
     optimizer, scheduler, scaler = _optimization(cfg, model, info)
     step = restore_training_state(state, info, model, optimizer, scheduler, scaler) if state is not None else 0
@@ -175,7 +172,7 @@ def _wrap_for_training(model: Mask3DPretrainer, cfg: PretrainConfig, info: DistI
     return train_model
 
 
-class _PretrainData:
+class _PretrainData(EpochLoader):
     """The frames (or shard stream), their sampler and loader, and ``epoch_batches`` for the training loop."""
 
     def __init__(self, cfg: PretrainConfig, state: Optional[Dict[str, Any]], info: DistInfo,
@@ -215,9 +212,8 @@ class _PretrainData:
                                      sampler=self.sampler,  # a seeded generator leaves the global RNG to the model
                                      generator=torch.Generator().manual_seed(t_cfg.seed))))
 
-    def epoch_batches(self, epoch: int, start_micro: int):
-        self.sampler.set_epoch(epoch, start=start_micro * self.batch_size)
-        return self.colour.batches(self.loader)
+    def batches(self, loader):
+        return self.colour.batches(loader)
 
 
 class _PretrainStep:

@@ -1,6 +1,7 @@
-"""What every training loop here shares (pre-training and fine-tuning): seeding, autocast, run directories that
-refuse to be overwritten and resume only with a compatible config, checkpoints carrying every rank's RNG, and
-metrics.jsonl + TensorBoard logging. A resumed run lists each step once: the lines logged after its checkpoint are
+"""What every training loop here shares (pre-training and fine-tuning): the run setup (``run_setup``, which the
+probe shares too, and ``launch``), autocast, run directories that refuse to be overwritten and resume only with a
+compatible config, checkpoints carrying every rank's RNG, the loader's batches per epoch, and metrics.jsonl +
+TensorBoard logging. A resumed run lists each step once: the lines logged after its checkpoint are
 dropped before they are logged again."""
 import contextlib
 import json
@@ -8,17 +9,18 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
+import yaml
 
 from ..errors import ConfigError, Mask3DError
 from .config import RESUMABLE_CHANGES, ensure_valid, schedule_warning
 from ..finite import all_finite, check_finite_tensors
 from .checkpoint import (load_training_checkpoint, remove_stale_temp_files, rng_state, save_atomic, set_rng_state,
                          signals_held)
-from .distributed import DistInfo, cleanup, init_distributed
+from .distributed import DistInfo, cleanup, init_distributed, process_rank
 from .run_folder import holding, is_main_process, prepare_run_folder, remove_earlier_run
 
 _log = logging.getLogger(__name__)
@@ -81,39 +83,81 @@ def open_run(run_dir: Path, resume: bool, current_config: Dict[str, Any],
     return None
 
 
+@contextlib.contextmanager
+def run_setup(cfg, run_dir, command: str, *, deterministic: bool = False, **folder) -> Iterator[None]:
+    """What every command that writes a run folder does first (pre-training, fine-tuning, the probe): validate
+    ``cfg`` (unless validated already), prepare and lock ``run_dir`` (``folder``: the options of
+    ``run_folder.prepare_run_folder``), seed Python, NumPy and torch with ``train.seed`` + this process's torchrun
+    rank, and with ``deterministic`` ask torch for deterministic algorithms. The lock is released however the block
+    ends (a folder the run made and left empty goes too)."""
+    ensure_valid(cfg)
+    with holding(prepare_run_folder(Path(run_dir), command, **folder)):
+        seed_everything(cfg.train.seed + process_rank())
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        yield
+
+
 def launch(loop: Callable, cfg, run_dir, resume: bool, progress: bool, *, overwrite: bool = False,
            command: str = 'train'):
-    """Validate (unless validated already), prepare the run folder (rank 0: refuse protected or foreign folders,
-    lock it, ``overwrite``: remove the earlier run's files, mark it), join torchrun's process group (the other ranks
-    wait there until rank 0 has prepared the folder), open the run (fresh or resumed), seed, then run
-    ``loop(cfg, run_dir, info, state, progress)``. However the loop ends, the process group is left and the lock
-    released; an exception leaving here carries ``mask3d_run`` (the folder and the checkpoint kept, for the CLI's
-    resume hint)."""
-    ensure_valid(cfg)
+    """``run_setup`` (rank 0: refuse protected or foreign folders, lock, ``overwrite``: remove the earlier run's
+    files, mark), then join torchrun's process group (the other ranks wait there until rank 0 has prepared the
+    folder), open the run (fresh or resumed) and run ``loop(cfg, run_dir, info, state, progress)``. However the loop
+    ends, the process group is left and the lock released; an exception leaving here carries ``mask3d_run`` (the
+    folder and the checkpoint kept, for the CLI's resume hint)."""
+    ensure_valid(cfg)  # before the warning reads it (run_setup then finds it validated)
     warning = schedule_warning(cfg)
     if warning and is_main_process():
         _log.warning(warning)
     run_dir = Path(run_dir)
     _saved_steps.pop(str(run_dir), None)
-    with holding(prepare_run_folder(run_dir, command, resume=resume, overwrite=overwrite)):
+    with run_setup(cfg, run_dir, command, deterministic=cfg.train.deterministic, resume=resume, overwrite=overwrite):
         try:
             info = init_distributed(cfg.train.device)
             try:
-                state = open_run(run_dir, resume, cfg.to_dict())
-                if state is not None:
-                    _saved_steps[str(run_dir)] = int(state['step'])
-                if info.is_main:
-                    tidy_run_dir(run_dir, state)
-                seed_everything(cfg.train.seed + info.rank)
-                if cfg.train.deterministic:
-                    torch.use_deterministic_algorithms(True, warn_only=True)
-                result = loop(cfg, run_dir, info, state, progress)
+                result = loop(cfg, run_dir, info, _opened(run_dir, resume, cfg, info), progress)
             finally:
                 cleanup(info)
         except BaseException as e:
             e.mask3d_run = {'run_dir': str(run_dir), 'checkpoint': kept_checkpoint(run_dir)}
             raise
     return result
+
+
+def _opened(run_dir: Path, resume: bool, cfg, info: DistInfo) -> Optional[Dict[str, Any]]:
+    """``open_run``, remembering the resumed step (for ``kept_checkpoint``) and tidying the folder on rank 0."""
+    state = open_run(run_dir, resume, cfg.to_dict())
+    if state is not None:
+        _saved_steps[str(run_dir)] = int(state['step'])
+    if info.is_main:
+        tidy_run_dir(run_dir, state)
+    return state
+
+
+def record_config(run_dir: Path, cfg, info: DistInfo) -> None:
+    """Rank 0: ``RUN/config.yaml``, the whole config the run was started with (for people and tools reading the
+    folder; ``--resume`` compares against the checkpoint's own copy)."""
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+class EpochLoader:
+    """A data section as the training loop takes it: ``epoch_batches(epoch, start_micro)``. Subclasses set
+    ``sampler`` (an ``EpochIndexSampler`` or a shard stream: anything with ``set_epoch(epoch, start=samples)``),
+    ``loader`` and ``batch_size`` (per process)."""
+    sampler: Any
+    loader: Any
+    batch_size: int
+
+    def epoch_batches(self, epoch: int, start_micro: int):
+        """The batches of ``epoch`` from micro-batch ``start_micro`` on (a resumed run skips those it took)."""
+        self.sampler.set_epoch(epoch, start=start_micro * self.batch_size)
+        return self.batches(self.loader)
+
+    def batches(self, loader):
+        """The loader's batches as the step takes them (pre-training decodes JPEGs on the device here)."""
+        return loader
 
 
 _saved_steps: Dict[str, int] = {}  # run folder -> step of the last checkpoint this process wrote (or resumed from)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
-import yaml
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler, PolyLRScheduler
@@ -24,8 +23,8 @@ from ..distributed import DistInfo, cleanup, init_distributed
 from ..loop import LoopSettings, TrainingLoop
 from ..skips import SkipCounter
 from ..run_folder import check_not_protected
-from ..runtime import (MetricsLogger, autocast_context, grad_scaler, launch, restore_training_state,
-                       wrap_distributed)
+from ..runtime import (EpochLoader, MetricsLogger, autocast_context, grad_scaler, launch, record_config,
+                       restore_training_state, wrap_distributed)
 from ..config import check_image_size, ensure_valid
 from .config import FinetuneConfig, finetune_config_from_dict
 from .data import TaskSamples, build_task_frames, collate, task_transform
@@ -71,9 +70,7 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
     train_frames = build_task_frames(cfg, 'train')
     val_frames = build_task_frames(cfg, 'val')
     t_cfg, o_cfg, device = cfg.train, cfg.optim, info.device
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    record_config(run_dir, cfg, info)
 
     model, recipe = build_task_model(cfg, backbone=state['backbone'] if state else None)
     check_image_size(cfg.data.image_size, model._vit()[0].patch_embed.patch_size[0], recipe['name'])
@@ -114,7 +111,7 @@ def _finetune(cfg: FinetuneConfig, run_dir: Path, info: DistInfo, state: Optiona
     return summary
 
 
-class _FinetuneData:
+class _FinetuneData(EpochLoader):
     """The task samples of the training split, their sampler and loader, and ``epoch_batches`` for the loop."""
 
     def __init__(self, cfg: FinetuneConfig, info: DistInfo, train_frames, model: torch.nn.Module):
@@ -133,10 +130,6 @@ class _FinetuneData:
                                  pin_memory=info.device.type == 'cuda', drop_last=True,
                                  generator=torch.Generator().manual_seed(t_cfg.seed),  # keeps the global RNG exact
                                  prefetch_factor=4 if d_cfg.num_workers else None)
-
-    def epoch_batches(self, epoch: int, start_micro: int):
-        self.sampler.set_epoch(epoch, start=start_micro * self.batch_size)
-        return self.loader
 
 
 class _FinetuneStep:

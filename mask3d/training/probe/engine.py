@@ -18,7 +18,7 @@ from ...errors import ConfigError
 from ..config import check_image_size
 from ..distributed import DistInfo
 from ..loop import LoopSettings, TrainingLoop
-from ..run_folder import holding, prepare_run_folder
+from ..runtime import run_setup
 from .config import ProbeConfig
 from .correspondence import correspondence_recall, pair_errors
 from .data import ProbeSplit, load_probe_data
@@ -93,15 +93,15 @@ def run_probe(cfg: ProbeConfig, out_dir, backbone_label: Optional[str] = None) -
 
     OUT is a run folder like any other (``run_folder.prepare_run_folder``): never the working directory or above,
     locked while the probe runs, marked when the probe makes it; a probe may add its files to a pre-training run's
-    folder, but never replaces a probe.json that mask3d did not write."""
+    folder, but never replaces a probe.json that mask3d did not write. Set up like a training run
+    (``runtime.run_setup``: validated, locked, seeded)."""
     out = Path(out_dir)
-    with holding(prepare_run_folder(out, 'probe', outputs=PROBE_OUTPUTS, adds_to_runs=True)):
+    with run_setup(cfg, out, 'probe', outputs=PROBE_OUTPUTS, adds_to_runs=True):
         return _run_probe(cfg, out, backbone_label)
 
 
 def _run_probe(cfg: ProbeConfig, out: Path, backbone_label: Optional[str]) -> Dict[str, Any]:
     started = time.time()
-    torch.manual_seed(cfg.train.seed)
     device = _device(cfg.train.device)
     net, recipe = build_frozen_backbone(cfg.model, cfg.features.blocks)
     check_image_size(cfg.data.image_size, recipe['patch_size'], recipe.get('name', cfg.model.backbone))
