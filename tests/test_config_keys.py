@@ -170,3 +170,33 @@ def test_a_warmup_as_long_as_the_run_is_a_warning_not_an_error():
     assert schedule_warning(cfg).startswith('optim.warmup_steps (20) >= train.steps (5): the whole run is warmup')
     assert schedule_warning(load_finetune_config(None, ['optim.warmup_steps=20', 'train.steps=21'])) is None
     assert schedule_warning(load_config(None, ['optim.warmup_steps=0', 'train.steps=1'])) is None
+
+
+def test_the_probe_still_reads_its_old_train_lr_as_optim_lr(tmp_path, caplog):
+    """The probe's learning rate and weight decay moved to ``optim.*`` (as in every other config); configs that say
+    ``train.lr`` / ``train.weight_decay`` still load, with one warning line each, and give the same numbers."""
+    path = tmp_path / 'old.yaml'
+    path.write_text('train:\n  steps: 7\n  lr: 0.02\n  weight_decay: 0.0\n')
+    with caplog.at_level('WARNING', logger='mask3d.training.config'):
+        cfg = load_probe_config(path)
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.train.steps) == (0.02, 0.0, 7)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == [f'{path}: train.lr is deprecated, use optim.lr (read as optim.lr=0.02)',
+                        f'{path}: train.weight_decay is deprecated, use optim.weight_decay (read as '
+                        f'optim.weight_decay=0.0)']
+    assert 'lr' not in cfg.to_dict()['train'] and cfg.to_dict()['optim'] == {'lr': 0.02, 'weight_decay': 0.0}
+    assert load_probe_config(None, ['train.lr=0.1']).optim.lr == 0.1
+    assert load_probe_config(None, ['train.lr=1e-3', 'optim.lr=0.001']).optim.lr == 1e-3  # the same value: fine
+    assert load_probe_config(path, ['optim.lr=0.3']).optim.lr == 0.3  # --set overrides the file, either name
+    with pytest.raises(ConfigError) as e:
+        load_probe_config(None, ['train.lr=0.1', 'optim.lr=0.2'])
+    assert str(e.value) == ('--set: train.lr=0.1 and optim.lr=0.2 are both given; train.lr is the old name of '
+                            'optim.lr: keep only optim.lr')
+    path.write_text('optim:\n  lr: 0.5\ntrain:\n  lr: .nan\n')
+    with pytest.raises(ConfigError, match=f'^{path}: train.lr=nan and optim.lr=0.5 are both given'):
+        load_probe_config(path)
+    path.write_text('train:\n  lr: -1\n')
+    with pytest.raises(ConfigError, match=f'^{path}: optim.lr must be > 0, got -1.0'):
+        load_probe_config(path)
+    with pytest.raises(AttributeError, match=r'train.lr is now optim.lr'):  # code setting the old name: not ignored
+        cfg.train.lr = 0.1

@@ -243,7 +243,7 @@ def test_heads_learn_from_informative_features():
     from mask3d.training.probe.config import load_probe_config
     from mask3d.training.probe.engine import _predict, _train_head
     from mask3d.training.probe.heads import LinearProbe
-    cfg = load_probe_config(None, ['data.image_size=[8, 8]', 'train.steps=40', 'train.batch_size=4', 'train.lr=0.1'])
+    cfg = load_probe_config(None, ['data.image_size=[8, 8]', 'train.steps=40', 'train.batch_size=4', 'optim.lr=0.1'])
     labels = torch.randint(0, 3, (12, 8, 8), generator=torch.Generator().manual_seed(0))
     feats = torch.nn.functional.one_hot(labels, 3).permute(0, 3, 1, 2).float()[:, None]  # [N, 1 block, 3, 8, 8]
     head, last = _train_head(LinearProbe(3, 3), feats.half(), [labels], torch.nn.CrossEntropyLoss(), cfg,

@@ -7,7 +7,9 @@ work starts. Every numeric and choice knob is a row of a table (``KNOBS``: key -
 their messages live in one place and a test can enumerate them; rules that tie two keys together are
 :class:`Relation` rows. The image size is checked against the model's own patch size where the model is built.
 """
+import copy
 import dataclasses
+import logging
 import os
 import typing
 from dataclasses import dataclass, field
@@ -68,13 +70,16 @@ def check_image_size(image_size: Sequence[int], patch_size: int, model: str) -> 
 
 class ValidatedConfig:
     """What the three top-level configs share: ``to_dict`` and ``validate`` against the table the class names
-    (``class PretrainConfig(ValidatedConfig, knobs=..., relations=...)``)."""
+    (``class PretrainConfig(ValidatedConfig, knobs=..., relations=...)``), and the keys that moved (``renamed``:
+    old dotted key -> new one; the loader still reads the old one, with a warning)."""
     KNOBS: Dict[str, Rule] = {}
     RELATIONS: Tuple[Relation, ...] = ()
+    RENAMED: Dict[str, str] = {}
 
-    def __init_subclass__(cls, knobs: Mapping[str, Rule] = None, relations: Sequence[Relation] = (), **kwargs):
+    def __init_subclass__(cls, knobs: Mapping[str, Rule] = None, relations: Sequence[Relation] = (),
+                          renamed: Mapping[str, str] = None, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls.KNOBS, cls.RELATIONS = dict(knobs or {}), tuple(relations)
+        cls.KNOBS, cls.RELATIONS, cls.RENAMED = dict(knobs or {}), tuple(relations), dict(renamed or {})
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -243,6 +248,8 @@ def _merge(obj: Any, values: Dict[str, Any], where: str, prefix: str = '',
     --set), so a range error found later names the file."""
     if not isinstance(values, dict):
         raise ConfigError(f'{where}: section {prefix.rstrip(".") or "<root>"} must be a mapping, got {values!r}')
+    if not prefix and getattr(obj, 'RENAMED', None):
+        values = _renamed(obj.RENAMED, values, where)
     names = {f.name: f for f in dataclasses.fields(obj)}
     hints = typing.get_type_hints(type(obj))
     for key, value in values.items():
@@ -255,6 +262,48 @@ def _merge(obj: Any, values: Dict[str, Any], where: str, prefix: str = '',
             setattr(obj, key, _coerce(hints[key], value, f'{prefix}{key}', where))
             if origins is not None:
                 origins[f'{prefix}{key}'] = where
+
+
+_log = logging.getLogger(__name__)
+
+
+def _renamed(renamed: Mapping[str, str], values: Dict[str, Any], where: str) -> Dict[str, Any]:
+    """A copy of ``values`` with each old key of ``renamed`` (old -> new, dotted) moved to its new place, with a
+    warning line; the old and the new key given together (one file, or the --set list) must agree. A later source
+    still overrides an earlier one, whichever spelling each uses."""
+    values = copy.deepcopy(values)  # the caller's mapping (a checkpoint's config) stays as it was
+    for old, new in renamed.items():
+        (*old_path, old_key), (*new_path, new_key) = old.split('.'), new.split('.')
+        old_section = _section(values, old_path)
+        new_section = _section(values, new_path, create=True) if old_section and old_key in old_section else None
+        if new_section is None:
+            continue  # not given, or a section that is not a mapping (_merge names it)
+        value = old_section.pop(old_key)
+        if new_key in new_section and not _same_value(new_section[new_key], value):
+            raise ConfigError(f'{where}: {old}={value!r} and {new}={new_section[new_key]!r} are both given; {old} is '
+                              f'the old name of {new}: keep only {new}')
+        new_section[new_key] = value
+        _log.warning('%s: %s is deprecated, use %s (read as %s=%s)', where, old, new, new, value)
+    return values
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal, also as numbers (YAML reads ``1e-3`` without a dot as a string, ``_coerce`` makes it a number)."""
+    try:
+        return a == b or float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _section(values: Dict[str, Any], path: Sequence[str], create: bool = False) -> Optional[Dict[str, Any]]:
+    """The nested mapping at ``path`` of ``values`` (``create``: made when absent); None when it is not one."""
+    for part in path:
+        if create and part not in values:
+            values[part] = {}
+        values = values.get(part)
+        if not isinstance(values, dict):
+            return None
+    return values
 
 
 _TYPE_WORDS = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string', list: 'a list',

@@ -51,14 +51,28 @@ class ProbeDataConfig:
 
 
 @dataclass
+class ProbeOptimConfig:
+    """AdamW of the heads (cosine schedule over ``train.steps``, 5 % warm-up); ``optim.*`` as in every config."""
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+
+
+def _moved_to_optim(name: str) -> property:
+    """``cfg.train.lr`` in code: an error naming the new place (a file or --set still may say ``train.lr``)."""
+    def moved(*_):
+        raise AttributeError(f'the probe\'s train.{name} is now optim.{name} (cfg.optim.{name})')
+    return property(moved, moved)
+
+
+@dataclass
 class ProbeTrainConfig:
     steps: int = 300
     batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
     hidden: int = 128                     # depth / normals probe width
     seed: int = 0
     device: str = 'auto'
+    lr = _moved_to_optim('lr')            # not fields: the old names, read by the loader as optim.*
+    weight_decay = _moved_to_optim('weight_decay')
 
 
 @dataclass
@@ -84,8 +98,8 @@ PROBE_KNOBS = {
     'data.source': one_of(PROBE_SOURCES), 'data.image_size': size_pair(), 'data.train_frames': at_least(1),
     'data.test_frames': at_least(1), 'data.views': at_least(1), 'data.pair_gap': at_least(1),
     'data.depth_scale': positive(), 'data.every': at_least(1), 'data.max_depth': positive(),
-    'train.steps': at_least(1), 'train.batch_size': at_least(1), 'train.lr': positive(),
-    'train.weight_decay': non_negative(), 'train.hidden': at_least(1), 'train.device': one_of(DEVICES),
+    'train.steps': at_least(1), 'train.batch_size': at_least(1), 'optim.lr': positive(),
+    'optim.weight_decay': non_negative(), 'train.hidden': at_least(1), 'train.device': one_of(DEVICES),
     'correspondence.max_pairs': at_least(1), 'correspondence.max_queries': at_least(1),
     'correspondence.occlusion_tolerance': in_unit(low_open=True), 'figure_samples': at_least(1)}
 PROBE_RELATIONS = (
@@ -96,13 +110,17 @@ PROBE_RELATIONS = (
              lambda c: f'data.source={c.data.source} needs data.root', ('data.source=nyu',)))
 
 
+PROBE_RENAMED = {'train.lr': 'optim.lr', 'train.weight_decay': 'optim.weight_decay'}  # old names, still read
+
+
 @dataclass
-class ProbeConfig(ValidatedConfig, knobs=PROBE_KNOBS, relations=PROBE_RELATIONS):
+class ProbeConfig(ValidatedConfig, knobs=PROBE_KNOBS, relations=PROBE_RELATIONS, renamed=PROBE_RENAMED):
     tasks: List[str] = field(default_factory=lambda: list(PROBE_TASKS))
     quick: bool = False                   # tiny budget for smoke tests (< 2 min on 2 CPU cores for ViT-Ti)
     model: ProbeModelConfig = field(default_factory=ProbeModelConfig)
     features: ProbeFeatureConfig = field(default_factory=ProbeFeatureConfig)
     data: ProbeDataConfig = field(default_factory=ProbeDataConfig)
+    optim: ProbeOptimConfig = field(default_factory=ProbeOptimConfig)
     train: ProbeTrainConfig = field(default_factory=ProbeTrainConfig)
     correspondence: ProbeCorrespondenceConfig = field(default_factory=ProbeCorrespondenceConfig)
     figure_samples: int = 4

@@ -48,12 +48,12 @@ def _normals(split: ProbeSplit):
 
 
 def _train_head(head, feats: torch.Tensor, targets, loss_fn, cfg: ProbeConfig, device, desc: str):
-    """AdamW + cosine schedule for ``train.steps`` steps on random batches of cached features, through the shared
-    training loop (single process, fp32, no checkpoints: a probe retrains in seconds)."""
-    t = cfg.train
+    """AdamW (``optim.*``) + cosine schedule for ``train.steps`` steps on random batches of cached features,
+    through the shared training loop (single process, fp32, no checkpoints: a probe retrains in seconds)."""
+    t, o = cfg.train, cfg.optim
     head.to(device).train()
-    opt = torch.optim.AdamW(head.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    sched = CosineLRScheduler(opt, t_initial=t.steps, warmup_t=max(1, t.steps // 20), warmup_lr_init=t.lr * 0.01,
+    opt = torch.optim.AdamW(head.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    sched = CosineLRScheduler(opt, t_initial=t.steps, warmup_t=max(1, t.steps // 20), warmup_lr_init=o.lr * 0.01,
                               t_in_epochs=False)  # stepped per update
     gen = torch.Generator().manual_seed(t.seed)
     size = tuple(cfg.data.image_size)
@@ -66,8 +66,7 @@ def _train_head(head, feats: torch.Tensor, targets, loss_fn, cfg: ProbeConfig, d
         x = feats[idx].float().flatten(1, 2).to(device)
         return {'loss': loss_fn(net(x, size), *[y[idx].to(device) for y in targets])}
 
-    loop = TrainingLoop(LoopSettings(steps=t.steps, precision='fp32', log_every=10, desc=desc, lr_hint='train.lr',
-                                     lr_value=t.lr),
+    loop = TrainingLoop(LoopSettings(steps=t.steps, precision='fp32', log_every=10, desc=desc, lr_value=o.lr),
                         model=head, optimizer=opt, scheduler=sched, info=DistInfo(device=torch.device(device)))
     record = loop.run(batches, forward, count=len)
     return head.eval(), record['loss']
