@@ -38,7 +38,7 @@ _HOW_TO_GET_WEIGHTS = (
 
 def manifest_entry(repo_id: str):
     """The release manifest's entry for ``repo_id`` (None if it has none, or no manifest is installed)."""
-    from mask3d_cli.bundled import manifest_path
+    from mask3d_resources import manifest_path
 
     from .manifest import find_release, load_manifest
     path = manifest_path()

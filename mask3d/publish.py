@@ -181,7 +181,7 @@ def publish(
 
     The token is ``token``, else huggingface_hub's own lookup (``HF_TOKEN``, then the saved ``hf auth login``).
     """
-    from mask3d_cli.bundled import BUNDLED, manifest_path
+    from mask3d_resources import PACKAGE_FOLDER, manifest_path
 
     folder = Path(folder)
     manifest = Path(manifest) if manifest else manifest_path()
@@ -216,12 +216,13 @@ def publish(
     print_fn(f"pushed: commit {commit.oid} ({commit.pr_url or commit.commit_url}); load it with "
              f"mask3d.create_model('hf-hub:{repo_id}@{commit.oid}', pretrained=True)")
     if release:
-        _pin(manifest, entry, commit.oid, files[0][2], not create_pr and revision in (None, 'main'), BUNDLED, print_fn)
+        _pin(manifest, entry, commit.oid, files[0][2], not create_pr and revision in (None, 'main'), PACKAGE_FOLDER,
+             print_fn)
     return 0, commit
 
 
-def _pin(manifest: Path, entry, oid: str, sha: str, published: bool, bundled: Path, print_fn) -> None:
-    if os.access(manifest, os.W_OK) and not manifest.resolve().is_relative_to(bundled):
+def _pin(manifest: Path, entry, oid: str, sha: str, published: bool, installed: Path, print_fn) -> None:
+    if os.access(manifest, os.W_OK) and not manifest.resolve().is_relative_to(installed):
         record_release(manifest, entry.name, oid, sha, published)
         print_fn(f"recorded revision {oid}, sha256 {sha}{' and status published' if published else ''} in {manifest}")
     else:

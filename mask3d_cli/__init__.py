@@ -22,8 +22,9 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from mask3d_resources import configs_root, list_configs, manifest_path
+
 from .argtypes import non_negative_int, positive_float, positive_int
-from .bundled import configs_root, list_configs, manifest_path
 from .failures import check_output_folder, debug_requested, install_signal_handlers, report
 
 
@@ -208,7 +209,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for attr, option in _OUTPUT_FOLDERS:
             check_output_folder(option, getattr(args, attr, None))
         if getattr(args, 'config', None) and getattr(args, 'config_family', None):
-            from .bundled import resolve_config
+            from mask3d_resources import resolve_config
             args.config = str(resolve_config(args.config, args.config_family))
         return args.func(args) or 0
     except (Exception, KeyboardInterrupt) as e:

@@ -3,7 +3,8 @@
 The import graph of ``mask3d/`` has no circles: every ``import`` and ``from ... import``, at module level or inside
 a function, read with ``ast``. A circle makes the import order matter and hides which module is the lower layer;
 ``training.config`` <-> ``training.pretrainer`` and ``loading`` <-> ``models.mask3d_vit`` were the last two. And no
-function is longer than 60 lines."""
+function is longer than 60 lines. And the library does not import the command's package (``mask3d_cli``): the configs
+and the release manifest come from the light ``mask3d_resources``, which both import."""
 import ast
 import sys
 from pathlib import Path
@@ -101,6 +102,43 @@ def test_the_rule_table_depends_on_no_training_module():
     error types: the pre-training config can import the method without the method importing the config back."""
     assert import_graph()['mask3d.training.config_rules'] == {'mask3d.errors'}
     assert 'mask3d.training.config' not in import_graph()['mask3d.training.pretrainer']
+
+
+# Only the ways of running the command import it: ``python -m mask3d``, the ``mask3d.cli`` alias, and the fast path of
+# ``python -m mask3d --version`` / ``configs`` at the top of ``mask3d/__init__.py``.
+RUN_THE_COMMAND = {'mask3d/__init__.py', 'mask3d/__main__.py', 'mask3d/cli/__init__.py'}
+
+
+def imports_of(package: str, path: Path) -> List[int]:
+    """Line numbers of every import of ``package`` (or a module in it) in ``path``, inside functions too."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        if any(n.split('.')[0] == package for n in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_checker_finds_imports_inside_functions(tmp_path):
+    f = tmp_path / 'm.py'
+    f.write_text('import os\ndef f():\n    from mask3d_cli.bundled import x\n    import mask3d_cli\n'
+                 'from .mask3d_cli import y\n')
+    assert imports_of('mask3d_cli', f) == [3, 4]
+
+
+def test_the_library_does_not_import_the_command_package():
+    """``mask3d_cli`` is the layer above: a library module that imports it inverts the layers (it used to, for the
+    config and manifest paths, via ``mask3d_cli.bundled``)."""
+    found = [f'{rel}:{line}' for path in sorted(PACKAGE.rglob('*.py'))
+             if (rel := path.relative_to(REPO_ROOT).as_posix()) not in RUN_THE_COMMAND
+             for line in imports_of('mask3d_cli', path)]
+    assert not found, f'the library imports mask3d_cli (read configs and the manifest via mask3d_resources): {found}'
+    assert all(imports_of('mask3d_cli', REPO_ROOT / f) for f in RUN_THE_COMMAND)  # the list holds no stale entry
 
 
 def test_no_function_in_mask3d_is_longer_than_60_lines():

@@ -377,7 +377,7 @@ def test_debug_flag_and_env_show_the_traceback(env, capsys, monkeypatch):
 def test_a_bug_shows_its_traceback_and_asks_for_a_report(env, capsys, monkeypatch):
     def broken(*args, **kwargs):
         return 1 / 0
-    monkeypatch.setattr('mask3d_cli.bundled.resolve_config', broken)
+    monkeypatch.setattr('mask3d_resources.resolve_config', broken)
     assert main(_pretrain(env)) == EXIT_FAILED
     err = capsys.readouterr().err
     assert TRACEBACK in err and 'ZeroDivisionError' in err and 'This is a bug in mask3d' in err
@@ -388,7 +388,7 @@ def test_a_bug_shows_its_traceback_and_asks_for_a_report(env, capsys, monkeypatc
 def test_ctrl_c_is_one_line(env, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr('mask3d_cli.bundled.resolve_config', interrupted)
+    monkeypatch.setattr('mask3d_resources.resolve_config', interrupted)
     assert main(_pretrain(env)) == EXIT_INTERRUPTED
     err = capsys.readouterr().err
     assert err.strip() == 'mask3d: interrupted'

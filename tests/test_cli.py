@@ -40,7 +40,7 @@ def test_version_help_and_configs_do_not_import_mask3d():
 
 
 def test_config_names_resolve_in_any_subfolder(tmp_path, monkeypatch):
-    from mask3d_cli.bundled import configs_root, resolve_config
+    from mask3d_resources import configs_root, resolve_config
     root = configs_root()
     monkeypatch.chdir(tmp_path)  # outside a clone, a clone's relative path still names the bundled file
     assert resolve_config('synthetic_tiny', 'pretrain') == root / 'pretrain' / 'synthetic_tiny.yaml'
@@ -56,10 +56,10 @@ def test_config_names_resolve_in_any_subfolder(tmp_path, monkeypatch):
 
 
 def test_new_config_files_are_found_without_listing_them(tmp_path, monkeypatch):
-    from mask3d_cli import bundled
+    import mask3d_resources
     (tmp_path / 'training' / 'configs' / 'probe').mkdir(parents=True)
     (tmp_path / 'training' / 'configs' / 'probe' / 'nyu_depth_probe.yaml').write_text('# a probe\n')
-    monkeypatch.setattr(bundled, '_SOURCE_ROOT', tmp_path)
-    assert bundled.resolve_config('nyu_depth_probe', 'probe') == \
+    monkeypatch.setattr(mask3d_resources, '_REPOSITORY', tmp_path)  # a clone's layout: read in place
+    assert mask3d_resources.resolve_config('nyu_depth_probe', 'probe') == \
         tmp_path / 'training' / 'configs' / 'probe' / 'nyu_depth_probe.yaml'
-    assert list(bundled.list_configs('probe')) == ['probe/nyu_depth_probe']
+    assert list(mask3d_resources.list_configs('probe')) == ['probe/nyu_depth_probe']

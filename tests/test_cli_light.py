@@ -21,7 +21,7 @@ def test_python_m_light_commands_do_not_import_torch(argv):
 
 
 def test_configs_descriptions_end_on_a_word(capsys):
-    from mask3d_cli.bundled import list_configs
+    from mask3d_resources import list_configs
     assert main(['configs']) == 0
     shown = {}
     for line in capsys.readouterr().out.splitlines()[1:]:

@@ -76,7 +76,7 @@ def _mask3d_argv(command):
 def check_command_sketch(line: str, words) -> list:
     """Problems of one shell line: mask3d argv the parser refuses, configs or scripts that do not exist."""
     from mask3d_cli import build_parser
-    from mask3d_cli.bundled import resolve_config
+    from mask3d_resources import resolve_config
     problems = []
     for command in _commands(words):
         argv = _mask3d_argv(command)

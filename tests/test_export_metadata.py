@@ -8,7 +8,7 @@ import mask3d
 from conftest import tiny_kwargs
 from mask3d.training.config import load_config
 from mask3d.training.engine import export_encoder
-from mask3d_cli.bundled import resolve_config
+from mask3d_resources import resolve_config
 
 
 def _export(tmp_path, overrides, run_dir=None):

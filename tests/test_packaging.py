@@ -1,8 +1,10 @@
 """The wheel and sdist are complete: a wheel installed into a fresh environment runs the documented commands from
-any folder (bundled configs and manifest, LICENSE, no repository needed); the sdist holds what the tests need."""
+any folder (bundled configs and manifest, LICENSE, no repository needed); the sdist holds what the tests need; an
+editable install reads the configs and the manifest in place."""
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -38,15 +40,18 @@ def wheel(tmp_path_factory):
 
 def test_wheel_contents(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    assert {n.split('/')[0] for n in names} == {'mask3d', 'mask3d_cli', 'mask3d-0.1.0.dist-info'}
+    assert {n.split('/')[0] for n in names} == {'mask3d', 'mask3d_cli', 'mask3d_resources', 'mask3d-0.1.0.dist-info'}
     assert 'mask3d/__init__.py' in names and 'mask3d/training/__init__.py' in names
     assert 'mask3d/models/mask3d_vit.py' in names and 'mask3d/training/data/synthetic.py' in names
-    # every YAML under training/configs, found by the build step, not listed by hand
+    # package data: every YAML under training/configs (not listed by hand) and the manifest; nothing else from
+    # training/ or hub/ (hub/make_cards.py, hub/cards/, training/README.md stay in the repository)
     configs = sorted(p.relative_to(REPO_ROOT / 'training' / 'configs').as_posix()
                      for p in (REPO_ROOT / 'training' / 'configs').rglob('*.yaml'))
-    assert sorted(n[len('mask3d_cli/_bundled/configs/'):] for n in names
-                  if n.startswith('mask3d_cli/_bundled/configs/')) == configs
-    assert 'mask3d_cli/_bundled/manifest.yaml' in names
+    resources = sorted(n[len('mask3d_resources/'):] for n in names if n.startswith('mask3d_resources/'))
+    assert resources == ['__init__.py'] + [f'configs/{c}' for c in configs] + ['hub/manifest.yaml'], resources
+    assert not any(n.startswith(('mask3d_cli/_bundled/', 'mask3d_cli/bundled.py')) for n in names)  # the old copy
+    manifest = zipfile.ZipFile(wheel).read('mask3d_resources/hub/manifest.yaml')
+    assert manifest == (REPO_ROOT / 'hub' / 'manifest.yaml').read_bytes()
     assert 'mask3d-0.1.0.dist-info/licenses/LICENSE' in names
     assert not any(n.startswith(('tests/', 'training/', 'hub/', 'benchmarks/', 'docs/')) for n in names)
     assert not any(n.endswith(('.png', '.jpg', '.mat', '.npy', '.sens', '.pt', '.safetensors')) for n in names)
@@ -122,10 +127,50 @@ def test_installed_wheel_runs_from_another_folder(wheel, tmp_path):
           '--set', 'data.batch_size=2', '--set', 'data.num_workers=0', '--set', 'train.precision=fp32',
           '--set', 'model.model_args={depth: 2}', '--set', 'data.image_size=[96,128]'], cwd=elsewhere, env=env)
     assert (elsewhere / 'run' / 'export' / 'model.safetensors').is_file()
-    where = _run([python, '-c', 'import mask3d, mask3d_cli.bundled as b; print(mask3d.__file__, b.manifest_path())'],
-                 cwd=elsewhere, env=env).stdout
-    assert str(REPO_ROOT) not in where and '_bundled' in where  # the installed copy, not the repository
+    where = _run([python, '-c', 'import mask3d, mask3d_resources as r; print(mask3d.__file__, r.manifest_path())'],
+                 cwd=elsewhere, env=env).stdout.split()
+    assert str(REPO_ROOT) not in ' '.join(where)  # the installed copies, not the repository
+    assert where[1].endswith('site-packages/mask3d_resources/hub/manifest.yaml')
     # the manifest works after a non-editable install: a release dry run checks the export's provenance against it
     out = subprocess.run(['mask3d', 'push', 'run/export', '--repo-id', 'mask3d/mask3d_vit_tiny_patch16.scannet',
                           '--release', '--dry-run'], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert out.returncode == 1 and "trained on ['synthetic']" in out.stdout, out.stdout + out.stderr
+
+
+def test_data_packages_are_declared_once_each():
+    """setup.py adds the two package folders pyproject.toml maps onto training/configs and hub/ (discovery cannot see
+    them): the three lists must name the same packages."""
+    import tomllib
+    spec = importlib.util.spec_from_file_location('mask3d_setup', REPO_ROOT / 'setup.py')
+    setup_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_py)
+    tool = tomllib.loads((REPO_ROOT / 'pyproject.toml').read_text())['tool']['setuptools']
+    assert sorted(setup_py.DATA_PACKAGES) == sorted(tool['package-dir']) == sorted(tool['package-data'])
+    assert tool['package-dir'] == {'mask3d_resources.configs': 'training/configs', 'mask3d_resources.hub': 'hub'}
+
+
+def test_editable_install_reads_the_files_in_place(tmp_path):
+    """``pip install -e`` (the README's install): configs and the manifest are the repository's files, so a new or
+    edited config is seen without reinstalling. Installed from a copy of the repository, which the test then edits."""
+    repo = tmp_path / 'repo'
+    repo.mkdir()
+    for name in ('pyproject.toml', 'setup.py', 'README.md', 'LICENSE', 'MANIFEST.in'):
+        shutil.copy(REPO_ROOT / name, repo / name)
+    ignore = shutil.ignore_patterns('__pycache__', '*.egg-info')
+    for folder in ('mask3d', 'mask3d_cli', 'mask3d_resources', 'training/configs', 'hub'):
+        shutil.copytree(REPO_ROOT / folder, repo / folder, ignore=ignore)
+    env_dir = tmp_path / 'venv'
+    _run([sys.executable, '-m', 'venv', '--without-pip', env_dir])
+    python = env_dir / 'bin' / 'python'
+    site = Path(_run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])']).stdout.strip())
+    (site / 'shared_site.pth').write_text(sysconfig.get_paths()['purelib'] + '\n')
+    _run([sys.executable, '-m', 'pip', '--python', python, 'install', '--no-deps', '--no-index', '--no-build-isolation',
+          '-e', repo], env={**OFFLINE_BUILD_ENV, 'HOME': str(tmp_path), 'TMPDIR': str(tmp_path)})
+    (repo / 'training' / 'configs' / 'probe' / 'added_after_install.yaml').write_text('# added after the install\n')
+    code = ('import sys, mask3d_resources as r; '
+            'print(r.configs_root(), r.manifest_path(), r.resolve_config("added_after_install")); '
+            'assert "torch" not in sys.modules')
+    where = _run([python, '-c', code], cwd=tmp_path, env={'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path)})
+    where = where.stdout.split()
+    assert where == [str(repo / 'training' / 'configs'), str(repo / 'hub' / 'manifest.yaml'),
+                     str(repo / 'training' / 'configs' / 'probe' / 'added_after_install.yaml')]

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 import mask3d
-import mask3d_cli.bundled
+import mask3d_resources
 from conftest import tiny_kwargs
 from mask3d.manifest import sha256_file
 
@@ -48,13 +48,13 @@ def _export(seed: int, tmp_path: Path) -> dict:
 
 def _pin(tmp_path, monkeypatch, sha256: str, revision: str = PINNED) -> None:
     """Use a manifest whose tiny release is published at ``revision`` with ``sha256``."""
-    data = yaml.safe_load(mask3d_cli.bundled.manifest_path().read_text())
+    data = yaml.safe_load(mask3d_resources.manifest_path().read_text())
     for entry in data['weights']:
         if entry['name'] == NAME:
             entry.update(status='published', revision=revision, sha256=sha256)
     path = tmp_path / 'manifest.yaml'
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    monkeypatch.setattr(mask3d_cli.bundled, 'manifest_path', lambda: path)
+    monkeypatch.setattr(mask3d_resources, 'manifest_path', lambda: path)
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ def test_a_tampered_file_at_the_pinned_revision_is_refused_before_loading(tmp_pa
 
 def test_published_entry_without_a_pin_is_refused_by_the_manifest(tmp_path):
     from mask3d.manifest import load_manifest
-    data = yaml.safe_load(mask3d_cli.bundled.manifest_path().read_text())
+    data = yaml.safe_load(mask3d_resources.manifest_path().read_text())
     data['weights'][0].update(status='published', revision='main', sha256='0' * 64)
     path = tmp_path / 'manifest.yaml'
     path.write_text(yaml.safe_dump(data))

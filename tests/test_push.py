@@ -77,7 +77,7 @@ def test_cli_push_of_any_export_to_your_own_repo(exported, capsys):
 
 
 def mask3d_cli_manifest_text():
-    from mask3d_cli.bundled import manifest_path
+    from mask3d_resources import manifest_path
     return manifest_path().read_text()
 
 

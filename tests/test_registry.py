@@ -7,7 +7,7 @@ import torch
 import mask3d
 from mask3d.manifest import load_manifest
 from mask3d.models.mask3d_vit import default_cfgs
-from mask3d_cli.bundled import manifest_path
+from mask3d_resources import manifest_path
 
 SIZES = ['tiny', 'small', 'base', 'large']
 ARCHS = [f'mask3d_vit_{s}_patch16' for s in SIZES]

@@ -6,7 +6,7 @@ def run_models(args) -> int:
     """Each architecture with its tags, the Hub repo the manifest names, and the manifest's status."""
     import timm
     from huggingface_hub import try_to_load_from_cache
-    from mask3d_cli.bundled import manifest_path
+    from mask3d_resources import manifest_path
 
     from .. import list_models
     from ..manifest import load_manifest
@@ -30,7 +30,7 @@ def run_models(args) -> int:
 
 
 def run_push(args) -> int:
-    from mask3d_cli.bundled import manifest_path
+    from mask3d_resources import manifest_path
 
     from ..publish import push
     release = args.release or args.manifest is not None  # --manifest names the release manifest to pin

@@ -15,7 +15,7 @@ from typing import Any, Dict
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer
 
-from mask3d_cli.bundled import manifest_path
+from mask3d_resources import manifest_path
 
 from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ..loading import check_pretrained_source, translate_hub_errors

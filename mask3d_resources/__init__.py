@@ -1,15 +1,20 @@
-"""Where the YAML configs and the release manifest are: the source tree in a clone, the wheel's copy otherwise.
+"""The YAML configs and the release manifest: package data of a light package (no torch, no timm).
 
-Light on purpose (no torch, no timm): the ``mask3d`` command lists and resolves configs before anything heavy loads.
-The files users browse stay in ``training/configs/`` and ``hub/manifest.yaml``; setup.py copies them into
-``mask3d_cli/_bundled/`` when a wheel is built, so every subfolder and file is picked up without listing it.
+``mask3d`` (the manifest names the official weights) and the ``mask3d`` command (it lists and resolves configs before
+anything heavy loads) both read them here, so the library never imports the command's package.
+
+The files stay where users browse them, ``training/configs/**.yaml`` and ``hub/manifest.yaml``. pyproject.toml maps
+the package folders ``mask3d_resources/configs`` and ``mask3d_resources/hub`` onto those folders, so a wheel holds
+them with nothing copied at build time, and a new config folder or file ships without being listed. A clone or an
+editable install has no such folders inside the package: there the files are read in place from the repository, so
+an edit is seen without reinstalling.
 """
+from importlib.resources import files
 from pathlib import Path
 from typing import Dict, Optional
 
-_HERE = Path(__file__).resolve().parent
-_SOURCE_ROOT = _HERE.parent          # the repository root in a clone; site-packages when installed
-BUNDLED = _HERE / '_bundled'
+PACKAGE_FOLDER = Path(str(files(__name__))).resolve()   # a folder on disk: wheels are installed unzipped
+_REPOSITORY = PACKAGE_FOLDER.parent                      # the repository root in a clone; site-packages when installed
 
 CONFIGS_IN_SOURCE = Path('training') / 'configs'
 MANIFEST_IN_SOURCE = Path('hub') / 'manifest.yaml'
@@ -17,14 +22,14 @@ MANIFEST_IN_SOURCE = Path('hub') / 'manifest.yaml'
 
 def configs_root() -> Path:
     """The folder of YAML configs (``<family>/<name>.yaml``)."""
-    source = _SOURCE_ROOT / CONFIGS_IN_SOURCE
-    return source if source.is_dir() else BUNDLED / 'configs'
+    packaged = files(__name__) / 'configs'
+    return Path(str(packaged)) if packaged.is_dir() else _REPOSITORY / CONFIGS_IN_SOURCE
 
 
 def manifest_path() -> Path:
-    """The release manifest: ``hub/manifest.yaml`` in a clone, the wheel's read-only copy otherwise."""
-    source = _SOURCE_ROOT / MANIFEST_IN_SOURCE
-    return source if source.is_file() else BUNDLED / 'manifest.yaml'
+    """The release manifest: the wheel's read-only copy when installed, ``hub/manifest.yaml`` in a clone."""
+    packaged = files(__name__) / 'hub' / 'manifest.yaml'
+    return Path(str(packaged)) if packaged.is_file() else _REPOSITORY / MANIFEST_IN_SOURCE
 
 
 def list_configs(family: Optional[str] = None) -> Dict[str, Path]:
@@ -44,8 +49,6 @@ def resolve_config(value: str, family: Optional[str] = None) -> Path:
     A bare name is looked up first in ``family`` (the subcommand's folder), then in every folder; a name found in
     several folders must be written with its folder.
     """
-    from mask3d.errors import ConfigError
-
     path = Path(value)
     if path.is_file():
         return path
@@ -59,6 +62,8 @@ def resolve_config(value: str, family: Optional[str] = None) -> Path:
     preferred = [k for k in matches if family and k.split('/')[0] == family]
     if len(preferred) == 1 or len(matches) == 1:
         return available[(preferred or matches)[0]]
+    from mask3d.errors import ConfigError  # only for a bad name: importing mask3d loads torch and timm
+
     if matches:
         raise ConfigError(f"config '{value}' is ambiguous: {', '.join(matches)}; write it with its folder")
     names = ', '.join(k for k in available if family is None or k.startswith(f'{family}/')) or 'none'
