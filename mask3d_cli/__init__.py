@@ -175,9 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('--views', type=positive_int, default=1, help='camera poses per room; > 1 also writes pose/*.txt')
     q = data.add_parser('inspect', help='what a dataset holds: format, frames, size, depth range, labels')
     q.add_argument('path', help="a dataset file or folder, or 'synthetic'")
-    q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',
-                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'tum', '7scenes',
-                                                         'folder', 'synthetic', 'shards'))
+    # the inspect names of training/data/registry.py, written out: this package imports no torch (tested)
+    q.add_argument('--format', default='auto', choices=('auto', 'synthetic', 'folder', 'scannet', 'scannet-frames',
+                                                         'scannet-sens', 'scannet-25k', 'nyuv2', 'nyu', 'nyu-mat',
+                                                         'nyu-raw', 'sunrgbd', 'cityscapes', 'tum', '7scenes',
+                                                         'shards'))
     q.add_argument('--depth-scale', type=positive_float, default=1000.0,
                    help='16-bit PNG units per metre (folder, nyu-raw)')
     q.add_argument('--class-mapping', default=None, help='nyu-mat: classMapping40.mat (default: next to the .mat)')
@@ -186,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument('--sheet', default=None, metavar='OUT.png', help='contact sheet of a few frames')
     q = data.add_parser('shard', help='write a dataset as WebDataset tar shards (data.source: shards)')
     q.add_argument('src', help="a dataset file or folder (any format inspect opens), or 'synthetic'")
-    q.add_argument('--format', default='auto', choices=('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k',
-                                                         'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes', 'tum', '7scenes',
-                                                         'folder', 'synthetic'))
+    q.add_argument('--format', default='auto', choices=('auto', 'synthetic', 'folder', 'scannet', 'scannet-frames',
+                                                         'scannet-sens', 'scannet-25k', 'nyuv2', 'nyu', 'nyu-mat',
+                                                         'nyu-raw', 'sunrgbd', 'cityscapes', 'tum', '7scenes'))
     q.add_argument('--out', required=True, help='an empty folder for shard-NNNNNN.tar and shards.json')
     q.add_argument('--frames-per-shard', type=positive_int, default=1000)
     q.add_argument('--depth-scale', type=positive_float, default=1000.0,

@@ -23,9 +23,10 @@ from .config_rules import (Relation, Rule, at_least, betas, in_unit, kwargs_mapp
                            finite_number, non_negative_int, one_of, positive, positive_or_null, size_pair, unit_range,
                            validate_config)
 from .data.device_decode import DECODE_DEVICES
+from .data.registry import canonical, get as get_dataset, names as dataset_names, source_rule
 from .pretrainer import METHOD_KNOBS, METHOD_RELATIONS, PretrainMethodConfig
 
-DATA_SOURCES = ('synthetic', 'folder', 'scannet', 'nyu-raw', 'sunrgbd', 'tum', '7scenes', 'shards', 'mixture')
+DATA_SOURCES = dataset_names('pretrain')  # from the dataset registry (training/data/registry.py)
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 DEVICES = ('auto', 'cpu', 'cuda')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
@@ -190,7 +191,7 @@ class TrainConfig(BaseTrainConfig):
 PRETRAIN_KNOBS = {
     'model.name': name(), 'model.init': name(optional=True), 'model.model_args': kwargs_mapping(),
     'model.drop_path_rate': in_unit(high_open=True), **METHOD_KNOBS,
-    'data.source': one_of(DATA_SOURCES), **DATA_KNOBS, 'data.synthetic_length': at_least(1),
+    'data.source': source_rule('pretrain'), **DATA_KNOBS, 'data.synthetic_length': at_least(1),
     'data.synthetic_seed': non_negative_int(), 'data.root': name(optional=True), 'data.split': name(optional=True),
     'data.shard_index': name(optional=True),
     'data.depth_scale': positive(), 'data.every': at_least(1), 'data.shuffle_buffer': at_least(1),
@@ -200,9 +201,10 @@ PRETRAIN_KNOBS = {
     'train.figure_every': at_least(1), 'train.figure_samples': at_least(1)}
 PRETRAIN_RELATIONS = METHOD_RELATIONS + (
     min_lr_below_lr(),
-    Relation(('data.source', 'data.root'), lambda c: c.data.source in ('synthetic', 'mixture') or bool(c.data.root),
+    Relation(('data.source', 'data.root'),
+             lambda c: canonical(c.data.source) in ('synthetic', 'mixture') or bool(c.data.root),
              lambda c: f'data.root is required for data.source={c.data.source}', ('data.source=folder',)),
-    Relation(('data.mixture',), lambda c: c.data.source != 'mixture' or bool(mixture_parts(c.data)),
+    Relation(('data.mixture',), lambda c: canonical(c.data.source) != 'mixture' or bool(mixture_parts(c.data)),
              lambda c: 'data.mixture must list at least one source', ('data.source=mixture',)))
 
 
@@ -230,13 +232,15 @@ def mixture_parts(data: 'DataConfig') -> List[Tuple['DataConfig', float]]:
             raise ConfigError(f'data.mixture[{i}].weight must be a finite number > 0, got {weight!r}')
         part = dataclasses.replace(data, mixture=[])
         _merge(part, entry, f'data.mixture[{i}]')
-        if part.source not in DATA_SOURCES:
-            raise ConfigError(f'data.mixture[{i}].source must be one of {DATA_SOURCES}, got {part.source!r}')
-        if part.source in ('mixture', 'shards'):
+        try:
+            dataset = get_dataset(part.source, 'pretrain')
+        except ConfigError as e:
+            raise ConfigError(f'data.mixture[{i}].source: {e}') from None
+        if dataset.streamed or dataset.name == 'mixture':
             raise ConfigError(f'data.mixture[{i}]: a mixture cannot contain {part.source} (streamed shards are '
-                              f'not indexed by frame)' if part.source == 'shards' else
+                              f'not indexed by frame)' if dataset.streamed else
                               f'data.mixture[{i}]: a mixture cannot contain a mixture')
-        if part.source != 'synthetic' and not part.root:
+        if dataset.name != 'synthetic' and not part.root:
             raise ConfigError(f'data.mixture[{i}]: root is required for source {part.source}')
         parts.append((part, float(weight)))
     return parts

@@ -18,15 +18,11 @@ from ..factory import create_model
 from ..loading import load_checkpoint, load_state_dict_into
 from .checkpoint import load_training_checkpoint
 from .config import PretrainConfig, check_image_size, config_from_dict, mixture_parts
-from .data.mixture import MixtureFrames
-from .data.nyu import NYUSyncFrames
-from .data.sunrgbd import SUNRGBDFrames
-from .data.folder import RGBDFolder
-from .data.scannet import ScanNetFrames
 from .data.device_decode import ColourDecoding
 from .data.pretrain_data import EpochIndexSampler, PretrainSamples
+from .data.registry import canonical, get as get_dataset
 from .data.sanity import local_shards, warn_if_depth_implausible
-from .data.synthetic import SyntheticRGBD
+from .pretrain_sources import open_frames
 from .skips import SkipCounter
 from .data.transforms import JointTransform
 from .distributed import DistInfo
@@ -68,47 +64,8 @@ def build_optimizer(cfg: PretrainConfig, model: torch.nn.Module, lr: float) -> t
 
 
 def build_frames(cfg: PretrainConfig):
-    return _frames(cfg.data, cfg.train.seed)
-
-
-def _frames(d, seed: int):
-    if d.source == 'mixture':
-        return MixtureFrames([(_frames(part, seed), weight) for part, weight in mixture_parts(d)],
-                             length=d.mixture_length, seed=seed)
-    if d.source == 'nyu-raw':
-        return NYUSyncFrames(d.root, depth_scale=d.depth_scale, skip_bad=d.skip_bad)
-    if d.source == 'sunrgbd':
-        return SUNRGBDFrames(d.root, skip_bad=d.skip_bad)
-    if d.source == 'synthetic':
-        # rendered at the training size; the random resized crop then zooms in like on real frames
-        return SyntheticRGBD(length=d.synthetic_length, seed=d.synthetic_seed, image_size=tuple(d.image_size))
-    if d.source == 'folder':
-        return RGBDFolder(d.root, depth_scale=d.depth_scale, skip_bad=d.skip_bad)
-    if d.source == 'scannet':
-        return ScanNetFrames(d.root, split=d.split, every=d.every, skip_bad=d.skip_bad)
-    if d.source == 'tum':
-        from .data.tum import TUMFrames
-        return TUMFrames(d.root, skip_bad=d.skip_bad)
-    if d.source == '7scenes':
-        from .data.seven_scenes import SevenScenesFrames
-        return SevenScenesFrames(d.root, split=d.split, skip_bad=d.skip_bad)
-    raise ConfigError(f'unknown data.source {d.source!r}')
-
-
-def _shard_stream(cfg: PretrainConfig, state, info: DistInfo, transform: JointTransform, patch_size: int,
-                  colour: ColourDecoding):
-    """(stream, stream) for ``data.source: shards``: the stream is both the dataset and what ``set_epoch`` moves."""
-    from .data.shards import ShardStream, open_shard_set
-    d = cfg.data
-    if state is not None and state['config']['data']['num_workers'] != d.num_workers:
-        raise ConfigError(f"--resume with data.source=shards: data.num_workers {state['config']['data']['num_workers']}"
-                          f' -> {d.num_workers} would deal the shards differently; keep it unchanged')
-    prep = PretrainSamples((), transform, patch_size=patch_size, seed=cfg.train.seed)  # only its prepare()
-    shards = open_shard_set(d.root, d.shard_index)
-    stream = ShardStream(shards, prep.prepare, batch_size=d.batch_size, rank=info.rank, world_size=info.world_size,
-                         num_workers=d.num_workers, seed=cfg.train.seed, shuffle_buffer=d.shuffle_buffer,
-                         skip_bad=d.skip_bad, decode=colour.shard_decoder(shards.urls))
-    return stream, stream
+    """The frames of ``data.source``, opened through the dataset registry (``data/registry.py``)."""
+    return open_frames(cfg.data, cfg.train.seed)
 
 
 def pretrain(cfg: PretrainConfig, run_dir, *, resume: bool = False, progress: bool = True,
@@ -186,8 +143,10 @@ class _PretrainData(EpochLoader):
         # data.decode_device: JPEGs decoded on a device
         self.colour = ColourDecoding(d_cfg.decode_device, device, transform)
         self.frames = None  # data.skip_bad: its skipped_at_listing are the frames left out while listing
-        if d_cfg.source == 'shards':
-            self.sampler, samples = _shard_stream(cfg, state, info, transform, model.patch_size, self.colour)
+        source = get_dataset(d_cfg.source, 'pretrain')
+        if source.streamed:  # shards
+            self.sampler, samples = source.opener('pretrain')(cfg, state, info, transform, model.patch_size,
+                                                              self.colour)
             warn_if_depth_implausible(local_shards(d_cfg.root), 'data.source=shards')  # a wrong depth unit
             frames_total, micro_per_epoch = self.sampler.shards.frames, self.sampler.batches_per_epoch
         else:
@@ -208,7 +167,7 @@ class _PretrainData(EpochLoader):
                                  pin_memory=device.type == 'cuda', drop_last=True,
                                  persistent_workers=False, prefetch_factor=4 if d_cfg.num_workers else None,
                                  collate_fn=self.colour.collate_fn,
-                                 **({} if d_cfg.source == 'shards' else dict(
+                                 **({} if source.streamed else dict(
                                      sampler=self.sampler,  # a seeded generator leaves the global RNG to the model
                                      generator=torch.Generator().manual_seed(t_cfg.seed))))
 
@@ -285,7 +244,7 @@ def _finish(cfg: PretrainConfig, run_dir: Path, info: DistInfo, model: Mask3DPre
 
 def describe_data(data) -> str:
     """Where the pre-training frames came from, in words (the card's training data; no dataset is implied)."""
-    if data.source == 'mixture':
+    if canonical(data.source) == 'mixture':
         return 'mixture of ' + '; '.join(f'{describe_data(part)} (weight {w:g})' for part, w in mixture_parts(data))
     words = {'synthetic': 'built-in synthetic indoor RGB-D rooms (mask3d.training.data.synthetic), no real images',
              'folder': f'RGB-D folder {data.root}',
@@ -294,7 +253,13 @@ def describe_data(data) -> str:
              'sunrgbd': f'SUN RGB-D frames ({data.root})',
              'tum': f'TUM RGB-D sequences ({data.root})',
              '7scenes': f'Microsoft 7-Scenes frames ({data.split or "all"} sequences, {data.root})'}
-    return words.get(data.source, f'{data.source} ({data.root})')
+    return words.get(canonical(data.source), f'{data.source} ({data.root})')
+
+
+def data_sources(data) -> list:
+    """The canonical names of the sources a run read (an alias records its dataset's name: licences go by it)."""
+    parts = [p for p, _ in mixture_parts(data)] if canonical(data.source) == 'mixture' else [data]
+    return sorted({canonical(p.source) or p.source for p in parts})
 
 
 def run_metadata(cfg: PretrainConfig, run_dir: Optional[Path], metrics: Dict[str, Any]) -> Dict[str, Any]:
@@ -302,8 +267,7 @@ def run_metadata(cfg: PretrainConfig, run_dir: Optional[Path], metrics: Dict[str
     from ..licensing import derived_license, init_license_and_base
     init_license, base_model = init_license_and_base(cfg.model.init)
     meta = {'architecture': cfg.model.name, 'init': cfg.model.init or 'scratch', 'init_license': init_license,
-            'training_data': describe_data(cfg.data), 'data_sources': sorted(
-                {p.source for p, _ in mixture_parts(cfg.data)} if cfg.data.source == 'mixture' else {cfg.data.source}),
+            'training_data': describe_data(cfg.data), 'data_sources': data_sources(cfg.data),
             'steps': metrics.get('step'), 'license': derived_license(init_license, has_init=bool(cfg.model.init)),
             'base_model': base_model, 'metrics': {k: (round(v, 6) if isinstance(v, float) else v)
                                                   for k, v in metrics.items()}}

@@ -1,17 +1,18 @@
 """``mask3d data inspect``: what a dataset holds (format, frames, size, depth range, labels), and a contact sheet."""
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
 from ...constants import IGNORE_INDEX
-from ...errors import BadDataFileError, DataError, Mask3DError, MissingDataError
+from ...errors import BadDataFileError, Mask3DError, MissingDataError
 from .folder import RGBDFolder
+from .registry import allowed, get as get_dataset, names
 from .sanity import depth_unit_fix, depth_unit_problem
 
-FORMATS = ('auto', 'scannet-sens', 'scannet-frames', 'scannet-25k', 'nyu-mat', 'nyu-raw', 'sunrgbd', 'cityscapes',
-           'tum', '7scenes', 'folder', 'synthetic', 'shards')
+FORMATS = ('auto',) + names('inspect', aliases=True)  # 'auto': detect_format; the rest from the dataset registry
 
 
 def detect_format(path: Path) -> str:
@@ -40,62 +41,97 @@ def detect_format(path: Path) -> str:
     if scenes:
         return 'scannet-25k' if any((p / 'label').is_dir() for p in scenes) else 'scannet-frames'
     if (path / 'color').is_dir() and (path / 'depth').is_dir():
-        return 'scannet-frames-scene'
+        return 'scannet-frames'  # one scene: open_scannet reads it from its parent
     if next(path.rglob('sync_depth_*.png'), None) is not None:
         return 'nyu-raw'
     if next(path.rglob('image'), None) is not None:
         return 'sunrgbd'
-    raise BadDataFileError(f'{path}: format not recognised; pass --format ({", ".join(FORMATS[1:])})')
+    raise BadDataFileError(f"{path}: format not recognised; pass --format ({allowed('inspect')})")
+
+
+@dataclass(frozen=True)
+class OpenOptions:
+    """What ``inspect`` and ``shard`` pass every opener; each reads the options its format has."""
+    depth_scale: float = 1000.0               # folder, nyu-raw: 16-bit PNG units per metre
+    class_mapping_40: Optional[str] = None    # nyu-mat: classMapping40.mat (default: next to the .mat)
 
 
 def open_dataset(path: Union[str, os.PathLike], fmt: str = 'auto', *, depth_scale: float = 1000.0,
                  class_mapping_40: Optional[str] = None, label_map: Optional[str] = None):
-    """(dataset, class names or None, format) for ``path``; for shards the format is the source's (shards hold
-    the same frames, so ``inspect`` reports the same values)."""
+    """(dataset, class names or None, format) for ``path``, opened through the dataset registry
+    (``registry.py``: the ``open_*`` functions below); for shards the format is the source's (shards hold the
+    same frames, so ``inspect`` reports the same values)."""
     path = Path(path)
     fmt = detect_format(path) if fmt == 'auto' else fmt
-    if fmt == 'shards':
-        from .shards import ShardFrames
-        ds = ShardFrames(path)
-        names = ds.class_names
-        return ds, (tuple(names) if names else None), ds.set.index['source_format']
-    if fmt == 'synthetic':
-        from .synthetic import CLASS_NAMES, SyntheticRGBD
-        return SyntheticRGBD(length=16), CLASS_NAMES, fmt
-    if fmt == 'scannet-sens':
-        return _SensFrames(path), None, fmt
-    if fmt == 'scannet-frames-scene':
-        from .scannet import ScanNetFrames
+    return get_dataset(fmt, 'inspect').opener('inspect')(path, OpenOptions(depth_scale, class_mapping_40))
+
+
+# the `inspect` openers of the dataset registry: (path, options) -> (dataset, class names or None, format)
+
+
+def open_shards(path: Path, options: OpenOptions):
+    from .shards import ShardFrames
+    ds = ShardFrames(path)
+    names = ds.class_names
+    return ds, (tuple(names) if names else None), ds.set.index['source_format']
+
+
+def open_synthetic(path: Path, options: OpenOptions):
+    from .synthetic import CLASS_NAMES, SyntheticRGBD
+    return SyntheticRGBD(length=16), CLASS_NAMES, 'synthetic'
+
+
+def open_scannet_sens(path: Path, options: OpenOptions):
+    return _SensFrames(path), None, 'scannet-sens'
+
+
+def open_scannet(path: Path, options: OpenOptions):
+    """Exported scenes: a folder of scenes, or one scene (its own color/ and depth/)."""
+    from .scannet import ScanNetFrames
+    if (path / 'color').is_dir() and (path / 'depth').is_dir():
         return ScanNetFrames(path.parent, split=None), None, 'scannet-frames'
-    if fmt == 'scannet-frames':
-        from .scannet import ScanNetFrames
-        return ScanNetFrames(path), None, fmt
-    if fmt == 'scannet-25k':
-        from .scannet import SCANNET20_NAMES, ScanNet25kFrames
-        return ScanNet25kFrames(path), SCANNET20_NAMES, fmt
-    if fmt == 'nyu-mat':
-        from .nyu import NYU40_NAMES, NYUv2Labeled
-        mapping = class_mapping_40 or (path.parent / 'classMapping40.mat')
-        return NYUv2Labeled(path, class_mapping_40=mapping), NYU40_NAMES, fmt
-    if fmt == 'nyu-raw':
-        from .nyu import NYUSyncFrames
-        return NYUSyncFrames(path, depth_scale=depth_scale), None, fmt
-    if fmt == 'sunrgbd':
-        from .sunrgbd import SUNRGBD37_NAMES, SUNRGBDFrames
-        return SUNRGBDFrames(path), SUNRGBD37_NAMES, fmt
-    if fmt == 'cityscapes':
-        from .cityscapes import CITYSCAPES19_NAMES, CityscapesRGBD
-        return CityscapesRGBD(path, split='train'), CITYSCAPES19_NAMES, fmt
-    if fmt == 'tum':
-        from .tum import TUMFrames
-        return TUMFrames(path), None, fmt
-    if fmt == '7scenes':
-        from .seven_scenes import SevenScenesFrames
-        return SevenScenesFrames(path), None, fmt
-    if fmt == 'folder':
-        ds = RGBDFolder(path, depth_scale=depth_scale)
-        return ds, getattr(ds, 'class_names', None), fmt
-    raise DataError(f'unknown format {fmt!r}; one of {", ".join(FORMATS)}')
+    return ScanNetFrames(path), None, 'scannet-frames'
+
+
+def open_scannet_25k(path: Path, options: OpenOptions):
+    from .scannet import SCANNET20_NAMES, ScanNet25kFrames
+    return ScanNet25kFrames(path), SCANNET20_NAMES, 'scannet-25k'
+
+
+def open_nyuv2(path: Path, options: OpenOptions):
+    from .nyu import NYU40_NAMES, NYUv2Labeled
+    mapping = options.class_mapping_40 or (path.parent / 'classMapping40.mat')
+    return NYUv2Labeled(path, class_mapping_40=mapping), NYU40_NAMES, 'nyu-mat'
+
+
+def open_nyu_raw(path: Path, options: OpenOptions):
+    from .nyu import NYUSyncFrames
+    return NYUSyncFrames(path, depth_scale=options.depth_scale), None, 'nyu-raw'
+
+
+def open_sunrgbd(path: Path, options: OpenOptions):
+    from .sunrgbd import SUNRGBD37_NAMES, SUNRGBDFrames
+    return SUNRGBDFrames(path), SUNRGBD37_NAMES, 'sunrgbd'
+
+
+def open_cityscapes(path: Path, options: OpenOptions):
+    from .cityscapes import CITYSCAPES19_NAMES, CityscapesRGBD
+    return CityscapesRGBD(path, split='train'), CITYSCAPES19_NAMES, 'cityscapes'
+
+
+def open_tum(path: Path, options: OpenOptions):
+    from .tum import TUMFrames
+    return TUMFrames(path), None, 'tum'
+
+
+def open_seven_scenes(path: Path, options: OpenOptions):
+    from .seven_scenes import SevenScenesFrames
+    return SevenScenesFrames(path), None, '7scenes'
+
+
+def open_folder(path: Path, options: OpenOptions):
+    ds = RGBDFolder(path, depth_scale=options.depth_scale)
+    return ds, getattr(ds, 'class_names', None), 'folder'
 
 
 class _SensFrames:

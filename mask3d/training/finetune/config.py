@@ -11,9 +11,10 @@ from ..config import (DATA_KNOBS, OPTIM_KNOBS, TRAIN_KNOBS, BaseDataConfig, Base
                       ValidatedConfig, dataclass_config_from_dict, ensure_valid, load_dataclass_config)
 from ..config_rules import (Relation, at_least, block_indices, in_unit, kwargs_mapping, min_lr_below_lr, name,
                             non_negative, non_negative_int, one_of, positive)
+from ..data.registry import allowed, canonical, names, serves, source_rule
 
 TASKS = ('semseg', 'depth', 'instance')
-FINETUNE_SOURCES = ('synthetic', 'scannet', 'scannet-25k', 'nyuv2', 'nyu-raw', 'cityscapes', 'folder')
+FINETUNE_SOURCES = names('finetune')  # from the dataset registry (training/data/registry.py)
 SCHEDULES = ('poly', 'cosine')
 
 
@@ -92,7 +93,7 @@ FINETUNE_KNOBS = {
     'model.out_indices': block_indices(optional=True),
     'model.drop_path_rate': in_unit(high_open=True), 'model.head': one_of(('upernet', 'linear')),
     'model.head_channels': at_least(1), 'model.max_depth': positive(),
-    'data.source': one_of(FINETUNE_SOURCES), **DATA_KNOBS, 'data.color_jitter': in_unit(),
+    'data.source': source_rule('finetune'), **DATA_KNOBS, 'data.color_jitter': in_unit(),
     'data.synthetic_length': at_least(1), 'data.synthetic_val_length': at_least(1),
     'data.nyu_classes': one_of((40, 13)), 'data.nyu_depth': one_of(('raw', 'filled')), 'data.every': at_least(1),
     'data.min_instance_pixels': non_negative(), 'data.depth_scale': positive(),
@@ -105,10 +106,10 @@ FINETUNE_KNOBS = {
     'optim.poly_power': positive(), **OPTIM_KNOBS, **TRAIN_KNOBS, 'train.eval_every': non_negative()}
 FINETUNE_RELATIONS = (
     min_lr_below_lr(),
-    Relation(('data.val_source',), lambda c: (c.data.val_source or c.data.source) in FINETUNE_SOURCES,
-             lambda c: f'data.val_source must be one of {FINETUNE_SOURCES}, got {c.data.val_source!r}',
+    Relation(('data.val_source',), lambda c: serves(c.data.val_source or c.data.source, 'finetune'),
+             lambda c: f"data.val_source must be one of {allowed('finetune')}, got {c.data.val_source!r}",
              ('data.val_source=bogus',)),
-    Relation(('data.source', 'data.root'), lambda c: c.data.source == 'synthetic' or bool(c.data.root),
+    Relation(('data.source', 'data.root'), lambda c: canonical(c.data.source) == 'synthetic' or bool(c.data.root),
              lambda c: f'data.root is required for data.source={c.data.source}', ('data.source=folder',)),
     Relation(('task', 'model.num_classes'), lambda c: c.task == 'depth' or c.model.num_classes >= 1,
              lambda c: f'model.num_classes must be >= 1, got {c.model.num_classes}', ('model.num_classes=0',)),

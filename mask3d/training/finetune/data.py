@@ -4,7 +4,7 @@ The readers are the datasets module's (ScanNet, NYUv2, Cityscapes, RGB-D folders
 chosen from a config, checked against the task (class count, the labels the task needs) and turned into tensors
 with the same (seed, epoch, index) randomness as pre-training, so a resumed run sees the same batches.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from ...errors import ConfigError
 from ..data.nyu import NYU13_NAMES, NYU40_NAMES, instances_from_pairs
+from ..data.registry import get as get_dataset
 from ..data.scannet import SCANNET18_NYU40_IDS
 from ..data.synthetic import CLASS_NAMES
 from ..data.transforms import JointTransform
@@ -54,39 +55,50 @@ class ThingInstances(Dataset):
         return sample
 
 
-def _nyu(d, root: str, split: Optional[str]):
+# the `finetune` openers of the dataset registry (training/data/registry.py): (cfg, root, split, val, skip_bad)
+
+
+def open_synthetic(cfg: FinetuneConfig, root, split, val: bool, skip_bad: bool):
+    from ..data.synthetic import SyntheticRGBD
+    d = cfg.data
+    return SyntheticRGBD(length=d.synthetic_val_length if val else d.synthetic_length,
+                         seed=d.synthetic_val_seed if val else d.synthetic_seed, image_size=tuple(d.image_size))
+
+
+def open_scannet(cfg: FinetuneConfig, root, split, val: bool, skip_bad: bool):
+    from ..data.scannet import ScanNetLabeledFrames
+    if not cfg.data.label_map:
+        raise ConfigError('data.label_map (scannetv2-labels.combined.tsv) is required for data.source=scannet')
+    return ScanNetLabeledFrames(root, cfg.data.label_map, split=split, every=cfg.data.every, skip_bad=skip_bad)
+
+
+def open_scannet_25k(cfg: FinetuneConfig, root, split, val: bool, skip_bad: bool):
+    from ..data.scannet import ScanNet25kFrames
+    return ScanNet25kFrames(root, split=split, every=cfg.data.every, skip_bad=skip_bad)
+
+
+def open_nyuv2(cfg: FinetuneConfig, root, split, val: bool, skip_bad: bool):
     from ..data.nyu import NYUv2Labeled
+    d = cfg.data
     if not d.class_mapping:
         raise ConfigError('data.class_mapping (classMapping40.mat) is required for data.source=nyuv2')
     return NYUv2Labeled(root, class_mapping_40=d.class_mapping, split=split or 'all', splits_mat=d.splits_mat,
                         classes=d.nyu_classes, depth=d.nyu_depth)
 
 
-def _open(cfg: FinetuneConfig, source: str, root: Optional[str], split: Optional[str], val: bool, skip_bad: bool):
-    d = cfg.data
-    if source == 'synthetic':
-        from ..data.synthetic import SyntheticRGBD
-        return SyntheticRGBD(length=d.synthetic_val_length if val else d.synthetic_length,
-                             seed=d.synthetic_val_seed if val else d.synthetic_seed, image_size=tuple(d.image_size))
-    if source in ('scannet', 'scannet-25k'):
-        from ..data.scannet import ScanNet25kFrames, ScanNetLabeledFrames
-        if source == 'scannet':
-            if not d.label_map:
-                raise ConfigError('data.label_map (scannetv2-labels.combined.tsv) is required for data.source=scannet')
-            return ScanNetLabeledFrames(root, d.label_map, split=split, every=d.every, skip_bad=skip_bad)
-        return ScanNet25kFrames(root, split=split, every=d.every, skip_bad=skip_bad)
-    if source == 'nyuv2':
-        return _nyu(d, root, split)
-    if source == 'nyu-raw':
-        from ..data.nyu import NYUSyncFrames
-        return NYUSyncFrames(root, depth_scale=d.depth_scale, skip_bad=skip_bad)
-    if source == 'cityscapes':
-        from ..data.cityscapes import CityscapesRGBD
-        return CityscapesRGBD(root, split=split or ('val' if val else 'train'), with_depth=cfg.task == 'depth')
-    if source == 'folder':
-        from ..data.folder import RGBDFolder
-        return RGBDFolder(root, depth_scale=d.depth_scale, skip_bad=skip_bad)
-    raise ConfigError(f'unknown data.source {source!r}')
+def open_nyu_raw(cfg: FinetuneConfig, root, split, val: bool, skip_bad: bool):
+    from ..data.nyu import NYUSyncFrames
+    return NYUSyncFrames(root, depth_scale=cfg.data.depth_scale, skip_bad=skip_bad)
+
+
+def open_cityscapes(cfg: FinetuneConfig, root, split, val: bool, skip_bad: bool):
+    from ..data.cityscapes import CityscapesRGBD
+    return CityscapesRGBD(root, split=split or ('val' if val else 'train'), with_depth=cfg.task == 'depth')
+
+
+def open_folder(cfg: FinetuneConfig, root, split, val: bool, skip_bad: bool):
+    from ..data.folder import RGBDFolder
+    return RGBDFolder(root, depth_scale=cfg.data.depth_scale, skip_bad=skip_bad)
 
 
 def _for_task(cfg: FinetuneConfig, frames, source: str):
@@ -123,12 +135,13 @@ def build_task_frames(cfg: FinetuneConfig, split: str, *, training: bool = True)
     d, val = cfg.data, split == 'val'
     source = (d.val_source or d.source) if val else d.source
     root = (d.val_root or d.root) if val else d.root
-    frames = _open(cfg, source, root, d.val_split if val else d.train_split, val,
-                   skip_bad=d.skip_bad and training and not val)
+    dataset = get_dataset(source, 'finetune')
+    frames = dataset.opener('finetune')(cfg, root, d.val_split if val else d.train_split, val,
+                                        skip_bad=d.skip_bad and training and not val)
     from ..data.sanity import warn_if_depth_implausible  # one line: a wrong depth unit gives NaN depth metrics
     warn_if_depth_implausible(frames, f'{split} data.source={source}',
                               max_depth=cfg.eval.max_depth if cfg.task == 'depth' else None)
-    return _for_task(cfg, frames, source)
+    return _for_task(cfg, frames, dataset.name)
 
 
 def task_transform(cfg: FinetuneConfig, train: bool, mean, std) -> JointTransform:

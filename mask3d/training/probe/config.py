@@ -5,9 +5,10 @@ from typing import Any, Dict, List, Optional
 from ..config import DEVICES, ValidatedConfig, ensure_valid, load_dataclass_config
 from ..config_rules import (Relation, Rule, at_least, in_unit, kwargs_mapping, name, non_negative, non_negative_int,
                             one_of, positive, positive_list, size_pair)
+from ..data.registry import canonical, names, source_rule
 
 PROBE_TASKS = ('depth', 'normals', 'semseg', 'correspondence')
-PROBE_SOURCES = ('synthetic', 'folder', 'nyu', 'scannet', '7scenes')
+PROBE_SOURCES = names('probe')  # from the dataset registry (training/data/registry.py)
 
 
 @dataclass
@@ -95,7 +96,7 @@ PROBE_KNOBS = {
     **{f'data.{k}': name(optional=True) for k in ('root', 'train_root', 'test_root', 'class_mapping', 'splits_mat',
                                                   'train_split', 'test_split')},
     'train.seed': non_negative_int(), 'correspondence.thresholds_px': positive_list(),
-    'data.source': one_of(PROBE_SOURCES), 'data.image_size': size_pair(), 'data.train_frames': at_least(1),
+    'data.source': source_rule('probe'), 'data.image_size': size_pair(), 'data.train_frames': at_least(1),
     'data.test_frames': at_least(1), 'data.views': at_least(1), 'data.pair_gap': at_least(1),
     'data.depth_scale': positive(), 'data.every': at_least(1), 'data.max_depth': positive(),
     'train.steps': at_least(1), 'train.batch_size': at_least(1), 'optim.lr': positive(),
@@ -104,9 +105,10 @@ PROBE_KNOBS = {
     'correspondence.occlusion_tolerance': in_unit(low_open=True), 'figure_samples': at_least(1)}
 PROBE_RELATIONS = (
     Relation(('data.train_root', 'data.test_root'),
-             lambda c: c.data.source != 'folder' or bool(c.data.train_root and c.data.test_root),
+             lambda c: canonical(c.data.source) != 'folder' or bool(c.data.train_root and c.data.test_root),
              lambda c: 'data.source=folder needs data.train_root and data.test_root', ('data.source=folder',)),
-    Relation(('data.root',), lambda c: c.data.source not in ('nyu', 'scannet', '7scenes') or bool(c.data.root),
+    Relation(('data.root',),
+             lambda c: canonical(c.data.source) not in ('nyuv2', 'scannet', '7scenes') or bool(c.data.root),
              lambda c: f'data.source={c.data.source} needs data.root', ('data.source=nyu',)))
 
 

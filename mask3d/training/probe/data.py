@@ -8,9 +8,9 @@ Every source reuses the datasets module's readers; this adds only poses (for cor
   frames named ROOM_VIEW pair up within a room. ``depth/`` of synthetic rooms carries simulated sensor noise;
   where ``depth_clean/NAME.npy`` exists (written by ``mask3d data synth``: the noise-free ray-cast depth) the
   normals are differentiated from it instead (``ProbeSplit.depth_clean``); the depth probe keeps ``depth/``.
-- ``nyu``: the labelled .mat with the official train/test splits (no poses).
+- ``nyuv2`` (also ``nyu``, ``nyu-mat``): the labelled .mat with the official train/test splits (no poses).
 - ``scannet``: exported scenes (color/, depth/, intrinsic/, pose/); consecutive kept frames of a scene pair up.
-``nyu`` and ``scannet`` read the first ``data.train_frames`` / ``data.test_frames`` frames of each split.
+``nyuv2`` and ``scannet`` read the first ``data.train_frames`` / ``data.test_frames`` frames of each split.
 - ``7scenes``: the datasets module's 7-Scenes reader (a sequence or scene folder: frame-*.color.png|jpg,
   .depth.png, .pose.txt); the first two thirds of the frames train, the last third tests (consecutive frames are
   near-duplicates).
@@ -25,6 +25,7 @@ import torch
 
 from ...errors import ConfigError, DataError, MissingDataError
 from ..data.folder import read_pose
+from ..data.registry import get as get_dataset
 from ..data.transforms import JointTransform
 
 log = logging.getLogger(__name__)
@@ -158,26 +159,46 @@ def _seven_scenes(d, mean, std):
 
 
 def load_probe_data(cfg, mean, std) -> Tuple[ProbeSplit, ProbeSplit, Optional[ProbeSplit]]:
-    """(train, test, pairs): ``pairs`` holds the posed frames and their (i, j) pairs, or is None."""
-    d = cfg.data
-    wants_pairs = 'correspondence' in cfg.tasks
-    if d.source == 'synthetic':
-        return _synthetic(d, mean, std, wants_pairs, cfg.correspondence.max_pairs)
-    if d.source == 'folder':
-        train, test = _folder(d.train_root, d, mean, std, 'read train'), _folder(d.test_root, d, mean, std, 'read test')
-    elif d.source == 'nyu':
-        from ..data.nyu import NYUv2Labeled
-        if not (d.class_mapping and d.splits_mat):
-            raise ConfigError('data.source=nyu needs data.class_mapping (classMapping40.mat) and data.splits_mat '
-                              '(splits.mat, the official train/test split)')
-        sets = [NYUv2Labeled(d.root, class_mapping_40=d.class_mapping, split=s, splits_mat=d.splits_mat,
-                             classes=d.nyu_classes, depth='filled') for s in ('train', 'test')]
-        limits = (d.train_frames, d.test_frames)
-        train, test = [_stack(_read(ds, range(min(n, len(ds))), f'read {name}'), d.image_size, mean, std,
-                              ds.class_names) for ds, n, name in zip(sets, limits, ('train', 'test'))]
-    elif d.source == 'scannet':
-        train = _scannet(d, d.train_split, d.train_frames, mean, std, 'read train')
-        test = _scannet(d, d.test_split, d.test_frames, mean, std, 'read test')
-    else:
-        train, test = _seven_scenes(d, mean, std)
+    """(train, test, pairs): ``pairs`` holds the posed frames and their (i, j) pairs, or is None. The source opens
+    through the dataset registry (``training/data/registry.py``): one of the ``open_*`` functions below."""
+    return get_dataset(cfg.data.source, 'probe').opener('probe')(cfg, mean, std)
+
+
+def _with_pairs(train: ProbeSplit, test: ProbeSplit):
     return train, test, (test if test.pairs else None)
+
+
+# the `probe` openers of the dataset registry: (cfg, mean, std) -> (train, test, pairs or None)
+
+
+def open_synthetic(cfg, mean, std):
+    return _synthetic(cfg.data, mean, std, 'correspondence' in cfg.tasks, cfg.correspondence.max_pairs)
+
+
+def open_folder(cfg, mean, std):
+    d = cfg.data
+    return _with_pairs(_folder(d.train_root, d, mean, std, 'read train'),
+                       _folder(d.test_root, d, mean, std, 'read test'))
+
+
+def open_nyuv2(cfg, mean, std):
+    from ..data.nyu import NYUv2Labeled
+    d = cfg.data
+    if not (d.class_mapping and d.splits_mat):
+        raise ConfigError(f'data.source={d.source} needs data.class_mapping (classMapping40.mat) and data.splits_mat '
+                          '(splits.mat, the official train/test split)')
+    sets = [NYUv2Labeled(d.root, class_mapping_40=d.class_mapping, split=s, splits_mat=d.splits_mat,
+                         classes=d.nyu_classes, depth='filled') for s in ('train', 'test')]
+    limits = (d.train_frames, d.test_frames)
+    return _with_pairs(*[_stack(_read(ds, range(min(n, len(ds))), f'read {name}'), d.image_size, mean, std,
+                                ds.class_names) for ds, n, name in zip(sets, limits, ('train', 'test'))])
+
+
+def open_scannet(cfg, mean, std):
+    d = cfg.data
+    return _with_pairs(_scannet(d, d.train_split, d.train_frames, mean, std, 'read train'),
+                       _scannet(d, d.test_split, d.test_frames, mean, std, 'read test'))
+
+
+def open_seven_scenes(cfg, mean, std):
+    return _with_pairs(*_seven_scenes(cfg.data, mean, std))
