@@ -2,8 +2,8 @@
 import tempfile
 from typing import Dict, List
 
-from mask3d.training.engine import pretrain
-from mask3d.training.runtime import read_metrics
+from mask3d.training.pretrain.engine import pretrain
+from mask3d.training.runtime.metrics_log import read_metrics
 
 
 def short_run_metrics(cfg, steps: int) -> List[Dict]:

@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import print_result  # noqa: E402
 from _short_run import short_run_metrics  # noqa: E402
-from mask3d.training.config import load_config  # noqa: E402
+from mask3d.training.pretrain.config import load_config  # noqa: E402
 from mask3d.training.data.pretrain_data import EpochIndexSampler, PretrainSamples  # noqa: E402
 from mask3d.training.data.synthetic import render_scene  # noqa: E402
 from mask3d.training.data.transforms import JointTransform  # noqa: E402
-from mask3d.training.runtime import autocast_context  # noqa: E402
-from mask3d.training.engine import (build_encoder, build_frames, build_optimizer,  # noqa: E402
+from mask3d.training.runtime.precision import autocast_context  # noqa: E402
+from mask3d.training.pretrain.engine import (build_encoder, build_frames, build_optimizer,  # noqa: E402
                                     build_pretrainer)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _short_run import short_run_metrics  # noqa: E402
-from mask3d.training.config import load_config  # noqa: E402
+from mask3d.training.pretrain.config import load_config  # noqa: E402
 from mask3d.training.visualize import save_figure  # noqa: E402
 
 

@@ -38,13 +38,13 @@ ARMS = {
 @torch.no_grad()
 def evaluate(run: Path, val: Path, batches: int = 4, batch_size: int = 16) -> dict:
     from mask3d.factory import create_model
-    from mask3d.training.checkpoint import load_training_checkpoint
-    from mask3d.training.config import config_from_dict
+    from mask3d.training.runtime.checkpoint import load_training_checkpoint
+    from mask3d.training.pretrain.config import config_from_dict
     from mask3d.training.data.folder import RGBDFolder
     from mask3d.training.data.transforms import JointTransform
-    from mask3d.training.depth_eval import depth_reconstruction_errors
-    from mask3d.training.pretrainer import Mask3DPretrainer
-    from mask3d.training.reliance import rgb_reliance
+    from mask3d.training.pretrain.depth_eval import depth_reconstruction_errors
+    from mask3d.training.pretrain.pretrainer import Mask3DPretrainer
+    from mask3d.training.pretrain.reliance import rgb_reliance
     state = load_training_checkpoint(run / 'checkpoints' / 'last.pt')
     cfg = config_from_dict(state['config'])
     model = Mask3DPretrainer(create_model(cfg.model.name, **cfg.model.model_args), cfg.method)
@@ -70,8 +70,8 @@ def evaluate(run: Path, val: Path, batches: int = 4, batch_size: int = 16) -> di
 
 
 def main(argv=None) -> int:
-    from mask3d.training.config import load_config
-    from mask3d.training.engine import pretrain
+    from mask3d.training.pretrain.config import load_config
+    from mask3d.training.pretrain.engine import pretrain
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--train', type=Path, required=True)
     p.add_argument('--val', type=Path, required=True)

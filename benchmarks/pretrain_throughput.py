@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mask3d  # noqa: E402
 from mask3d.training import Mask3DPretrainer, PretrainMethodConfig  # noqa: E402
-from mask3d.training.depth_targets import normalize_depth  # noqa: E402
-from mask3d.training.losses import masked_reconstruction_loss  # noqa: E402
-from mask3d.training.masking import random_patch_mask  # noqa: E402
-from mask3d.training.patches import patchify  # noqa: E402
+from mask3d.training.pretrain.depth_targets import normalize_depth  # noqa: E402
+from mask3d.training.pretrain.losses import masked_reconstruction_loss  # noqa: E402
+from mask3d.training.pretrain.masking import random_patch_mask  # noqa: E402
+from mask3d.training.pretrain.patches import patchify  # noqa: E402
 
 VARIANTS = ('mask3d', 'full_tokens', 'visible_encoder')
 
@@ -171,7 +171,7 @@ def build_steps(args) -> Dict[str, Callable[[], None]]:
 
 def _use_mask_indexing(pre: Mask3DPretrainer) -> None:
     """Alternative visible-token selection by boolean-mask indexing (for the fast-path comparison)."""
-    import mask3d.training.pretrainer as mod
+    import mask3d.training.pretrain.pretrainer as mod
 
     def by_mask(tokens, ids):
         mask = torch.zeros(tokens.shape[:2], dtype=torch.bool, device=tokens.device)

@@ -174,8 +174,8 @@ def arm_config(arm: str, budget: Dict) -> str:
 
 
 def run_pretrain(out: Path, arm: str, budget: Dict, pool: Path, seed: int, device: str) -> Path:
-    from mask3d.training.config import load_config
-    from mask3d.training.engine import pretrain
+    from mask3d.training.pretrain.config import load_config
+    from mask3d.training.pretrain.engine import pretrain
     run = out / 'pretrain' / arm / f'seed{seed}'
     cfg = load_config(CONFIGS / arm_config(arm, budget), pretrain_sets(budget, pool, seed, device))
     if not _finished(run, cfg):
@@ -189,7 +189,7 @@ def run_pretrain(out: Path, arm: str, budget: Dict, pool: Path, seed: int, devic
 def pretrain_record(run: Path) -> Dict:
     """Loss and rgb_reliance (pretext loss with another sample's RGB / true loss; ~1.0 = encoder ignored) at the
     first and last logged step."""
-    from mask3d.training.runtime import read_metrics
+    from mask3d.training.runtime.metrics_log import read_metrics
     rec = [r for r in read_metrics(run) if 'loss' in r]
     rel = [r for r in rec if 'rgb_reliance' in r]
     out = {'loss_first': rec[0]['loss'], 'loss_last': rec[-1]['loss'], 'steps': rec[-1]['step']}
@@ -369,9 +369,9 @@ def _folder_frames(root: Path, n: int) -> List[Dict]:
 def load_pretrainer(run: Path):
     """The whole pre-training model (encoder, depth branch, decoder) of a run's last checkpoint, in eval mode."""
     from mask3d.factory import create_model
-    from mask3d.training.checkpoint import load_training_checkpoint
-    from mask3d.training.config import config_from_dict
-    from mask3d.training.pretrainer import Mask3DPretrainer
+    from mask3d.training.runtime.checkpoint import load_training_checkpoint
+    from mask3d.training.pretrain.config import config_from_dict
+    from mask3d.training.pretrain.pretrainer import Mask3DPretrainer
     state = load_training_checkpoint(run / 'checkpoints' / 'last.pt')
     cfg = config_from_dict(state['config'])
     model = Mask3DPretrainer(create_model(cfg.model.name, **cfg.model.model_args), cfg.method)
@@ -393,8 +393,8 @@ def _pretext_batch(model, cfg, frames: List[Dict], rng: np.random.Generator):
 @torch.no_grad()
 def pretext_check(run: Path, frames: List[Dict], batch_size: int = 16) -> Dict[str, float]:
     """rgb_reliance and the depth reconstruction errors of a Mask3D run on held-out frames (fixed masks)."""
-    from mask3d.training.depth_eval import depth_reconstruction_errors
-    from mask3d.training.reliance import rgb_reliance
+    from mask3d.training.pretrain.depth_eval import depth_reconstruction_errors
+    from mask3d.training.pretrain.reliance import rgb_reliance
     model, cfg = load_pretrainer(run)
     rng = np.random.default_rng(0)
     rel, errs = [], []
@@ -409,7 +409,7 @@ def pretext_check(run: Path, frames: List[Dict], batch_size: int = 16) -> Dict[s
 def sim_to_real(runs: Dict, seed: int, budget: Dict, pools: Dict[str, Path]) -> Dict:
     """Depth reconstruction error over the hidden patches of each Mask3D arm on synthetic test rooms and real
     frames: unaligned (de-normalised with the visible depth only) and aligned (least-squares scale and shift)."""
-    from mask3d.training.depth_eval import depth_reconstruction_errors
+    from mask3d.training.pretrain.depth_eval import depth_reconstruction_errors
     sources = {'synthetic test': _folder_frames(pools['test'], 16), **real_sources(budget['real_frames'])}
     table = {}
     for arm in ('mask3d', 'mask3d_paper'):
@@ -468,7 +468,7 @@ def plot_pretraining(path: Path, out: Path, r: Dict) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from mask3d.training.runtime import read_metrics
+    from mask3d.training.runtime.metrics_log import read_metrics
     from mask3d.training.visualize import save_figure
     colours = {'mask3d': 'tab:green', 'mask3d_paper': 'tab:olive', 'mae': 'tab:blue'}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -567,7 +567,7 @@ def _machine() -> Dict:
 
 def dry_run(budget: Dict, out: Path, arms: List[str], device: str) -> int:
     """Load and validate every configuration the plan would run, with the preset's overrides; run nothing."""
-    from mask3d.training.config import load_config
+    from mask3d.training.pretrain.config import load_config
     from mask3d.training.finetune.config import load_finetune_config
     from mask3d.training.probe.config import load_probe_config
     pools = {k: out / 'data' / k for k in ('pool', 'labelled', 'few', 'selection', 'test')}

@@ -32,8 +32,8 @@ def batch_of_rooms(n: int, size, mean, std):
 
 def time_arm(yaml_name: str, model: str, size, batch: int, steps: int, warmup: int) -> dict:
     from mask3d.factory import create_model
-    from mask3d.training.config import load_config
-    from mask3d.training.pretrainer import Mask3DPretrainer
+    from mask3d.training.pretrain.config import load_config
+    from mask3d.training.pretrain.pretrainer import Mask3DPretrainer
     cfg = load_config(REPO / 'training' / 'configs' / 'replicate' / yaml_name, [f'model.name={model}'])
     net = Mask3DPretrainer(create_model(model), cfg.method).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)

@@ -92,8 +92,8 @@ def run_job(job: Dict) -> str:
     torch.set_num_threads(job['threads'])
     run, t0 = Path(job['run']), time.perf_counter()
     if job['kind'] == 'pretrain':
-        from mask3d.training.config import load_config
-        from mask3d.training.engine import pretrain
+        from mask3d.training.pretrain.config import load_config
+        from mask3d.training.pretrain.engine import pretrain
         cfg = load_config(R.CONFIGS / job['yaml'], job['sets'])
         if R._finished(run, cfg):
             return f"{job['label']}: reused"
@@ -130,7 +130,7 @@ def plan(out: Path, budget: Dict, p: Dict[str, Path], device: str) -> List[List[
 
 def dry_run(budget: Dict, out: Path, device: str) -> int:
     """Load and validate every configuration of the plan; run and write nothing."""
-    from mask3d.training.config import load_config
+    from mask3d.training.pretrain.config import load_config
     from mask3d.training.probe.config import load_probe_config
     phases = plan(out, budget, pools_planned(out), device)
     for job in (j for phase in phases for j in phase):

@@ -22,9 +22,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from mask3d.training.data.folder import RGBDFolder
     from mask3d.training.data.transforms import JointTransform
-    from mask3d.training.depth_targets import normalize_depth
-    from mask3d.training.masking import random_patch_mask
-    from mask3d.training.patches import upsample_patch_mask
+    from mask3d.training.pretrain.depth_targets import normalize_depth
+    from mask3d.training.pretrain.masking import random_patch_mask
+    from mask3d.training.pretrain.patches import upsample_patch_mask
     ds = RGBDFolder(args.root)
     for size in [[int(v) for v in s.split('x')] for s in args.sizes.split(',')]:
         tf = JointTransform(size, scale=(1.0, 1.0), hflip=0.0)

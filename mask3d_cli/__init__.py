@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override, e.g. optim.lr=1e-4')
     p.add_argument('--resume', action='store_true', help='continue from RUN_DIR/checkpoints/last.pt')
     p.add_argument('--overwrite', action='store_true', help='delete an earlier run in RUN_DIR first')
-    p.set_defaults(func=lazy('mask3d.training.cli:run_pretrain'), config_family='pretrain')
+    p.set_defaults(func=lazy('mask3d.training.pretrain.cli:run_pretrain'), config_family='pretrain')
 
     _add_export(sub)
 

@@ -96,7 +96,7 @@ def resume_command(argv: Sequence[str], kept: bool, sets: Sequence[str] = ()) ->
 
 
 def _run_hint(exc: BaseException, argv: Optional[Sequence[str]]) -> str:
-    """For an exception that left a run (``exc.mask3d_run``, set by mask3d.training.runtime.launch): the kept
+    """For an exception that left a run (``exc.mask3d_run``, set by mask3d.training.runtime.launch.launch): the kept
     checkpoint and the command that continues; '' for anything else."""
     run = getattr(exc, 'mask3d_run', None)
     if not run or argv is None:

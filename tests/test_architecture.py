@@ -4,7 +4,9 @@ The import graph of ``mask3d/`` has no circles: every ``import`` and ``from ... 
 a function, read with ``ast``. A circle makes the import order matter and hides which module is the lower layer;
 ``training.config`` <-> ``training.pretrainer`` and ``loading`` <-> ``models.mask3d_vit`` were the last two. And no
 function is longer than 60 lines. And the library does not import the command's package (``mask3d_cli``): the configs
-and the release manifest come from the light ``mask3d_resources``, which both import."""
+and the release manifest come from the light ``mask3d_resources``, which both import. And ``mask3d.training`` keeps
+its layers: the run machinery (``runtime/``) knows no method and no data reader, the config machinery and the shared
+pieces know neither, and the three methods (``pretrain/``, ``finetune/``, ``probe/``) do not import each other."""
 import ast
 import sys
 from pathlib import Path
@@ -101,7 +103,67 @@ def test_the_rule_table_depends_on_no_training_module():
     """Methods register their knobs (``pretrainer.METHOD_KNOBS``) against ``config_rules``, which imports only the
     error types: the pre-training config can import the method without the method importing the config back."""
     assert import_graph()['mask3d.training.config_rules'] == {'mask3d.errors'}
-    assert 'mask3d.training.config' not in import_graph()['mask3d.training.pretrainer']
+    assert 'mask3d.training.pretrain.config' not in import_graph()['mask3d.training.pretrain.pretrainer']
+
+
+# ---- the layers of mask3d.training (docs/architecture.md, "The layers") ----
+
+TRAINING = 'mask3d.training'
+METHODS = tuple(f'{TRAINING}.{m}' for m in ('pretrain', 'finetune', 'probe'))
+RUNTIME, DATA = f'{TRAINING}.runtime', f'{TRAINING}.data'
+CONFIG = (f'{TRAINING}.config', f'{TRAINING}.config_rules')
+
+
+def _within(module: str, packages) -> bool:
+    return any(module == p or module.startswith(p + '.') for p in packages)
+
+
+def crossings(graph: Dict[str, Set[str]], importers, imported, allowed=()) -> List[str]:
+    """``a -> b`` for each module ``a`` of ``importers`` that imports a module ``b`` of ``imported`` (packages or
+    modules, by dotted name), unless ``b`` is in ``allowed``."""
+    return sorted(f'{a} -> {b}' for a in graph if _within(a, importers) for b in graph[a]
+                  if _within(b, imported) and not _within(b, allowed))
+
+
+def test_the_layer_checker_finds_a_crossing():
+    graph = {'t.runtime.loop': {'t.pretrain.engine', 't.runtime.skips'}, 't.pretrain.engine': {'t.runtime.loop'}}
+    assert crossings(graph, ['t.runtime'], ['t.pretrain']) == ['t.runtime.loop -> t.pretrain.engine']
+    assert crossings(graph, ['t.runtime'], ['t'], allowed=['t.runtime', 't.pretrain']) == []
+
+
+def test_the_runtime_knows_no_method_and_no_data_reader():
+    """The run machinery takes a config, a step and batches; it imports only itself and the config machinery (and
+    never ``mask3d.training`` itself, whose ``__init__`` exports the pre-training method)."""
+    graph = import_graph()
+    assert len([m for m in graph if _within(m, [RUNTIME])]) >= 8  # the package is there (the test sees it)
+    assert crossings(graph, [RUNTIME], [TRAINING], allowed=[RUNTIME, *CONFIG]) == []
+
+
+def test_the_config_machinery_imports_no_runtime_and_no_method():
+    """``config.py`` and ``config_rules.py`` sit below everything in training: each method's config builds on them."""
+    graph = import_graph()
+    assert crossings(graph, CONFIG, [TRAINING], allowed=CONFIG) == []
+    assert graph[f'{TRAINING}.config'] <= {'mask3d.errors', f'{TRAINING}.config_rules'}
+
+
+def test_the_methods_do_not_import_each_other():
+    """Pre-training, fine-tuning and probing stand side by side; what two of them share (the silog loss, the dense
+    metrics, the backbone's source, figure helpers) lives below them in ``mask3d/training/``."""
+    graph = import_graph()
+    for method in METHODS:
+        assert crossings(graph, [method], [m for m in METHODS if m != method]) == []
+
+
+def test_the_shared_pieces_and_the_data_readers_import_no_method():
+    """Nothing climbs back up: the modules directly in ``mask3d/training/`` (apart from its ``__init__``, the public
+    exports) and the data readers import no method; the shared modules import no runtime either. (The readers may
+    use ``runtime/skips.py``, ``data.skip_bad``'s counting.)"""
+    graph = import_graph()
+    shared = [m for m in graph if m.startswith(TRAINING + '.') and m.count('.') == 2
+              and not _within(m, [*METHODS, RUNTIME, DATA])]
+    assert {f'{TRAINING}.metrics', f'{TRAINING}.depth_loss', f'{TRAINING}.visualize', *CONFIG} <= set(shared)
+    assert crossings(graph, shared, [*METHODS, RUNTIME, DATA, TRAINING], allowed=shared) == []
+    assert crossings(graph, [DATA], [TRAINING], allowed=[DATA, f'{RUNTIME}.skips', *shared]) == []
 
 
 # Only the ways of running the command import it: ``python -m mask3d``, the ``mask3d.cli`` alias, and the fast path of

@@ -274,7 +274,7 @@ _HELD_LOCKS = []  # kept open until the test process ends: flock conflicts betwe
 
 
 def _locked_folder(env) -> Path:
-    from mask3d.training.run_folder import RunLock
+    from mask3d.training.runtime.run_folder import RunLock
     folder = env.tmp / 'locked'
     folder.mkdir()
     _HELD_LOCKS.append(RunLock(folder).acquire())
@@ -550,7 +550,7 @@ class _FullDisk:
 def test_disk_full_during_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     """ENOSPC in the middle of torch.save: a one-line CheckpointWriteError, no temp file, last.pt unchanged."""
     from mask3d.errors import CheckpointWriteError
-    from mask3d.training import checkpoint
+    from mask3d.training.runtime import checkpoint
     path = tmp_path / 'last.pt'
     checkpoint.save_atomic({'step': 1, 'w': torch.ones(8)}, path)
     monkeypatch.setattr(checkpoint, 'open', lambda p, mode: _FullDisk(open(p, mode), 2 ** 16), raising=False)
@@ -565,7 +565,7 @@ def test_disk_full_during_checkpoint_write_keeps_the_previous_one(tmp_path, monk
 
 def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
     """Steps logged between the checkpoint and a kill, and a line the kill cut in half, go; the rest stays."""
-    from mask3d.training.runtime import drop_metrics_after, read_metrics
+    from mask3d.training.runtime.metrics_log import drop_metrics_after, read_metrics
     path = tmp_path / 'metrics.jsonl'
     lines = [json.dumps({'step': s, 'loss': 1.0 / s}) for s in (1, 2, 3, 4)] + [json.dumps({'step': 2, 'split': 'val'})]
     path.write_text('\n'.join(lines) + '\n{"step": 5, "lo')
@@ -575,7 +575,7 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
 
 
 def test_stale_temp_files_are_removed(tmp_path):
-    from mask3d.training.checkpoint import remove_stale_temp_files
+    from mask3d.training.runtime.checkpoint import remove_stale_temp_files
     for name in ('.last.pt.tmp.123', '.step_0000004.pt.tmp.9', 'last.pt', 'notes.tmp.txt'):
         (tmp_path / name).write_bytes(b'x')
     assert remove_stale_temp_files(tmp_path) == ['.last.pt.tmp.123', '.step_0000004.pt.tmp.9']

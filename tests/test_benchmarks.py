@@ -239,7 +239,7 @@ def test_replicate_long_preset_uses_the_measured_knob_arm(tmp_path):
     budget = R.BUDGETS['long']
     assert R.arm_config('mask3d', budget) == 'pretrain_mask3d_measured.yaml'
     assert R.arm_config('mask3d', R.BUDGETS['default']) == 'pretrain_mask3d_reasoned.yaml'   # v2, as it ran
-    from mask3d.training.config import load_config
+    from mask3d.training.pretrain.config import load_config
     measured = load_config(R.CONFIGS / 'pretrain_mask3d_measured.yaml').method
     assert R.arm_config('mask3d_paper', budget) == 'pretrain_mask3d_paper_allstats.yaml'   # v3, as it ran
     paper = load_config(R.CONFIGS / 'pretrain_mask3d_paper.yaml').method

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mask3d.errors import ConfigError
-from mask3d.training.config import PretrainConfig, load_config
+from mask3d.training.pretrain.config import PretrainConfig, load_config
 from mask3d.training.finetune.config import FinetuneConfig, load_finetune_config
 from mask3d.training.probe.config import ProbeConfig, load_probe_config
 

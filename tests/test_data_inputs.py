@@ -16,7 +16,7 @@ from mask3d.training.data.sanity import depth_unit_problem, depth_unit_warning, 
 from mask3d.training.data.scannet import ScanNetFrames
 from mask3d.training.data.seven_scenes import SevenScenesFrames
 from mask3d.training.data.tum import TUMFrames
-from mask3d.training.skips import load_skipping
+from mask3d.training.runtime.skips import load_skipping
 
 
 def _folder(root: Path, frames: int = 3, depth_mm=(500, 5000), labels: bool = False) -> Path:
@@ -196,7 +196,7 @@ def test_depth_metrics_without_valid_ground_truth_warn(caplog):
     """Millimetres read as metres leave no pixel inside (min_depth, max_depth): NaN metrics, never silently."""
     import torch
 
-    from mask3d.training.finetune.metrics import DepthMetrics
+    from mask3d.training.metrics import DepthMetrics
     metrics = DepthMetrics(max_depth=10.0)
     gt = torch.full((1, 1, 4, 4), 2500.0)
     metrics.update(torch.ones_like(gt), gt)

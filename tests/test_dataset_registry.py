@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 
 from mask3d.errors import ConfigError
-from mask3d.training.config import PretrainConfig, load_config
+from mask3d.training.pretrain.config import PretrainConfig, load_config
 from mask3d.training.data import registry
 from mask3d.training.data.inspect import FORMATS, open_dataset
 from mask3d.training.data.registry import Dataset, get, names
@@ -84,7 +84,7 @@ def test_the_config_rules_allow_exactly_the_registry_names(cls):
 
 
 def test_the_source_lists_of_the_configs_and_the_cli_come_from_the_registry():
-    from mask3d.training import config
+    from mask3d.training.pretrain import config
     from mask3d.training.finetune import config as finetune_config
     from mask3d.training.probe import config as probe_config
     from mask3d_cli import build_parser
@@ -123,7 +123,7 @@ def test_an_alias_reaches_the_same_opener_and_the_same_rules():
 
 
 def test_a_mixture_names_a_bad_part_and_records_canonical_names():
-    from mask3d.training.engine import data_sources
+    from mask3d.training.pretrain.engine import data_sources
     with pytest.raises(ConfigError, match=r"data.mixture\[1\].source: unknown pre-training data.source 'kinect'"):
         load_config(None, ['data.source=mixture', 'data.mixture=[{source: synthetic}, {source: kinect, root: x}]'])
     with pytest.raises(ConfigError, match=r'data.mixture\[0\]: a mixture cannot contain shards'):
@@ -156,8 +156,9 @@ def test_inspect_opens_through_the_registry_under_the_names_it_reported_before(t
 
 def test_the_registry_opens_nothing_until_asked():
     """The config modules read the table without importing an opener's module or a heavy reader."""
-    code = ('import sys, mask3d.training.config, mask3d.training.finetune.config, mask3d.training.probe.config\n'
-            "lazy = ['mask3d.training.pretrain_sources', 'mask3d.training.finetune.data', 'mask3d.training.probe.data',"
+    code = ('import sys, mask3d.training.pretrain.config, mask3d.training.finetune.config, '
+            'mask3d.training.probe.config\n'
+            "lazy = ['mask3d.training.pretrain.data', 'mask3d.training.finetune.data', 'mask3d.training.probe.data',"
             " 'mask3d.training.data.inspect', 'mask3d.training.data.tum', 'mask3d.training.data.seven_scenes',"
             " 'mask3d.training.data.cityscapes', 'mask3d.training.data.shards', 'h5py', 'scipy.io']\n"
             'print([m for m in lazy if m in sys.modules])')

@@ -233,8 +233,8 @@ TINY_RUN = {
 def _pretrain(tmp_path, name, *overrides):
     import yaml
 
-    from mask3d.training.config import load_config
-    from mask3d.training.engine import pretrain
+    from mask3d.training.pretrain.config import load_config
+    from mask3d.training.pretrain.engine import pretrain
     cfg_path = tmp_path / 'cfg.yaml'
     cfg_path.write_text(yaml.safe_dump(TINY_RUN))
     pretrain(load_config(cfg_path, list(overrides)), tmp_path / name, progress=False)

@@ -6,8 +6,8 @@ import torch
 
 import mask3d
 from conftest import tiny_kwargs
-from mask3d.training.config import load_config
-from mask3d.training.engine import export_encoder
+from mask3d.training.pretrain.config import load_config
+from mask3d.training.pretrain.engine import export_encoder
 from mask3d_resources import resolve_config
 
 

@@ -10,13 +10,13 @@ import torch
 from PIL import Image
 
 from mask3d.errors import ConfigError, Mask3DError
-from mask3d.training.distributed import DistInfo
+from mask3d.training.runtime.distributed import DistInfo
 from mask3d.training.finetune.config import load_finetune_config
 from mask3d.training.finetune.data import TaskSamples, build_task_frames, collate, task_transform
 from mask3d.training.finetune.engine import build_finetune_optimizer, evaluate_model, finetune
 from mask3d.training.finetune.models import build_task_model
 from mask3d.training.finetune.tasks import predict
-from mask3d.training.runtime import read_metrics
+from mask3d.training.runtime.metrics_log import read_metrics
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'training' / 'configs' / 'finetune'
 SMALL = ['model.model_args={depth: 4}', 'model.head_channels=32', 'model.drop_path_rate=0.0',
@@ -119,8 +119,8 @@ def test_layer_decay_scales_blocks_and_keeps_the_head_at_full_lr():
 
 @pytest.fixture(scope='module')
 def pretrain_run(tmp_path_factory):
-    from mask3d.training.config import load_config
-    from mask3d.training.engine import pretrain
+    from mask3d.training.pretrain.config import load_config
+    from mask3d.training.pretrain.engine import pretrain
     run = tmp_path_factory.mktemp('pre') / 'run'
     cfg = load_config(None, ['model.name=mask3d_vit_tiny_patch16', 'model.model_args={depth: 4}',
                              'method.decoder_dim=64', 'method.decoder_depth=1', 'method.decoder_num_heads=4',

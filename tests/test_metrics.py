@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from mask3d.training.finetune.metrics import DepthMetrics, SegmentationMetrics
+from mask3d.training.metrics import DepthMetrics, SegmentationMetrics
 
 
 def test_segmentation_hand_computed():
@@ -82,7 +82,7 @@ def test_depth_per_image_mean_cap_and_eigen_crop():
 
 def test_instance_ap_through_pycocotools():
     pytest.importorskip('pycocotools')
-    from mask3d.training.finetune.metrics import InstanceMetrics
+    from mask3d.training.metrics import InstanceMetrics
     masks = torch.zeros(2, 32, 32, dtype=torch.bool)
     masks[0, 2:12, 2:12] = True
     masks[1, 16:30, 10:28] = True

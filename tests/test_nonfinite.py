@@ -111,9 +111,8 @@ def test_a_resume_with_a_lower_lr_really_trains_with_it():
     would bring the old lr back), and the saved one when nothing changed."""
     from timm.scheduler import CosineLRScheduler
 
-    from mask3d.training.checkpoint import rng_state
-    from mask3d.training.distributed import DistInfo
-    from mask3d.training.runtime import restore_training_state
+    from mask3d.training.runtime.checkpoint import restore_training_state, rng_state
+    from mask3d.training.runtime.distributed import DistInfo
 
     def build(lr):
         model = torch.nn.Linear(2, 1)
@@ -145,7 +144,7 @@ def test_a_resume_with_a_lower_lr_really_trains_with_it():
 
 
 def test_resume_refuses_a_checkpoint_with_nan_weights_from_an_older_version(tmp_path):
-    from mask3d.training.runtime import open_run
+    from mask3d.training.runtime.launch import open_run
     last = tmp_path / 'checkpoints' / 'last.pt'
     last.parent.mkdir(parents=True)
     torch.save({'model': {'w': torch.tensor([math.nan])}, 'config': {}, 'step': 3}, last)

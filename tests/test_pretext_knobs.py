@@ -8,10 +8,10 @@ import torch
 import mask3d
 from conftest import tiny_kwargs
 from mask3d.training import Mask3DPretrainer, PretrainMethodConfig
-from mask3d.training.depth_eval import (align_scale_shift, depth_from_visible, depth_reconstruction_errors,
+from mask3d.training.pretrain.depth_eval import (align_scale_shift, depth_from_visible, depth_reconstruction_errors,
                                         reconstruction_errors)
-from mask3d.training.depth_targets import normalize_depth
-from mask3d.training.reliance import rgb_reliance
+from mask3d.training.pretrain.depth_targets import normalize_depth
+from mask3d.training.pretrain.reliance import rgb_reliance
 
 SMALL = dict(depth_encoder_depth=1, decoder_dim=64, decoder_depth=1, decoder_num_heads=4)
 
@@ -182,8 +182,8 @@ def test_stage_two_starts_from_a_local_stage_one_export_and_mae_stores_no_relian
     import json
 
     from mask3d.loading import load_state_dict_file
-    from mask3d.training.config import load_config
-    from mask3d.training.engine import build_encoder, pretrain
+    from mask3d.training.pretrain.config import load_config
+    from mask3d.training.pretrain.engine import build_encoder, pretrain
     repo = Path(__file__).resolve().parents[1] / 'training' / 'configs' / 'replicate'
     tiny = ['model.model_args={depth: 2}', 'data.source=synthetic', 'data.synthetic_length=8',
             'data.image_size=[32,48]', 'data.batch_size=4', 'data.num_workers=0', 'train.steps=2',

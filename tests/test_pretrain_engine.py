@@ -12,8 +12,8 @@ import torch
 import yaml
 
 import mask3d
-from mask3d.training.config import load_config
-from mask3d.training.engine import NonFiniteLossError, pretrain
+from mask3d.training.pretrain.config import load_config
+from mask3d.training.pretrain.engine import NonFiniteLossError, pretrain
 
 TINY = {
     'model': {'name': 'mask3d_vit_tiny_patch16', 'model_args': {'depth': 2}},
@@ -191,7 +191,7 @@ def test_init_from_a_timm_checkpoint_and_weight_decay_groups(tmp_path):
     import timm
     from safetensors.torch import save_file
     from timm.optim import create_optimizer_v2
-    from mask3d.training.engine import build_encoder
+    from mask3d.training.pretrain.engine import build_encoder
     from mask3d.training import Mask3DPretrainer
     torch.manual_seed(3)
     vit = timm.create_model('vit_tiny_patch16_224', num_classes=0, depth=2)
@@ -211,7 +211,7 @@ def test_init_from_a_timm_checkpoint_and_weight_decay_groups(tmp_path):
 
 
 def test_mixture_config_builds_and_validates(tmp_path):
-    from mask3d.training.engine import build_frames
+    from mask3d.training.pretrain.engine import build_frames
     cfg = load_config(_config(tmp_path), ['data.source=mixture', 'data.mixture_length=50',
                                           'data.mixture=[{source: synthetic, weight: 3}, '
                                           '{source: synthetic, synthetic_seed: 7, weight: 1}]'])

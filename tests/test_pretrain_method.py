@@ -6,10 +6,11 @@ import torch
 import mask3d
 from conftest import tiny_kwargs
 from mask3d.training import Mask3DPretrainer, PretrainMethodConfig
-from mask3d.training.depth_targets import DEPTH_NORMS, denormalize_depth, normalize_depth
-from mask3d.training.losses import masked_reconstruction_loss, silog_loss
-from mask3d.training.masking import num_visible, random_patch_mask
-from mask3d.training.patches import patchify, unpatchify
+from mask3d.training.pretrain.depth_targets import DEPTH_NORMS, denormalize_depth, normalize_depth
+from mask3d.training.depth_loss import silog_loss
+from mask3d.training.pretrain.losses import masked_reconstruction_loss
+from mask3d.training.pretrain.masking import num_visible, random_patch_mask
+from mask3d.training.pretrain.patches import patchify, unpatchify
 
 SMALL = dict(depth_encoder_depth=1, decoder_dim=64, decoder_depth=1, decoder_num_heads=4)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mask3d.errors import Mask3DError, RunFolderError
-from mask3d.training.run_folder import LOCK, MARKER, RunLock, check_not_protected, prepare_run_folder
+from mask3d.training.runtime.run_folder import LOCK, MARKER, RunLock, check_not_protected, prepare_run_folder
 
 
 def _earlier_run(folder: Path) -> None:
@@ -100,7 +100,7 @@ def test_a_second_run_on_a_folder_is_refused_naming_the_first_ones_pid(tmp_path)
     run = tmp_path / 'run'
     holder = subprocess.Popen([sys.executable, '-c', textwrap.dedent(f'''
         import sys, time
-        from mask3d.training.run_folder import prepare_run_folder
+        from mask3d.training.runtime.run_folder import prepare_run_folder
         prepare_run_folder({str(run)!r}, 'pretrain')
         print('locked', flush=True)
         time.sleep(60)
@@ -132,7 +132,7 @@ def test_run_folder_errors_are_mask3d_errors():
 
 def test_the_troubleshooting_anchor_in_the_messages_exists():
     import re
-    from mask3d.training.run_folder import TROUBLESHOOTING
+    from mask3d.training.runtime.run_folder import TROUBLESHOOTING
     page, anchor = TROUBLESHOOTING.split('#')
     text = (Path(__file__).resolve().parents[1] / page).read_text()
     anchors = {re.sub(r'[^a-z0-9 -]', '', h.lower()).replace(' ', '-') for h in re.findall(r'^#+ (.+)$', text, re.M)}

@@ -219,8 +219,8 @@ def _weights(run):
 
 @pytest.mark.e2e
 def test_pretrain_on_shards_resumes_exactly(folder, tmp_path):
-    from mask3d.training.config import load_config
-    from mask3d.training.engine import pretrain
+    from mask3d.training.pretrain.config import load_config
+    from mask3d.training.pretrain.engine import pretrain
     out = _shard(folder, tmp_path / 'shards', 2)
     cfg_path = tmp_path / 'cfg.yaml'
     cfg_path.write_text(yaml.safe_dump(TINY))

@@ -124,7 +124,7 @@ class _InterruptsWhilePickled:
 def test_ctrl_c_during_a_checkpoint_write_finishes_the_write_then_interrupts(tmp_path, ctrl_c_raises):
     """The CI failure of stop 25: SIGINT inside torch.save broke its zip writer, whose RuntimeError replaced the
     interrupt ('internal error'). The write now completes whole and the interrupt arrives after it."""
-    from mask3d.training.checkpoint import save_atomic
+    from mask3d.training.runtime.checkpoint import save_atomic
     last = tmp_path / 'last.pt'
     with pytest.raises(KeyboardInterrupt):
         save_atomic({'step': 3, 'marker': _InterruptsWhilePickled(signal.SIGINT)}, last)
@@ -136,7 +136,7 @@ def test_ctrl_c_during_a_checkpoint_write_finishes_the_write_then_interrupts(tmp
 def test_an_ignored_sigint_stays_ignored_through_a_checkpoint_write(tmp_path):
     """Started with SIGINT ignored (``nohup``, ``cmd &`` in a script), the run keeps it ignored: the hold neither
     turns it on nor reports it afterwards."""
-    from mask3d.training.checkpoint import save_atomic
+    from mask3d.training.runtime.checkpoint import save_atomic
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         save_atomic({'step': 1, 'marker': _InterruptsWhilePickled(signal.SIGINT)}, tmp_path / 'last.pt')
@@ -149,7 +149,7 @@ def test_an_ignored_sigint_stays_ignored_through_a_checkpoint_write(tmp_path):
 def test_a_signal_delivered_while_the_hold_ends_leaves_no_handler_swapped(monkeypatch, ctrl_c_raises):
     """signal.signal runs pending handlers before it swaps; one raising while the hold restores SIGINT must not leave
     SIGTERM recording into a hold that has ended (a later SIGTERM would vanish)."""
-    from mask3d.training import checkpoint
+    from mask3d.training.runtime import checkpoint
     term_before = signal.getsignal(signal.SIGTERM)
     real_signal, restores = signal.signal, []
 
@@ -171,7 +171,7 @@ def test_a_signal_delivered_while_the_hold_ends_leaves_no_handler_swapped(monkey
 
 
 def test_sigterm_during_a_checkpoint_write_reaches_the_cli_handler_after_the_write(tmp_path):
-    from mask3d.training.checkpoint import save_atomic
+    from mask3d.training.runtime.checkpoint import save_atomic
     from mask3d_cli.failures import Terminated, _raise_terminated
     before = signal.signal(signal.SIGTERM, _raise_terminated)
     try:

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mask3d.training.config import config_from_dict
-from mask3d.training.engine import pretrain
+from mask3d.training.pretrain.config import config_from_dict
+from mask3d.training.pretrain.engine import pretrain
 
 TINY = {
     'model': {'name': 'mask3d_vit_tiny_patch16', 'model_args': {'depth': 2}},

@@ -7,9 +7,9 @@ import torch
 from timm.scheduler import CosineLRScheduler
 
 from mask3d.errors import NonFiniteLossError
-from mask3d.training.distributed import DistInfo
-from mask3d.training.loop import LoopSettings, TrainingLoop
-from mask3d.training.runtime import MetricsLogger, read_metrics
+from mask3d.training.runtime.distributed import DistInfo
+from mask3d.training.runtime.loop import LoopSettings, TrainingLoop
+from mask3d.training.runtime.metrics_log import MetricsLogger, read_metrics
 
 
 def _setup(steps=4, accum=1, lr=0.1, **settings):
@@ -71,7 +71,7 @@ def test_no_sync_on_every_micro_step_but_the_last_and_epochs_are_whole_steps(mon
 
     loop = TrainingLoop(s, model=model, train_model=wrapper, optimizer=opt, scheduler=sched,
                         info=DistInfo(world_size=2), steps_per_epoch=1)
-    monkeypatch.setattr('mask3d.training.loop.all_reduce_mean', lambda t, info: t)  # no process group here
+    monkeypatch.setattr('mask3d.training.runtime.loop.all_reduce_mean', lambda t, info: t)  # no process group here
     loop.run(epoch_batches, _forward)
     assert wrapper.calls == ['no_sync'] * 6 and loop.step == 3  # 2 of 3 micro-steps per step, 3 steps
     assert seen == [(0, 0), (1, 0), (2, 0)]  # the 4th micro-batch never starts a step across epochs

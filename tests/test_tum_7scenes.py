@@ -213,8 +213,8 @@ def test_real_seven_scenes_as_published(rgbd_data, tmp_path):
 @pytest.mark.e2e
 def test_real_tum_and_seven_scenes_pretrain_as_a_mixture(rgbd_data, tmp_path):
     """Both sources in one pre-training mixture, end to end through the engine (2 steps of a tiny model)."""
-    from mask3d.training.config import config_from_dict
-    from mask3d.training.engine import pretrain
+    from mask3d.training.pretrain.config import config_from_dict
+    from mask3d.training.pretrain.engine import pretrain
     tum = _real_tum(rgbd_data, tmp_path / 'rgbd_dataset_freiburg1_real')
     scene = _real_seven_scenes(rgbd_data, tmp_path / 'redkitchen', frames=4)
     cfg = config_from_dict({

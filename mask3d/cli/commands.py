@@ -44,7 +44,7 @@ def run_export(args) -> int:
     import json
 
     from ..export import restate_license
-    from ..training.engine import export_run
+    from ..training.pretrain.engine import export_run
 
     out = export_run(args.run_dir, args.out, checkpoint=args.checkpoint)
     if args.license:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-from ..skips import load_skipping
+from ..runtime.skips import load_skipping
 from .transforms import JointTransform
 
 

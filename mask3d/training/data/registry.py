@@ -16,7 +16,7 @@ from ..config_rules import Rule
 
 # each use: the module its openers live in (an opener is a function name there, or a full 'module:function'),
 # and the words an error message names it by
-USES = {'pretrain': ('mask3d.training.pretrain_sources', 'pre-training data.source'),
+USES = {'pretrain': ('mask3d.training.pretrain.data', 'pre-training data.source'),
         'finetune': ('mask3d.training.finetune.data', 'fine-tuning data.source'),
         'probe': ('mask3d.training.probe.data', 'probe data.source'),
         'inspect': ('mask3d.training.data.inspect', 'data inspect --format')}

@@ -16,7 +16,7 @@ from ..data.registry import get as get_dataset
 from ..data.scannet import SCANNET18_NYU40_IDS
 from ..data.synthetic import CLASS_NAMES
 from ..data.transforms import JointTransform
-from ..skips import load_skipping
+from ..runtime.skips import load_skipping
 from .config import FinetuneConfig
 
 SYNTHETIC_STUFF = 3                       # wall, floor, ceiling: semantic classes, not instances

@@ -17,15 +17,16 @@ from torch.utils.data import DataLoader, Subset
 
 from ...errors import ConfigError, Mask3DError, NonFiniteLossError  # noqa: F401 (re-exported)
 from ...finite import check_finite_tensors
-from ..checkpoint import load_training_checkpoint
-from ..data.pretrain_data import EpochIndexSampler
-from ..distributed import DistInfo, cleanup, init_distributed
-from ..loop import LoopSettings, TrainingLoop
-from ..skips import SkipCounter
-from ..run_folder import check_not_protected
-from ..runtime import (EpochLoader, MetricsLogger, autocast_context, grad_scaler, launch, record_config,
-                       restore_training_state, wrap_distributed)
 from ..config import check_image_size, ensure_valid
+from ..data.pretrain_data import EpochIndexSampler
+from ..runtime.checkpoint import load_training_checkpoint, restore_training_state
+from ..runtime.distributed import DistInfo, cleanup, init_distributed, wrap_distributed
+from ..runtime.launch import launch, record_config
+from ..runtime.loop import EpochLoader, LoopSettings, TrainingLoop
+from ..runtime.metrics_log import MetricsLogger
+from ..runtime.precision import autocast_context, grad_scaler
+from ..runtime.run_folder import check_not_protected
+from ..runtime.skips import SkipCounter
 from .config import FinetuneConfig, finetune_config_from_dict
 from .data import TaskSamples, build_task_frames, collate, task_transform
 from .models import build_task_model

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from ...constants import IGNORE_INDEX
-from ..losses import silog_loss
-from ..visualize import save_figure, show_row
-from .metrics import DepthMetrics, InstanceMetrics, SegmentationMetrics
+from ..depth_loss import silog_loss
+from ..metrics import DepthMetrics, InstanceMetrics, SegmentationMetrics
+from ..visualize import colour_labels, label_palette, save_figure, show_row
 
 PRIMARY_METRIC = {'semseg': ('miou', 'max'), 'depth': ('abs_rel', 'min'), 'instance': ('segm_AP50', 'max')}
 
@@ -86,19 +86,6 @@ def update_metrics(task: str, metrics, preds: List[object], gts: List[object]) -
         metrics.update(p[None], g[None])
 
 
-def _palette(n: int) -> np.ndarray:
-    import matplotlib
-    cmap = matplotlib.colormaps['tab20']
-    return np.array([cmap(i % 20)[:3] for i in range(n)])
-
-
-def _colour_labels(ids: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    img = np.zeros((*ids.shape, 3))
-    valid = ids != IGNORE_INDEX
-    img[valid] = palette[np.clip(ids[valid], 0, len(palette) - 1)]
-    return img
-
-
 def _draw_instances(img: np.ndarray, det: Dict[str, torch.Tensor], names: Sequence[str], score: float = 0.5):
     from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
     keep = det['scores'] >= score if 'scores' in det else torch.ones(len(det['labels']), dtype=torch.bool)
@@ -123,14 +110,14 @@ def save_prediction_figure(path: Union[str, os.PathLike], task: str, images: Lis
     n = len(images)
     cols = ['RGB', 'ground truth', 'prediction'] + (['|error| (m)'] if task == 'depth' else [])
     fig, axes = plt.subplots(n, len(cols), figsize=(4 * len(cols), 3 * n + 0.4), squeeze=False)
-    palette = _palette(max(len(class_names), 1))
+    palette = label_palette(max(len(class_names), 1))
     for i in range(n):
         img, g, p = images[i], gts[i], preds[i]
         panels = [dict(X=img)]
         if task == 'semseg':
             g, p = g.numpy(), p.numpy()
-            g_img = _colour_labels(g, palette)
-            panels += [dict(X=_resize_like(g_img, img)), dict(X=_resize_like(_colour_labels(p, palette), img))]
+            g_img = colour_labels(g, palette)
+            panels += [dict(X=_resize_like(g_img, img)), dict(X=_resize_like(colour_labels(p, palette), img))]
         elif task == 'depth':
             g, p = g.numpy(), p.numpy()
             valid = g > 0

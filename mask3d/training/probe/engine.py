@@ -16,15 +16,15 @@ from timm.scheduler import CosineLRScheduler
 
 from ...errors import ConfigError
 from ..config import check_image_size
-from ..distributed import DistInfo
-from ..loop import LoopSettings, TrainingLoop
-from ..runtime import run_setup
+from ..runtime.distributed import DistInfo
+from ..runtime.launch import run_setup
+from ..runtime.loop import LoopSettings, TrainingLoop
 from .config import ProbeConfig
 from .correspondence import correspondence_recall, pair_errors
 from .data import ProbeSplit, load_probe_data
 from .features import build_frozen_backbone, extract_features
 from .figures import save_pca_figure, save_probe_figure
-from ..losses import silog_loss
+from ..depth_loss import silog_loss
 from .heads import DepthProbe, DenseProbe, LinearProbe, angular_loss
 from .metrics import NormalMetrics, ProbeDepthMetrics, ProbeSegmentationMetrics
 from .normals import normals_from_depth
@@ -93,7 +93,7 @@ def run_probe(cfg: ProbeConfig, out_dir, backbone_label: Optional[str] = None) -
     OUT is a run folder like any other (``run_folder.prepare_run_folder``): never the working directory or above,
     locked while the probe runs, marked when the probe makes it; a probe may add its files to a pre-training run's
     folder, but never replaces a probe.json that mask3d did not write. Set up like a training run
-    (``runtime.run_setup``: validated, locked, seeded)."""
+    (``runtime.launch.run_setup``: validated, locked, seeded)."""
     out = Path(out_dir)
     with run_setup(cfg, out, 'probe', outputs=PROBE_OUTPUTS, adds_to_runs=True):
         return _run_probe(cfg, out, backbone_label)

@@ -1,9 +1,10 @@
 """The frozen backbone and its dense features, computed once per frame and kept for every probe.
 
-The backbone comes from fine-tuning's resolution (``backbone_source``: run dirs, exports, ``local-dir:``,
-``hf-hub:``, weights files, timm names), built ``features_only`` over the chosen blocks, in eval mode, without
-gradients. Each block gives a [C, H/p, W/p] map; they are stored stacked as [B, n_blocks, C, h, w] (float16 to
-halve the memory, as Probe3D's cached features), so heads train for hundreds of steps without another forward.
+The backbone comes from the resolution fine-tuning uses too (``backbones.backbone_source``: run dirs, exports,
+``local-dir:``, ``hf-hub:``, weights files, timm names), built ``features_only`` over the chosen blocks, in eval
+mode, without gradients. Each block gives a [C, H/p, W/p] map; they are stored stacked as [B, n_blocks, C, h, w]
+(float16 to halve the memory, as Probe3D's cached features), so heads train for hundreds of steps without another
+forward.
 """
 import logging
 from typing import Any, Dict, List, Sequence, Tuple
@@ -16,7 +17,7 @@ from ...errors import ConfigError
 from ...factory import create_model
 from ...heads import build_backbone
 from ...unwrap import vit_inside
-from ..finetune.models import backbone_source
+from ..backbones import backbone_source
 
 log = logging.getLogger(__name__)
 

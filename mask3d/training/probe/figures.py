@@ -5,8 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..finetune.tasks import _colour_labels, _palette
-from ..visualize import _to_image, label_axes, save_figure, show_row
+from ..visualize import _to_image, colour_labels, label_axes, label_palette, save_figure, show_row
 
 
 def _normals_rgb(n: torch.Tensor, valid=None) -> np.ndarray:
@@ -42,8 +41,8 @@ def save_probe_figure(path, rgb: torch.Tensor, panels: Dict[str, Any], mean: Seq
             images += [dict(X=_normals_rgb(g[i], v[i])), dict(X=_normals_rgb(p[i]))]
         if 'semseg' in panels:
             g, p, names = panels['semseg']
-            pal = _palette(len(names))
-            images += [dict(X=_colour_labels(g[i].numpy(), pal)), dict(X=_colour_labels(p[i].numpy(), pal))]
+            pal = label_palette(len(names))
+            images += [dict(X=colour_labels(g[i].numpy(), pal)), dict(X=colour_labels(p[i].numpy(), pal))]
         show_row(axes, i, images, cols)
     if title:
         fig.suptitle(title)

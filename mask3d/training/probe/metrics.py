@@ -15,7 +15,7 @@ from typing import Dict, Sequence
 
 import torch
 
-from ..finetune.metrics import DepthMetrics, SegmentationMetrics
+from ..metrics import DepthMetrics, SegmentationMetrics
 
 LAYOUT_CLASSES = ('wall', 'floor', 'ceiling')
 

@@ -13,24 +13,26 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
 
-from ..errors import ConfigError, NonFiniteLossError  # noqa: F401 (NonFiniteLossError: re-exported)
-from ..factory import create_model
-from ..loading import load_checkpoint, load_state_dict_into
-from .checkpoint import load_training_checkpoint
-from .config import PretrainConfig, check_image_size, config_from_dict, mixture_parts
-from .data.device_decode import ColourDecoding
-from .data.pretrain_data import EpochIndexSampler, PretrainSamples
-from .data.registry import canonical, get as get_dataset
-from .data.sanity import local_shards, warn_if_depth_implausible
-from .pretrain_sources import open_frames
-from .skips import SkipCounter
-from .data.transforms import JointTransform
-from .distributed import DistInfo
+from ...errors import ConfigError, NonFiniteLossError  # noqa: F401 (NonFiniteLossError: re-exported)
+from ...factory import create_model
+from ...loading import load_checkpoint, load_state_dict_into
+from ..config import check_image_size
+from ..data.device_decode import ColourDecoding
+from ..data.pretrain_data import EpochIndexSampler, PretrainSamples
+from ..data.registry import canonical, get as get_dataset
+from ..data.sanity import local_shards, warn_if_depth_implausible
+from ..data.transforms import JointTransform
+from ..runtime.checkpoint import load_training_checkpoint, restore_training_state
+from ..runtime.distributed import DistInfo, wrap_distributed
+from ..runtime.launch import launch, record_config
+from ..runtime.loop import EpochLoader, LoopSettings, TrainingLoop
+from ..runtime.metrics_log import MetricsLogger, read_metrics
+from ..runtime.precision import grad_scaler
+from ..runtime.skips import SkipCounter
+from .config import PretrainConfig, config_from_dict, mixture_parts
+from .data import open_frames
 from .pretrainer import Mask3DPretrainer
 from .reliance import rgb_reliance
-from .loop import LoopSettings, TrainingLoop
-from .runtime import (EpochLoader, MetricsLogger, grad_scaler, launch, read_metrics, record_config,
-                      restore_training_state, wrap_distributed)
 
 def build_encoder(cfg: PretrainConfig) -> torch.nn.Module:
     """The backbone, through the same path as ``mask3d.create_model``; ``model.init`` loads initial weights."""
@@ -212,7 +214,7 @@ class _PretrainStep:
         if t_cfg.ckpt_every and (step % t_cfg.ckpt_every == 0 or step == t_cfg.steps):
             self.skips.gather()  # before the loop saves the checkpoint: it stores the count of this very step
         if self.info.is_main and (step % t_cfg.figure_every == 0 or step == t_cfg.steps):
-            from .visualize import save_reconstruction_figure
+            from .figures import save_reconstruction_figure
             out = self.last['out']
             save_reconstruction_figure(
                 self.run_dir / 'figures' / f'step_{step:07d}.png', self.last['rgb'], self.last['depth'],
@@ -264,7 +266,7 @@ def data_sources(data) -> list:
 
 def run_metadata(cfg: PretrainConfig, run_dir: Optional[Path], metrics: Dict[str, Any]) -> Dict[str, Any]:
     """What an export records about its run: data, init, steps, licence, base model, probe metrics if measured."""
-    from ..licensing import derived_license, init_license_and_base
+    from ...licensing import derived_license, init_license_and_base
     init_license, base_model = init_license_and_base(cfg.model.init)
     meta = {'architecture': cfg.model.name, 'init': cfg.model.init or 'scratch', 'init_license': init_license,
             'training_data': describe_data(cfg.data), 'data_sources': data_sources(cfg.data),
@@ -277,7 +279,7 @@ def run_metadata(cfg: PretrainConfig, run_dir: Optional[Path], metrics: Dict[str
             values = json.loads(probe.read_text())
         except ValueError as e:
             raise ConfigError(f'{probe}: not valid JSON ({e})') from e
-        from ..export import probe_results
+        from ...export import probe_results
         results, meta['results_command'] = probe_results(values if isinstance(values, dict) else {}, str(probe))
         meta['metrics'].update(results)
     return meta
@@ -286,7 +288,7 @@ def run_metadata(cfg: PretrainConfig, run_dir: Optional[Path], metrics: Dict[str
 def export_encoder(encoder: torch.nn.Module, cfg: PretrainConfig, out_dir, *, metrics: Dict[str, Any],
                    run_dir: Optional[Path] = None) -> Path:
     """The encoder as a Hub folder (model.safetensors + config.json + card), described from the run itself."""
-    from ..export import MASK3D_OBJECTIVE, save_pretrained
+    from ...export import MASK3D_OBJECTIVE, save_pretrained
     meta = {**run_metadata(cfg, run_dir, metrics), 'objective': MASK3D_OBJECTIVE, 'training_config': cfg.to_dict()}
     steps = f', {meta["steps"]} steps' if meta['steps'] is not None else ''
     license_note = '' if meta['init_license'] or not cfg.model.init else \

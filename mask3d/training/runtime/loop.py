@@ -22,11 +22,12 @@ from typing import Any, Callable, Dict, Iterable, Optional
 
 import torch
 
-from ..errors import NonFiniteLossError, NonFiniteTensorError
-from ..finite import all_finite
+from ...errors import NonFiniteLossError, NonFiniteTensorError
+from ...finite import all_finite
 from .distributed import DistInfo, all_reduce_mean
-from .runtime import (MetricsLogger, autocast_context, capture_training_state, kept_checkpoint,
-                      write_training_state)
+from .checkpoint import capture_training_state, kept_checkpoint, write_training_state
+from .metrics_log import MetricsLogger
+from .precision import autocast_context
 
 
 @dataclass
@@ -279,3 +280,21 @@ class TrainingLoop:
         if bar is not None:
             bar.close()
         return self.last_record
+
+
+class EpochLoader:
+    """A data section as the training loop takes it: ``epoch_batches(epoch, start_micro)``. Subclasses set
+    ``sampler`` (an ``EpochIndexSampler`` or a shard stream: anything with ``set_epoch(epoch, start=samples)``),
+    ``loader`` and ``batch_size`` (per process)."""
+    sampler: Any
+    loader: Any
+    batch_size: int
+
+    def epoch_batches(self, epoch: int, start_micro: int):
+        """The batches of ``epoch`` from micro-batch ``start_micro`` on (a resumed run skips those it took)."""
+        self.sampler.set_epoch(epoch, start=start_micro * self.batch_size)
+        return self.batches(self.loader)
+
+    def batches(self, loader):
+        """The loader's batches as the step takes them (pre-training decodes JPEGs on the device here)."""
+        return loader

@@ -6,7 +6,7 @@ tokens at the hidden positions and the visible depth tokens, each with position 
 and predicts a 16x16 depth patch at every position, i.e. the dense depth map (paper Fig. 1 and 2).
 
 With much depth visible the decoder can complete depth from visible depth and positions alone and the encoder
-is barely needed (measure it with :func:`mask3d.training.reliance.rgb_reliance`). The knobs that make the
+is barely needed (measure it with :func:`mask3d.training.pretrain.reliance.rgb_reliance`). The knobs that make the
 pretext need the encoder: a higher ``depth_mask_ratio`` (1.0: no depth tokens at all), ``depth_drop_prob``
 (all depth tokens of a fixed share of each batch replaced by one learned token, static shapes),
 ``loss_on: masked`` and ``depth_norm_stats: visible`` (input and target standardised with the visible depth only).
@@ -23,7 +23,7 @@ from timm.models import checkpoint
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from .config_rules import Relation, at_least, in_unit, non_negative, one_of, positive, validate_config
+from ..config_rules import Relation, at_least, in_unit, non_negative, one_of, positive, validate_config
 from .depth_eval import depth_from_visible
 from .depth_targets import DEPTH_NORMS, normalize_depth
 from .losses import LOSSES, masked_reconstruction_loss
@@ -33,7 +33,7 @@ from .patches import patchify, unpatchify, upsample_patch_mask
 LOSS_ON = ('all', 'masked')
 DEPTH_NORM_STATS = ('visible', 'all')
 
-# the method's rows of the validation table (mask3d.training.config adds them to the pre-training config's)
+# the method's rows of the validation table (mask3d.training.pretrain.config adds them to the pre-training config's)
 METHOD_KNOBS = {
     'method.rgb_mask_ratio': in_unit(high_open=True), 'method.depth_mask_ratio': in_unit(),
     'method.depth_drop_prob': in_unit(), 'method.depth_encoder_depth': non_negative(),
@@ -72,7 +72,7 @@ class PretrainMethodConfig:
     rgb_loss_weight: float = 0.0       # optional RGB reconstruction (norm-pix MSE on masked patches)
 
     def validate(self) -> None:
-        """The ``method.*`` rows of the pre-training validation table (mask3d.training.config)."""
+        """The ``method.*`` rows of the pre-training validation table (mask3d.training.pretrain.config)."""
         from types import SimpleNamespace
         validate_config(SimpleNamespace(method=self), METHOD_KNOBS, METHOD_RELATIONS)
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
-from ..errors import ConfigError, RunFolderError
+from ...errors import ConfigError, RunFolderError
 
 _log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def write_marker(folder: Path, command: str) -> None:
 
 
 def _version() -> str:
-    from ..version import __version__
+    from ...version import __version__
     return __version__
 
 

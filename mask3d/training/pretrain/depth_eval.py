@@ -84,8 +84,9 @@ def reconstruction_errors(pred_norm: torch.Tensor, depth: torch.Tensor, depth_ma
 @torch.no_grad()
 def depth_reconstruction_errors(model, rgb: torch.Tensor, depth: torch.Tensor, *,
                                 mask_noise: Optional[torch.Tensor] = None) -> Dict[str, float]:
-    """A :class:`~mask3d.training.pretrainer.Mask3DPretrainer`'s reconstruction errors on one batch, averaged over
-    the frames where each is defined (eval mode; the model's own masks, fixed by ``mask_noise`` when given)."""
+    """A :class:`~mask3d.training.pretrain.pretrainer.Mask3DPretrainer`'s reconstruction errors on one batch,
+    averaged over the frames where each is defined (eval mode; the model's own masks, fixed by ``mask_noise`` when
+    given)."""
     was_training = model.training
     model.eval()
     try:

@@ -1,4 +1,4 @@
-"""Reconstruction losses (and the scale-invariant log loss of the depth heads). Only valid pixels count, and each frame is weighted equally.
+"""The pre-training loss: masked L1/L2 reconstruction. Only valid pixels count, and each frame is weighted equally.
 
 Per frame: mean error over its counted pixels; batch: sum over frames / batch size. A frame with nothing to
 count contributes exactly 0 (never NaN), and the batch loss equals the mean of per-rank losses under DDP
@@ -22,15 +22,3 @@ def masked_reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weight:
     dims = tuple(range(1, err.dim()))
     per_frame = (err * weight).sum(dims) / weight.sum(dims).clamp_min(1e-8)
     return per_frame.sum() / err.shape[0]
-
-
-def silog_loss(pred: torch.Tensor, target: torch.Tensor, *, lam: float = 0.85, scale: float = 1.0,
-               min_depth: float = 1e-3) -> torch.Tensor:
-    """Scale-invariant log loss (Eigen et al. 2014; BTS): ``scale * sqrt(mean(g^2) - lam * mean(g)^2)``, ``g = log(pred)
-    - log(target)`` over pixels whose target exceeds ``min_depth`` (predictions clamped to it). ``lam < 1`` keeps
-    some scale sensitivity; BTS-style fine-tuning uses ``scale=10``, the frozen probes 1. No valid pixel: 0."""
-    valid = target > min_depth
-    if not valid.any():
-        return pred.sum() * 0.0
-    g = torch.log(pred.float()[valid].clamp_min(min_depth)) - torch.log(target.float()[valid])
-    return torch.sqrt((g ** 2).mean() - lam * g.mean() ** 2 + 1e-8) * scale

@@ -1,11 +1,12 @@
-"""What torchrun needs and nothing more: read its environment, join the process group, reduce metrics."""
+"""What torchrun needs and nothing more: read its environment, join the process group, wrap the model in DDP,
+reduce metrics."""
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 
 @dataclass
@@ -61,3 +62,12 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
 def cleanup(info: DistInfo) -> None:
     if info.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def wrap_distributed(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel under torchrun (one device per process), else ``model`` itself."""
+    if not info.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+    device = info.device
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)

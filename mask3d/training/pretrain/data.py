@@ -1,16 +1,16 @@
 """The pre-training frames of each ``data.source``: the ``pretrain`` openers of the dataset registry
 (``training/data/registry.py``), each ``(data_cfg, seed) -> frames``, and :func:`open_shards` for the streamed shards.
 """
-from ..errors import ConfigError
+from ...errors import ConfigError
 from .config import mixture_parts
-from .data.folder import RGBDFolder
-from .data.mixture import MixtureFrames
-from .data.nyu import NYUSyncFrames
-from .data.pretrain_data import PretrainSamples
-from .data.registry import get
-from .data.scannet import ScanNetFrames
-from .data.sunrgbd import SUNRGBDFrames
-from .data.synthetic import SyntheticRGBD
+from ..data.folder import RGBDFolder
+from ..data.mixture import MixtureFrames
+from ..data.nyu import NYUSyncFrames
+from ..data.pretrain_data import PretrainSamples
+from ..data.registry import get
+from ..data.scannet import ScanNetFrames
+from ..data.sunrgbd import SUNRGBDFrames
+from ..data.synthetic import SyntheticRGBD
 
 
 def open_frames(d, seed: int):
@@ -48,18 +48,18 @@ def open_sunrgbd(d, seed: int):
 
 
 def open_tum(d, seed: int):
-    from .data.tum import TUMFrames
+    from ..data.tum import TUMFrames
     return TUMFrames(d.root, skip_bad=d.skip_bad)
 
 
 def open_seven_scenes(d, seed: int):
-    from .data.seven_scenes import SevenScenesFrames
+    from ..data.seven_scenes import SevenScenesFrames
     return SevenScenesFrames(d.root, split=d.split, skip_bad=d.skip_bad)
 
 
 def open_shards(cfg, state, info, transform, patch_size: int, colour):
     """(stream, stream) for ``data.source: shards``: the stream is both the dataset and what ``set_epoch`` moves."""
-    from .data.shards import ShardStream, open_shard_set
+    from ..data.shards import ShardStream, open_shard_set
     d = cfg.data
     if state is not None and state['config']['data']['num_workers'] != d.num_workers:
         raise ConfigError(f"--resume with data.source=shards: data.num_workers {state['config']['data']['num_workers']}"

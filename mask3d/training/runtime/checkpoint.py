@@ -1,4 +1,5 @@
-"""Training checkpoints: atomic writes, every RNG state, and loading with ``weights_only=True``.
+"""Training checkpoints: what one holds (model, optimizer, scheduler, loss scaler, every rank's RNG), atomic
+writes, resuming from one, and loading with ``weights_only=True``.
 
 A checkpoint is written to ``.NAME.tmp.PID`` beside its final name, fsynced, then renamed: a kill or a full disk
 never leaves half a ``last.pt``. A failed write removes its temporary file; temporary files of writes that were
@@ -13,13 +14,15 @@ import shutil
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 import torch
 
-from ..errors import CheckpointWriteError, Mask3DError
-from ..safe_load import load_torch_file
+from ...errors import CheckpointWriteError, Mask3DError
+from ...finite import check_finite_tensors
+from ...safe_load import load_torch_file
+from .distributed import DistInfo
 
 _log = logging.getLogger(__name__)
 
@@ -169,3 +172,98 @@ def load_training_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     if not path.is_file():
         raise Mask3DError(f'{path}: checkpoint not found')
     return load_torch_file(path, 'checkpoint')
+
+
+_saved_steps: Dict[str, int] = {}  # run folder -> step of the last checkpoint this process wrote (or resumed from)
+
+
+def kept_checkpoint(run_dir: Path) -> Optional[str]:
+    """``RUN/checkpoints/last.pt (step N)``: the checkpoint a run that stops now leaves behind; None if none."""
+    last = Path(run_dir) / 'checkpoints' / 'last.pt'
+    if not last.is_file():
+        return None
+    step = _saved_steps.get(str(run_dir))
+    return f'{last} (step {step})' if step is not None else str(last)
+
+
+def note_checkpoint_step(run_dir, step: Optional[int]) -> None:
+    """Remember ``step`` as the last checkpoint this process wrote in (or resumed from) ``run_dir``; None forgets it
+    (a run starting there)."""
+    if step is None:
+        _saved_steps.pop(str(run_dir), None)
+    else:
+        _saved_steps[str(run_dir)] = step
+
+
+def save_training_state(info: DistInfo, run_dir: Path, step: int, keep_every: int,
+                        payload: Callable[[], Dict[str, Any]]) -> None:
+    """Every rank calls this (its RNG state is gathered); rank 0 writes ``last.pt`` atomically, and also
+    ``step_N.pt`` every ``keep_every`` steps. ``payload()`` builds the rest of the state on rank 0 only."""
+    state = capture_training_state(info, step, payload)
+    if state is not None:
+        write_training_state(run_dir, state, keep_every)
+
+
+def capture_training_state(info: DistInfo, step: int, payload: Callable[[], Dict[str, Any]],
+                           model: Optional[torch.nn.Module] = None) -> Optional[Dict[str, Any]]:
+    """Every rank calls this (its RNG state is gathered); rank 0 gets the checkpoint's state, the others None.
+
+    The state refers to the live weights and optimizer tensors (no copy): it stays valid until the next optimizer
+    step. ``model``'s buffers (BatchNorm statistics, which a forward pass changes) are copied, so the state can be
+    written after the next step's forward pass (``TrainingLoop`` writes a checkpoint once the next loss is finite).
+    """
+    rngs = [rng_state()]
+    if info.distributed:
+        gathered = [None] * info.world_size if info.is_main else None
+        torch.distributed.gather_object(rngs[0], gathered, dst=0)
+        rngs = gathered
+    if not info.is_main:
+        return None
+    state = dict(payload(), step=step, rng=rngs)
+    if model is not None and isinstance(state.get('model'), dict):
+        buffers = {name for name, _ in model.named_buffers()}
+        state['model'] = type(state['model'])(
+            (k, v.clone() if k in buffers and isinstance(v, torch.Tensor) else v) for k, v in state['model'].items())
+    return state
+
+
+def write_training_state(run_dir: Path, state: Dict[str, Any], keep_every: int) -> None:
+    """Rank 0: ``last.pt`` (and ``step_N.pt`` every ``keep_every`` steps), refused if any tensor is NaN/inf."""
+    step = int(state['step'])
+    last = run_dir / 'checkpoints' / 'last.pt'
+    check_finite_tensors(state, f'checkpoint {last} at step {step}')  # last.pt stays the last finite state
+    with signals_held():  # Ctrl-C now arrives after the bookkeeping, so the message names the step on disk
+        save_atomic(state, last)
+        note_checkpoint_step(run_dir, step)
+        if keep_every and step % keep_every == 0:
+            save_atomic(state, run_dir / 'checkpoints' / f'step_{step:07d}.pt')
+
+
+_SCHEDULE_VALUES = ('base_values', 'lr_min', 'warmup_lr_init')  # what optim.lr/base_lr/min_lr set in a scheduler
+
+
+def restore_training_state(state: Dict[str, Any], info: DistInfo, model, optimizer, scheduler, scaler) -> int:
+    """Load a checkpoint's model, optimizer, scheduler, grad scaler and this rank's RNG; returns its step.
+
+    A resume that changed the learning rate (``optim.lr``, ``base_lr`` or ``min_lr``, e.g. lowered after a
+    divergence) keeps the scheduler built from the current config, positioned at the checkpoint's step, instead of
+    the saved one (which would bring the old rate back)."""
+    step = int(state['step'])
+    model.load_state_dict(state['model'])
+    initial_lrs = [group.get('initial_lr') for group in optimizer.param_groups]  # from the current config
+    current = scheduler.state_dict()
+    optimizer.load_state_dict(state['optimizer'])
+    saved = state['scheduler']
+    if any(current.get(k) != saved.get(k) for k in _SCHEDULE_VALUES):
+        for group, initial_lr in zip(optimizer.param_groups, initial_lrs):
+            group['initial_lr'] = initial_lr
+        scheduler.step_update(num_updates=step)
+        if info.is_main:
+            _log.info('resuming at step %d with a changed learning rate: the schedule follows the current config '
+                      '(lr %s)', step, ', '.join(f'{v:g}' for v in sorted(set(current['base_values']))))
+    else:
+        scheduler.load_state_dict(saved)
+    if state['scaler'] or not scaler.is_enabled():  # fp16's scaler starts afresh after a bf16/fp32 run
+        scaler.load_state_dict(state['scaler'])
+    set_rng_state(state['rng'][min(info.rank, len(state['rng']) - 1)])
+    return step
