@@ -15,7 +15,7 @@ from mask3d.training.finetune.config import load_finetune_config
 from mask3d.training.finetune.data import TaskSamples, build_task_frames, collate, task_transform
 from mask3d.training.finetune.engine import build_finetune_optimizer, evaluate_model, finetune
 from mask3d.training.finetune.models import build_task_model
-from mask3d.training.finetune.tasks import predict
+from mask3d.training.finetune.tasks import get_task
 from mask3d.training.runtime.metrics_log import read_metrics
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'training' / 'configs' / 'finetune'
@@ -74,7 +74,7 @@ def test_predictions_match_the_ground_truth_size(size):
         assert batch['rgb'].shape == (2, 3, *size)
         model.eval()
         for full in (True, False):
-            preds = predict(task, model, batch, full_resolution=full)
+            preds = get_task(task).predict(model, batch, full_resolution=full)
             target = batch['full_semantic' if task == 'semseg' else 'full_depth'][0] if full else \
                 (batch['semantic'][0] if task == 'semseg' else batch['depth'][0, 0])
             assert preds[0].shape == target.shape
@@ -85,7 +85,7 @@ def test_instance_predictions_at_several_sizes():
         cfg = _cfg('instance', f'data.image_size=[{size[0]},{size[1]}]')
         model, _ = build_task_model(cfg)
         model.eval()
-        out = predict('instance', model, {'rgb': torch.randn(2, 3, *size)}, True)
+        out = get_task('instance').predict(model, {'rgb': torch.randn(2, 3, *size)}, True)
         assert len(out) == 2 and all(o['masks'].shape[-2:] == size for o in out)
 
 

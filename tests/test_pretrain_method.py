@@ -201,6 +201,6 @@ def test_silog_loss_by_hand_one_definition_for_probe_and_finetune():
     assert float(silog_loss(pred, target, lam=0.0)) == pytest.approx(np.sqrt((g ** 2).mean() + 1e-8), rel=1e-5)
     assert float(silog_loss(pred, torch.zeros_like(target))) == 0.0     # nothing valid: 0, never NaN
     assert float(silog_loss(pred * 3, target * 3)) == pytest.approx(expected, rel=1e-5)  # scale-free in the ratio
-    from mask3d.training.finetune import tasks
-    from mask3d.training.probe import engine
-    assert tasks.silog_loss is silog_loss and engine.silog_loss is silog_loss
+    from mask3d.training.finetune.tasks import depth
+    from mask3d.training.probe import tasks
+    assert depth.silog_loss is silog_loss and tasks.silog_loss is silog_loss

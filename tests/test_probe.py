@@ -370,12 +370,12 @@ def test_folder_normals_come_from_the_clean_depth(tmp_path):
     from mask3d.training.data.cli import write_synthetic
     from mask3d.training.data.synthetic import render_scene
     from mask3d.training.probe.data import _folder
-    from mask3d.training.probe.engine import _normals
+    from mask3d.training.probe.tasks import ground_truth_normals
     write_synthetic(tmp_path / 'pool', 2, 7, (48, 64), progress=False)
     d = SimpleNamespace(depth_scale=1000.0, image_size=(48, 64), pair_gap=1)
     split = _folder(tmp_path / 'pool', d, (0.5,) * 3, (0.5,) * 3, 'read')
     assert split.depth_clean is not None and not torch.equal(split.depth_clean, split.depth)
-    normals, valid = _normals(split)
+    normals, valid = ground_truth_normals(split)
     clean = render_scene(7, 1, 48, 64, sensor_noise=False)
     expected, expected_valid = normals_from_depth(torch.from_numpy(clean['depth'][0]), split.intrinsics[1])
     assert torch.equal(valid[1], expected_valid) and torch.allclose(normals[1], expected, atol=1e-5)

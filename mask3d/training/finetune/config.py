@@ -12,8 +12,8 @@ from ..config import (DATA_KNOBS, OPTIM_KNOBS, TRAIN_KNOBS, BaseDataConfig, Base
 from ..config_rules import (Relation, at_least, block_indices, in_unit, kwargs_mapping, min_lr_below_lr, name,
                             non_negative, non_negative_int, one_of, positive)
 from ..data.registry import allowed, canonical, names, serves, source_rule
+from .tasks import TASKS, get_task
 
-TASKS = ('semseg', 'depth', 'instance')
 FINETUNE_SOURCES = names('finetune')  # from the dataset registry (training/data/registry.py)
 SCHEDULES = ('poly', 'cosine')
 
@@ -88,7 +88,7 @@ class FinetuneTrainConfig(BaseTrainConfig):
 
 
 FINETUNE_KNOBS = {
-    'task': one_of(TASKS), 'model.backbone': name(), 'model.arch': name(optional=True),
+    'task': one_of(tuple(TASKS)), 'model.backbone': name(), 'model.arch': name(optional=True),
     'model.model_args': kwargs_mapping(), 'model.detector_args': kwargs_mapping(),
     'model.out_indices': block_indices(optional=True),
     'model.drop_path_rate': in_unit(high_open=True), 'model.head': one_of(('upernet', 'linear')),
@@ -111,10 +111,10 @@ FINETUNE_RELATIONS = (
              ('data.val_source=bogus',)),
     Relation(('data.source', 'data.root'), lambda c: canonical(c.data.source) == 'synthetic' or bool(c.data.root),
              lambda c: f'data.root is required for data.source={c.data.source}', ('data.source=folder',)),
-    Relation(('task', 'model.num_classes'), lambda c: c.task == 'depth' or c.model.num_classes >= 1,
+    Relation(('task', 'model.num_classes'), lambda c: not get_task(c.task).has_classes or c.model.num_classes >= 1,
              lambda c: f'model.num_classes must be >= 1, got {c.model.num_classes}', ('model.num_classes=0',)),
     Relation(('model.head', 'data.batch_size'),
-             lambda c: not (c.task == 'semseg' and c.model.head == 'upernet' and c.data.batch_size < 2),
+             lambda c: c.data.batch_size >= get_task(c.task).min_batch_size(c),
              lambda c: 'data.batch_size=1 with model.head=upernet: its pyramid pooling normalises 1x1 maps with '
                        'BatchNorm, which needs >= 2 images per batch; use batch_size >= 2 or model.head=linear',
              ('data.batch_size=1', 'model.head=upernet')),

@@ -4,56 +4,18 @@ The readers are the datasets module's (ScanNet, NYUv2, Cityscapes, RGB-D folders
 chosen from a config, checked against the task (class count, the labels the task needs) and turned into tensors
 with the same (seed, epoch, index) randomness as pre-training, so a resumed run sees the same batches.
 """
-from typing import Dict, List, Sequence
+from typing import Dict, List, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ...errors import ConfigError
-from ..data.nyu import NYU13_NAMES, NYU40_NAMES, instances_from_pairs
 from ..data.registry import get as get_dataset
-from ..data.scannet import SCANNET18_NYU40_IDS
-from ..data.synthetic import CLASS_NAMES
 from ..data.transforms import JointTransform
 from ..runtime.skips import load_skipping
 from .config import FinetuneConfig
-
-SYNTHETIC_STUFF = 3                       # wall, floor, ceiling: semantic classes, not instances
-SYNTHETIC_THINGS = CLASS_NAMES[SYNTHETIC_STUFF:]
-# NYUv2 instance protocol (Pri3D nyu2coco): the 9 thing classes of the 13-class labels
-NYU13_THINGS = ('bed', 'books', 'chair', 'furniture', 'picture', 'sofa', 'table', 'tv', 'window')
-
-
-class ThingInstances(Dataset):
-    """Keeps the instances whose class is a thing class, relabelled 0..K-1 in ``things`` order; semantic
-    instance maps (``instance`` [H, W]) are split into masks first."""
-
-    def __init__(self, frames, class_ids: Sequence[int], names: Sequence[str], min_pixels: int = 0):
-        self.frames, self.min_pixels = frames, min_pixels
-        self.lut = np.full(256, -1, np.int64)
-        for new, old in enumerate(class_ids):
-            self.lut[old] = new
-        self.class_names = tuple(names)
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __getitem__(self, index: int) -> Dict[str, object]:
-        sample = dict(self.frames[index])
-        if 'instance_masks' not in sample:
-            if 'instance' not in sample:
-                raise ConfigError(f"{sample.get('source', index)}: no instance annotation (the instance task needs "
-                                  f"instance-filt/, instance/ or the .mat's instances)")
-            sample.update(instances_from_pairs(sample['semantic'], np.asarray(sample['instance'])))
-        masks, labels = np.asarray(sample['instance_masks']), np.asarray(sample['instance_labels'], np.int64)
-        new = self.lut[np.clip(labels, 0, 255)] if len(labels) else labels
-        keep = (new >= 0) & (masks.reshape(len(masks), -1).sum(1) >= max(self.min_pixels, 1)) if len(masks) else \
-            np.zeros(0, bool)
-        sample['instance_masks'], sample['instance_labels'] = masks[keep], new[keep]
-        sample.pop('instance_boxes', None)  # recomputed from the transformed masks
-        return sample
-
+from .tasks import Task, get_task
 
 # the `finetune` openers of the dataset registry (training/data/registry.py): (cfg, root, split, val, skip_bad)
 
@@ -93,7 +55,8 @@ def open_nyu_raw(cfg: FinetuneConfig, root, split, val: bool, skip_bad: bool):
 
 def open_cityscapes(cfg: FinetuneConfig, root, split, val: bool, skip_bad: bool):
     from ..data.cityscapes import CityscapesRGBD
-    return CityscapesRGBD(root, split=split or ('val' if val else 'train'), with_depth=cfg.task == 'depth')
+    with_depth = 'depth' in get_task(cfg.task).target_keys  # disparity PNGs are read (and required) only for depth
+    return CityscapesRGBD(root, split=split or ('val' if val else 'train'), with_depth=with_depth)
 
 
 def open_folder(cfg: FinetuneConfig, root, split, val: bool, skip_bad: bool):
@@ -101,38 +64,12 @@ def open_folder(cfg: FinetuneConfig, root, split, val: bool, skip_bad: bool):
     return RGBDFolder(root, depth_scale=cfg.data.depth_scale, skip_bad=skip_bad)
 
 
-def _for_task(cfg: FinetuneConfig, frames, source: str):
-    """Wrap for the instance task and check the class count against the dataset's."""
-    names = getattr(frames, 'class_names', None)
-    if cfg.task == 'instance':
-        if source == 'synthetic':
-            frames = ThingInstances(frames, range(SYNTHETIC_STUFF, len(CLASS_NAMES)), SYNTHETIC_THINGS,
-                                    cfg.data.min_instance_pixels)
-        elif source == 'nyuv2':
-            base = NYU13_NAMES if cfg.data.nyu_classes == 13 else NYU40_NAMES
-            things = NYU13_THINGS if cfg.data.nyu_classes == 13 else tuple(NYU40_NAMES[i - 1] for i in SCANNET18_NYU40_IDS)
-            frames = ThingInstances(frames, [base.index(n) for n in things], things, cfg.data.min_instance_pixels)
-        elif source in ('scannet', 'scannet-25k'):  # readers already give the 18 classes, 0..17
-            frames = ThingInstances(frames, range(18), [NYU40_NAMES[i - 1] for i in SCANNET18_NYU40_IDS],
-                                    cfg.data.min_instance_pixels)
-        else:
-            raise ConfigError(f'data.source={source} has no instance annotations; use synthetic, scannet, '
-                              f'scannet-25k or nyuv2')
-        names = frames.class_names
-    if cfg.task in ('semseg', 'instance') and names is not None and len(names) != cfg.model.num_classes:
-        raise ConfigError(f'model.num_classes={cfg.model.num_classes} but {source} has {len(names)} '
-                          f'{"thing " if cfg.task == "instance" else ""}classes for {cfg.task} '
-                          f'({", ".join(names)}); set model.num_classes={len(names)}')
-    if cfg.task == 'semseg' and hasattr(frames, 'num_classes'):  # label ids are checked as each file is read
-        frames.num_classes = cfg.model.num_classes
-    return frames
-
-
 def build_task_frames(cfg: FinetuneConfig, split: str, *, training: bool = True):
-    """The frames of ``split`` ('train' or 'val') for ``cfg.task``, checked against the config. ``data.skip_bad``
+    """The frames of ``split`` ('train' or 'val') as ``cfg.task`` reads them (``Task.wrap_frames``), their class
+    count checked against the config (``Task.check_classes``). ``data.skip_bad``
     applies to the training frames only (``training=False``: scoring the train split); evaluation never skips, since
     a score over a silently shrunk split is not comparable (docs/finetuning.md)."""
-    d, val = cfg.data, split == 'val'
+    d, val, task = cfg.data, split == 'val', get_task(cfg.task)
     source = (d.val_source or d.source) if val else d.source
     root = (d.val_root or d.root) if val else d.root
     dataset = get_dataset(source, 'finetune')
@@ -140,8 +77,8 @@ def build_task_frames(cfg: FinetuneConfig, split: str, *, training: bool = True)
                                         skip_bad=d.skip_bad and training and not val)
     from ..data.sanity import warn_if_depth_implausible  # one line: a wrong depth unit gives NaN depth metrics
     warn_if_depth_implausible(frames, f'{split} data.source={source}',
-                              max_depth=cfg.eval.max_depth if cfg.task == 'depth' else None)
-    return _for_task(cfg, frames, dataset.name)
+                              max_depth=task.plausible_max_depth(cfg))
+    return task.check_classes(task.wrap_frames(frames, dataset.name, cfg), dataset.name, cfg)
 
 
 def task_transform(cfg: FinetuneConfig, train: bool, mean, std) -> JointTransform:
@@ -152,20 +89,19 @@ def task_transform(cfg: FinetuneConfig, train: bool, mean, std) -> JointTransfor
     return JointTransform(d.image_size, scale=(1.0, 1.0), hflip=0.0, mean=mean, std=std)
 
 
-TARGET_KEYS = {'semseg': ('semantic',), 'depth': ('depth',), 'instance': ('instance_masks', 'instance_labels')}
-
-
 class TaskSamples(Dataset):
     """Indexed by ``(epoch, index)`` (training, see EpochIndexSampler) or by ``index`` (evaluation).
 
-    Returns the transformed ``rgb``, task targets and ``skipped`` (bad frames passed over with ``skip_bad``); with
-    ``keep_full_target`` also the untransformed ground
-    truth (``full_semantic`` / ``full_depth``), so evaluation scores at the dataset's own resolution.
+    Returns the transformed ``rgb``, the targets of ``task`` (a :class:`Task` or its name; ``Task.target_keys``) and
+    ``skipped`` (bad frames passed over with ``skip_bad``); with ``keep_full_target`` also the untransformed ground
+    truth (``Task.full_target``: ``full_semantic`` / ``full_depth``), so evaluation scores at the dataset's own
+    resolution.
     """
 
-    def __init__(self, frames, task: str, transform: JointTransform, seed: int, keep_full_target: bool = False,
-                 skip_bad: bool = False):
-        self.frames, self.task, self.transform, self.seed = frames, task, transform, seed
+    def __init__(self, frames, task: Union[Task, str], transform: JointTransform, seed: int,
+                 keep_full_target: bool = False, skip_bad: bool = False):
+        self.task = get_task(task) if isinstance(task, str) else task
+        self.frames, self.transform, self.seed = frames, transform, seed
         self.keep_full_target, self.skip_bad = keep_full_target, skip_bad
 
     def __len__(self) -> int:
@@ -175,18 +111,15 @@ class TaskSamples(Dataset):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         rng = np.random.default_rng([self.seed, epoch, index])
         frame, skipped = load_skipping(self.frames, index, skip_bad=self.skip_bad)  # data.skip_bad: training only
-        missing = [k for k in TARGET_KEYS[self.task] if k not in frame]
+        missing = [k for k in self.task.target_keys if k not in frame]
         if missing:
-            raise ConfigError(f"{frame.get('source', index)}: no {'/'.join(missing)} for the {self.task} task")
-        keep = ('rgb', 'intrinsics') + TARGET_KEYS[self.task]
+            raise ConfigError(f"{frame.get('source', index)}: no {'/'.join(missing)} for the {self.task.name} task")
+        keep = ('rgb', 'intrinsics') + self.task.target_keys
         out = self.transform({k: frame[k] for k in keep if k in frame}, rng)
         out['index'] = torch.tensor(index)
         out['skipped'] = torch.tensor(skipped)
-        if self.keep_full_target and self.task == 'semseg':
-            out['full_semantic'] = torch.as_tensor(np.asarray(frame['semantic'], np.int64))
-        if self.keep_full_target and self.task == 'depth':
-            out['full_depth'] = torch.as_tensor(np.asarray(frame['depth'], np.float32)).reshape(
-                np.asarray(frame['depth']).shape[-2:])
+        if self.keep_full_target:
+            out.update(self.task.keep_full_target(frame))
         return out
 
 

@@ -30,8 +30,7 @@ from ..runtime.skips import SkipCounter
 from .config import FinetuneConfig, finetune_config_from_dict
 from .data import TaskSamples, build_task_frames, collate, task_transform
 from .models import build_task_model
-from .tasks import (PRIMARY_METRIC, build_metrics, ground_truth, predict, save_prediction_figure, training_loss,
-                    update_metrics)
+from .tasks import get_task
 
 def build_finetune_optimizer(cfg: FinetuneConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """AdamW from timm's factory: layer-wise lr decay from the backbone's group_matcher, no decay on norms,
@@ -118,7 +117,7 @@ class _FinetuneData(EpochLoader):
     def __init__(self, cfg: FinetuneConfig, info: DistInfo, train_frames, model: torch.nn.Module):
         d_cfg, t_cfg, o_cfg = cfg.data, cfg.train, cfg.optim
         mean, std = _mean_std(model)
-        samples = TaskSamples(train_frames, cfg.task, task_transform(cfg, True, mean, std), seed=t_cfg.seed,
+        samples = TaskSamples(train_frames, get_task(cfg.task), task_transform(cfg, True, mean, std), seed=t_cfg.seed,
                               skip_bad=d_cfg.skip_bad)
         self.batch_size = d_cfg.batch_size
         self.sampler = EpochIndexSampler(len(samples), num_replicas=info.world_size, rank=info.rank, seed=t_cfg.seed)
@@ -141,12 +140,13 @@ class _FinetuneStep:
                  skips: SkipCounter, logger: MetricsLogger, progress: bool):
         self.cfg, self.model, self.info, self.run_dir, self.val_frames = cfg, model, info, run_dir, val_frames
         self.skips, self.logger, self.progress = skips, logger, progress
+        self.task = get_task(cfg.task)
 
     def forward(self, net, batch, autocast):
         batch['rgb'] = batch['rgb'].to(self.info.device, non_blocking=True)
         self.skips.add(batch)
         with autocast:
-            return training_loss(self.cfg.task, net, batch, self.info.device, self.cfg.eval.min_depth)
+            return self.task.loss(net, batch, self.info.device, self.cfg)
 
     def log_extras(self) -> Dict[str, Any]:
         self.skips.gather()  # every rank is here (a log step): the skip count of all ranks for record_extras
@@ -186,15 +186,14 @@ def evaluate_model(cfg: FinetuneConfig, model: torch.nn.Module, frames, info: Di
                    split: str = 'val', progress: bool = True, title: str = '') -> Dict[str, Any]:
     """Score ``model`` on ``frames`` (each rank a share, metrics reduced across ranks); with ``out_dir``, rank 0
     writes ``metrics_{split}.json`` and ``predictions_{split}.png``."""
-    e = cfg.eval
-    device = info.device
+    e, device, task = cfg.eval, info.device, get_task(cfg.task)
     mean, std = _mean_std(model)
-    samples = TaskSamples(frames, cfg.task, task_transform(cfg, False, mean, std), seed=cfg.train.seed,
+    samples = TaskSamples(frames, task, task_transform(cfg, False, mean, std), seed=cfg.train.seed,
                           keep_full_target=e.full_resolution)
     n = len(samples) if not e.max_frames else min(e.max_frames, len(samples))
     shard = Subset(samples, list(range(info.rank, n, info.world_size)))
     loader = DataLoader(shard, batch_size=e.batch_size, num_workers=cfg.data.num_workers, collate_fn=collate)
-    metrics = build_metrics(cfg.task, cfg)
+    metrics = task.build_metrics(cfg)
     model.eval()
     shown = {'images': [], 'gts': [], 'preds': []}
     batches = loader
@@ -204,9 +203,9 @@ def evaluate_model(cfg: FinetuneConfig, model: torch.nn.Module, frames, info: Di
     with autocast_context(device, cfg.train.precision):
         for batch in batches:
             batch['rgb'] = batch['rgb'].to(device)
-            preds = predict(cfg.task, model, batch, e.full_resolution)
-            gts = ground_truth(cfg.task, batch, e.full_resolution)
-            update_metrics(cfg.task, metrics, preds, gts)
+            preds = task.predict(model, batch, e.full_resolution)
+            gts = task.ground_truth(batch, e.full_resolution)
+            task.update_metrics(metrics, preds, gts)
             if out_dir is not None and info.is_main and len(shown['images']) < e.figure_samples:
                 k = e.figure_samples - len(shown['images'])
                 m_, s_ = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
@@ -216,21 +215,25 @@ def evaluate_model(cfg: FinetuneConfig, model: torch.nn.Module, frames, info: Di
                 shown['preds'] += preds[:k]
     result = metrics.compute()
     result['frames'] = n
-    if cfg.task == 'semseg':
-        names = getattr(frames, 'class_names', None) or [str(i) for i in range(cfg.model.num_classes)]
-        result['iou_per_class'] = {name: iou for name, iou in zip(names, result.pop('iou'))}
+    result = task.finish_result(result, frames, cfg)
     if out_dir is not None and info.is_main:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        metric, better = PRIMARY_METRIC[cfg.task]
-        record = {'task': cfg.task, 'split': split, 'primary_metric': metric, 'higher_is_better': better == 'max',
-                  **result}
-        (out_dir / f'metrics_{split}.json').write_text(json.dumps(record, indent=2))
-        if shown['images']:
-            save_prediction_figure(out_dir / f'predictions_{split}.png', cfg.task, shown['images'], shown['gts'],
-                                   shown['preds'], class_names=getattr(frames, 'class_names', ()),
-                                   title=f'{cfg.task} {split} {title}  {metric}={result.get(metric, float("nan")):.4f}')
+        _write_evaluation(task, Path(out_dir), split, result, shown, getattr(frames, 'class_names', ()), title)
     return result
+
+
+def _write_evaluation(task, out_dir: Path, split: str, result: Dict[str, Any], shown: Dict[str, list],
+                      class_names, title: str) -> None:
+    """``metrics_{split}.json`` (with the task's primary metric and its direction) and ``predictions_{split}.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metric = task.primary_metric
+    record = {'task': task.name, 'split': split, 'primary_metric': metric, 'higher_is_better': task.higher_is_better,
+              **result}
+    (out_dir / f'metrics_{split}.json').write_text(json.dumps(record, indent=2))
+    if shown['images']:
+        score = f'{metric}={result.get(metric, float("nan")):.4f}'
+        task.save_prediction_figure(out_dir / f'predictions_{split}.png', shown['images'], shown['gts'],
+                                    shown['preds'], class_names=class_names,
+                                    title=f'{task.name} {split} {title}  {score}')
 
 
 def load_finetuned(checkpoint, cfg: Optional[FinetuneConfig] = None, task: Optional[str] = None):
@@ -249,7 +252,7 @@ def load_finetuned(checkpoint, cfg: Optional[FinetuneConfig] = None, task: Optio
     if cfg is not None:
         if cfg.task != stored.task:
             raise ConfigError(f'the config is for {cfg.task!r} but {path} was fine-tuned for {stored.task!r}')
-        if cfg.model.num_classes != stored.model.num_classes and stored.task != 'depth':
+        if cfg.model.num_classes != stored.model.num_classes and get_task(stored.task).has_classes:
             raise ConfigError(f'the config has model.num_classes={cfg.model.num_classes} but {path} predicts '
                               f'{stored.model.num_classes} classes')
         cfg.model = stored.model

@@ -1,13 +1,14 @@
 """The fine-tuning model for a config: the backbone (where it comes from: ``training/backbones.py``) and the
-``mask3d.heads`` head that wraps it."""
+``mask3d.heads`` head that wraps it (the task's: ``tasks/*.py``, ``Task.build_model``)."""
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from torch import nn
 
 from ...errors import ConfigError
-from ...heads import build_backbone, build_depth_model, build_mask_rcnn, build_segmentation_model
+from ...heads import build_backbone
 from ..backbones import backbone_source
+from .tasks import get_task
 
 
 def build_task_model(cfg, backbone: Optional[Dict[str, Any]] = None) -> Tuple[nn.Module, Dict[str, Any]]:
@@ -30,11 +31,4 @@ def build_task_model(cfg, backbone: Optional[Dict[str, Any]] = None) -> Tuple[nn
                          drop_path_rate=m.drop_path_rate, dynamic_img_size=True, **args)
     if m.freeze_backbone:  # timm's optimizer factory leaves parameters without gradients out
         net.requires_grad_(False)
-    if cfg.task == 'semseg':
-        return build_segmentation_model(net, m.num_classes, head=m.head, channels=m.head_channels), recipe
-    if cfg.task == 'depth':
-        return build_depth_model(net, max_depth=m.max_depth, channels=m.head_channels), recipe
-    h, w = cfg.data.image_size
-    # samples arrive normalised by the backbone's mean/std already, and at the training size
-    return build_mask_rcnn(net, m.num_classes, min_size=min(h, w), max_size=max(h, w), mean=(0.0,) * 3,
-                           std=(1.0,) * 3, channels=m.head_channels, **m.detector_args), recipe
+    return get_task(cfg.task).build_model(net, cfg), recipe

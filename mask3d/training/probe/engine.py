@@ -21,13 +21,10 @@ from ..runtime.launch import run_setup
 from ..runtime.loop import LoopSettings, TrainingLoop
 from .config import ProbeConfig
 from .correspondence import correspondence_recall, pair_errors
-from .data import ProbeSplit, load_probe_data
+from .data import load_probe_data
 from .features import build_frozen_backbone, extract_features
 from .figures import save_pca_figure, save_probe_figure
-from ..depth_loss import silog_loss
-from .heads import DepthProbe, DenseProbe, LinearProbe, angular_loss
-from .metrics import NormalMetrics, ProbeDepthMetrics, ProbeSegmentationMetrics
-from .normals import normals_from_depth
+from .tasks import DENSE_TASKS, ProbeTask
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +35,6 @@ def _device(name: str) -> torch.device:
     if name == 'cuda' and not torch.cuda.is_available():
         raise ConfigError('train.device=cuda but no CUDA device is available')
     return torch.device(name)
-
-
-def _normals(split: ProbeSplit):
-    """Ground-truth normals, from the noise-free depth where the source has it (synthetic rooms)."""
-    depth = split.depth_clean if split.depth_clean is not None else split.depth
-    pairs = [normals_from_depth(d[0], K) for d, K in zip(depth, split.intrinsics)]
-    return torch.stack([n for n, _ in pairs]), torch.stack([v for _, v in pairs])
 
 
 def _train_head(head, feats: torch.Tensor, targets, loss_fn, cfg: ProbeConfig, device, desc: str):
@@ -112,13 +102,13 @@ def _run_probe(cfg: ProbeConfig, out: Path, backbone_label: Optional[str]) -> Di
                               'config': cfg.to_dict(), 'frames': {'train': len(train), 'test': len(test)}}
     probe = _Probe(cfg, device, train, test, f_train, f_test, list(range(min(cfg.figure_samples, len(test)))))
     panels: Dict[str, Any] = {}
-    for task, run in (('depth', probe.depth), ('normals', probe.normals), ('semseg', probe.semseg)):
-        if task in cfg.tasks:  # in this order: each head's initialisation draws from the seeded RNG
-            skipped = probe.missing(task)
+    for task in DENSE_TASKS:  # in this order: each head's initialisation draws from the seeded RNG
+        if task.name in cfg.tasks:
+            skipped = task.missing(train, test)
             if skipped:
-                _skip(result, task, skipped)
+                _skip(result, task.name, skipped)
             else:
-                result[task], panels[task] = run()
+                result[task.name], panels[task.name] = probe.run(task)
     if 'correspondence' in cfg.tasks:
         if posed is None or posed.pose is None or posed.intrinsics is None or not posed.pairs:
             _skip(result, 'correspondence', 'no posed frame pairs (needs depth + intrinsics + pose/ per frame)')
@@ -131,55 +121,21 @@ def _run_probe(cfg: ProbeConfig, out: Path, backbone_label: Optional[str]) -> Di
 
 
 class _Probe:
-    """One frozen-feature probe per dense task: train a head on the training features, score the test features;
-    each returns (metrics with the final training loss, figure panel)."""
+    """The frozen-feature probe of one dense task (``probe/tasks.py``): train its head on the training features, score
+    the test features; ``run`` returns (metrics with the final training loss, figure panel)."""
 
     def __init__(self, cfg: ProbeConfig, device, train, test, f_train, f_test, shown):
         self.cfg, self.device, self.train, self.test = cfg, device, train, test
         self.f_train, self.f_test, self.shown = f_train, f_test, shown
-        self.n_blocks, self.channels = f_train.shape[1], f_train.shape[2]
 
-    def missing(self, task: str) -> Optional[str]:
-        """Why ``task`` cannot be probed on this source (None: it can)."""
-        train, test = self.train, self.test
-        if task == 'normals' and (train.intrinsics is None or test.intrinsics is None):
-            return 'the source has no intrinsics (normals are computed from depth + intrinsics)'
-        if task == 'semseg' and (train.semantic is None or test.semantic is None or not train.class_names):
-            return 'the source has no semantic labels (or no class list: classes.json)'
-        return None
-
-    def _fit(self, head, targets, loss, desc):
-        head, last = _train_head(head, self.f_train, targets, loss, self.cfg, self.device, desc)
-        return _predict(head, self.f_test, self.cfg, self.device), last
-
-    def depth(self):
-        train, test, max_depth = self.train, self.test, self.cfg.data.max_depth
-        init = float(train.depth[train.depth > 0].median()) if (train.depth > 0).any() else 3.0
-        pred, last = self._fit(DepthProbe(self.n_blocks, self.channels, self.cfg.train.hidden, max_depth, init),
-                               [train.depth], silog_loss, 'probe depth')
-        metrics = ProbeDepthMetrics(max_depth=max_depth)
-        metrics.update(pred, test.depth)
-        return dict(metrics.compute(), train_loss=last), (test.depth[self.shown, 0], pred[self.shown, 0])
-
-    def normals(self):
-        n_train, v_train = _normals(self.train)
-        n_test, v_test = _normals(self.test)
-        pred, last = self._fit(DenseProbe(self.n_blocks, self.channels, 3, self.cfg.train.hidden),
-                               [n_train, v_train], angular_loss, 'probe normals')
-        metrics = NormalMetrics()
-        metrics.update(pred, n_test, v_test)
-        shown = self.shown
-        return (dict(metrics.compute(), train_loss=last),
-                (n_test[shown], torch.nn.functional.normalize(pred[shown], dim=1), v_test[shown]))
-
-    def semseg(self):
-        names = self.train.class_names
-        pred, last = self._fit(LinearProbe(self.n_blocks * self.channels, len(names)), [self.train.semantic],
-                               torch.nn.CrossEntropyLoss(ignore_index=255), 'probe semseg')
-        pred = pred.argmax(1)
-        metrics = ProbeSegmentationMetrics(names)
-        metrics.update(pred, self.test.semantic)
-        return dict(metrics.compute(), train_loss=last), (self.test.semantic[self.shown], pred[self.shown], names)
+    def run(self, task: ProbeTask):
+        train_targets, test_targets = task.targets(self.train), task.targets(self.test)
+        head = task.head(self.f_train.shape[1], self.f_train.shape[2], self.cfg, self.train)
+        head, last = _train_head(head, self.f_train, train_targets, task.loss, self.cfg, self.device,
+                                 f'probe {task.name}')
+        pred = task.prediction(_predict(head, self.f_test, self.cfg, self.device))
+        return (dict(task.score(pred, test_targets, self.cfg, self.train), train_loss=last),
+                task.panel(pred, test_targets, self.shown, self.train))
 
 
 def _correspondence(cfg: ProbeConfig, net, posed, test, f_test, patch_size: int, device) -> Dict[str, Any]:
