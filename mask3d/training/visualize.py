@@ -1,5 +1,5 @@
 """What every PNG figure of mask3d shares: writing it, the grid layout, tensors as images, class-label colours.
-The figures themselves live with what they show (``pretrain/figures.py``, ``finetune/tasks.py``, ``probe/figures.py``,
+The figures themselves live with what they show (``pretrain/figures.py``, ``finetune/tasks/``, ``probe/figures.py``,
 ``data/inspect.py``)."""
 import os
 from pathlib import Path
