@@ -385,16 +385,18 @@ def test_v3_recheck_recomputes_the_numbers_docs_quote():
         assert round(r['mean'], 4) == mean and round(r['t'], 2) == t and round(r['p'], 3) == p, (key, r)
 
 
-def test_v4_question_b_verdict_recomputes_from_its_per_seed_files():
-    """The committed v4 question B result (benchmarks/results/replicate_v4b): the pre-registered analysis, run on
-    the per-seed probe.json files with the pilot's margins, gives exactly the committed verdict and statistics."""
+@pytest.mark.parametrize('question', ['A', 'B'])
+def test_v4_verdict_recomputes_from_its_per_seed_files(question):
+    """The committed v4 results (benchmarks/results/replicate_v4a, replicate_v4b): the pre-registered analysis, run
+    on the per-seed probe.json files with the pilot's margins, gives exactly the committed verdict and statistics."""
     V = _v4_module()
-    root = REPO_ROOT / 'benchmarks' / 'results' / 'replicate_v4b'
+    root = REPO_ROOT / 'benchmarks' / 'results' / f'replicate_v4{question.lower()}'
     pilot = REPO_ROOT / 'benchmarks' / 'results' / 'replicate_v4_pilot' / 'margins.json'
     margins = {e: v['margin'] for e, v in json.loads(pilot.read_text())['noise'].items()}
-    scores = V.load_scores(root, ('b_mask3d', 'b_mae', 'b_random'))
-    assert all(sorted(seeds) == [0, 1, 2, 3] for seeds in scores.values())
-    recomputed = V.question_verdict(scores, 'B', margins)
-    committed = json.loads((root / 'verdict_B.json').read_text())
+    arms = {'A': ('a_mask3d', 'a_mae', 'a_none'), 'B': ('b_mask3d', 'b_mae', 'b_random')}[question]
+    scores = V.load_scores(root, arms)
+    assert sorted(scores) == sorted(arms) and all(sorted(seeds) == [0, 1, 2, 3] for seeds in scores.values())
+    recomputed = V.question_verdict(scores, question, margins)
+    committed = json.loads((root / f'verdict_{question}.json').read_text())
     assert json.loads(json.dumps(recomputed)) == committed
-    assert (root / 'verdict_B.md').read_text() == V.report(recomputed)
+    assert (root / f'verdict_{question}.md').read_text() == V.report(recomputed)
