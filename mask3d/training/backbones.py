@@ -5,7 +5,14 @@ from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
+from ..constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ..errors import ConfigError
+
+
+def input_normalisation(vit) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """(mean, std) the backbone was trained with (its timm ``pretrained_cfg``), ImageNet's when it names none."""
+    cfg = getattr(vit, 'pretrained_cfg', None) or {}
+    return tuple(cfg.get('mean', IMAGENET_DEFAULT_MEAN)), tuple(cfg.get('std', IMAGENET_DEFAULT_STD))
 
 
 def backbone_source(spec: str, pretrained: bool = True, arch: Optional[str] = None

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler, PolyLRScheduler
 from torch.utils.data import DataLoader, Subset
 
 from ...errors import ConfigError, Mask3DError, NonFiniteLossError  # noqa: F401 (re-exported)
 from ...finite import check_finite_tensors
+from ..backbones import input_normalisation
 from ..config import check_image_size, ensure_valid
 from ..data.pretrain_data import EpochIndexSampler
 from ..runtime.checkpoint import load_training_checkpoint, restore_training_state
@@ -53,8 +53,7 @@ def build_scheduler(cfg: FinetuneConfig, optimizer):
 def _mean_std(model: torch.nn.Module):
     """The normalisation the backbone was trained with (its timm pretrained_cfg)."""
     vit, _ = model._vit()
-    cfg = getattr(vit, 'pretrained_cfg', None) or {}
-    return tuple(cfg.get('mean', IMAGENET_DEFAULT_MEAN)), tuple(cfg.get('std', IMAGENET_DEFAULT_STD))
+    return input_normalisation(vit)
 
 
 def finetune(cfg: FinetuneConfig, run_dir, *, resume: bool = False, progress: bool = True,

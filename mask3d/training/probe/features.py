@@ -12,12 +12,11 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
-from ...constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from ...errors import ConfigError
 from ...factory import create_model
 from ...heads import build_backbone
 from ...unwrap import vit_inside
-from ..backbones import backbone_source
+from ..backbones import backbone_source, input_normalisation
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +43,11 @@ def build_frozen_backbone(model_cfg, blocks: Sequence[int]) -> Tuple[nn.Module, 
                          dynamic_img_size=True, **args)
     net.eval().requires_grad_(False)
     vit, _ = vit_inside(net)
-    cfg = getattr(vit, 'pretrained_cfg', None) or {}
+    mean, std = input_normalisation(vit)
     recipe = {'spec': model_cfg.backbone, 'name': name, 'pretrained_weights': bool(pretrained or weights),
               'weights': weights, 'model_args': args, 'blocks': list(indices), 'depth': depth,
               'patch_size': int(vit.patch_embed.patch_size[0]),
-              'mean': list(cfg.get('mean', IMAGENET_DEFAULT_MEAN)), 'std': list(cfg.get('std', IMAGENET_DEFAULT_STD))}
+              'mean': list(mean), 'std': list(std)}
     log.info('backbone %s (%s), blocks %s of %d, %s weights', model_cfg.backbone, name, list(indices), depth,
              'loaded' if recipe['pretrained_weights'] else 'random')
     return net, recipe
